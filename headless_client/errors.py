@@ -1,0 +1,88 @@
+"""The whole exception hierarchy of headless-client.
+
+Every error the library raises on purpose derives from :class:`HeadlessClientError`.
+Third-party exceptions (dnspython, tenacity, :mod:`socket`, :mod:`ssl`) are translated
+at the boundary and chained with ``raise ... from exc``; they never cross the API.
+Messages always name the offending value (service, name, ordinal, partition).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+__all__ = [
+    "ConnectError",
+    "EndpointNotFound",
+    "HeadlessClientError",
+    "InvalidName",
+    "LeaderNotAvailable",
+    "NoEndpointsAvailable",
+    "NotLeader",
+    "ResolutionError",
+    "ServiceNotFound",
+]
+
+
+class HeadlessClientError(Exception):
+    """Root of every error raised by headless-client."""
+
+
+class InvalidName(HeadlessClientError, ValueError):
+    """A name, ordinal, port, nameserver or other argument is not valid."""
+
+
+class ResolutionError(HeadlessClientError):
+    """DNS resolution failed: timeout, refused, SERVFAIL, malformed answer."""
+
+
+class ServiceNotFound(ResolutionError):
+    """The name does not exist (NXDOMAIN).
+
+    In Kubernetes a headless Service with zero ready pods also answers NXDOMAIN,
+    so this can mean "deleted" as well as "currently empty".
+    """
+
+
+class NoEndpointsAvailable(HeadlessClientError):
+    """There is no endpoint to pick from (empty set, or every candidate filtered out)."""
+
+
+class EndpointNotFound(HeadlessClientError, LookupError):
+    """A specific endpoint (by ordinal or hostname) is not in the current set."""
+
+
+class LeaderNotAvailable(NoEndpointsAvailable):
+    """A partition has no known leader, or its leader is not in the current set."""
+
+
+class NotLeader(HeadlessClientError):
+    """Raised by callers when a pod answers "not the leader" for a partition.
+
+    ``hint`` is the new leader (ordinal or hostname) when the pod named one.
+    """
+
+    def __init__(self, partition: Hashable, hint: int | str | None = None) -> None:
+        self.partition = partition
+        self.hint = hint
+        msg = f"not the leader for partition {partition!r}"
+        if hint is not None:
+            msg += f" (leader hint: {hint!r})"
+        super().__init__(msg)
+
+
+class ConnectError(HeadlessClientError, OSError):
+    """Connecting failed on every attempt.
+
+    ``attempts`` lists ``(endpoint description, error)`` for each try, in order.
+    """
+
+    def __init__(self, message: str, attempts: Sequence[tuple[str, BaseException]] = ()) -> None:
+        self.attempts = tuple(attempts)
+        if self.attempts:
+            tried = "; ".join(f"{ep}: {type(err).__name__}: {err}" for ep, err in self.attempts)
+            message = f"{message} (tried {tried})"
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        # OSError.__str__ formats errno/strerror; we carry only a message.
+        return str(self.args[0]) if self.args else ""
