@@ -261,7 +261,8 @@ def parse_pod_fqdn(name: str) -> PodName:
     labels = folded.split(".")
     if len(labels) < 5 or labels[3] != "svc":
         raise InvalidName(
-            f"{name!r} is not a pod name of the form <statefulset>-<ordinal>.<service>.<namespace>.svc.<domain>"
+            f"{name!r} is not a pod name of the form "
+            "<statefulset>-<ordinal>.<service>.<namespace>.svc.<domain>"
         )
     for label in labels:
         if not _LABEL.match(label):

@@ -1,0 +1,247 @@
+"""What to ask DNS, in which order, and what the answers mean. Sans-I/O.
+
+Each lookup is a generator (a "plan") in the style of dnspython's ``_Resolution``: it
+yields a batch of questions ``[(absolute name, rdtype), ...]``, is sent back the answers
+(one :class:`dns.message.Message` per question, same order, rcode already screened for
+server failures), and finally returns its result. The sync and asyncio resolvers only
+carry batches to the server, concurrently, so the business logic exists once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from dataclasses import dataclass, field
+from typing import TypeAlias, TypeVar
+
+import dns.message
+import dns.rcode
+import dns.rdatatype
+
+from .endpoints import Endpoint, EndpointSet
+from .errors import ServiceNotFound
+from .names import absolute, try_parse_pod_fqdn
+from .records import (
+    DEFAULT_MAX_RECORDS,
+    AddressAnswer,
+    SrvTarget,
+    address_endpoints,
+    addresses_from_answer,
+    glue_from_message,
+    srv_endpoints,
+    srv_targets,
+)
+
+__all__ = [
+    "AAAA",
+    "SRV",
+    "A",
+    "Batch",
+    "LookupOptions",
+    "Plan",
+    "Question",
+    "plan_addresses",
+    "plan_pod",
+    "plan_srv",
+    "plan_statefulset",
+]
+
+A = dns.rdatatype.A
+AAAA = dns.rdatatype.AAAA
+SRV = dns.rdatatype.SRV
+
+Question = tuple[str, dns.rdatatype.RdataType]
+Batch = list[Question]
+T = TypeVar("T")
+Plan: TypeAlias = Generator[Batch, list[dns.message.Message], T]
+
+
+@dataclass(frozen=True, slots=True)
+class LookupOptions:
+    """Limits and checks that apply to every lookup of one resolver."""
+
+    #: CNAMEs are followed only inside this domain (the cluster domain); None: anywhere.
+    cname_domain: str | None = None
+    max_records: int = DEFAULT_MAX_RECORDS
+    #: Drop SRV targets outside the service's own name (logged by the shell).
+    check_targets: bool = True
+    dropped: list[SrvTarget] = field(default_factory=list, compare=False)
+
+
+def _is_nxdomain(message: dns.message.Message) -> bool:
+    return message.rcode() == dns.rcode.NXDOMAIN
+
+
+def _both_families(
+    fqdn: str, answers: list[dns.message.Message], options: LookupOptions
+) -> tuple[AddressAnswer, AddressAnswer] | None:
+    """A and AAAA answers for one name; None when the name does not exist."""
+    a_msg, aaaa_msg = answers
+    if _is_nxdomain(a_msg) and _is_nxdomain(aaaa_msg):
+        return None
+    return _addresses(a_msg, fqdn, A, options), _addresses(aaaa_msg, fqdn, AAAA, options)
+
+
+def _addresses(
+    message: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType, options: LookupOptions
+) -> AddressAnswer:
+    """Addresses of one answer; none for NXDOMAIN (a pod that went away meanwhile)."""
+    if _is_nxdomain(message):
+        return AddressAnswer((), None)
+    return addresses_from_answer(
+        message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
+    )
+
+
+def plan_addresses(
+    fqdn: str, port: int, options: LookupOptions
+) -> Plan[EndpointSet]:
+    """A and AAAA of the service name: every ready pod address, all with *port*."""
+    qname = absolute(fqdn)
+    answers = yield [(qname, A), (qname, AAAA)]
+    found = _both_families(fqdn, answers, options)
+    if found is None:
+        raise ServiceNotFound(f"service {fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
+    return address_endpoints(found, port, name=fqdn)
+
+
+def _merge(a: AddressAnswer, b: AddressAnswer) -> AddressAnswer:
+    ttls = [t for t in (a.ttl, b.ttl) if t is not None]
+    return AddressAnswer(a.addresses + b.addresses, min(ttls) if ttls else None)
+
+
+def plan_srv(
+    srv_qname: str, service_fqdn: str, options: LookupOptions
+) -> Plan[EndpointSet]:
+    """SRV of a named port, then the targets' addresses: glue first, lookups for the rest.
+
+    BIND drops glue that does not fit (without setting TC), and sends none for large
+    answers; the missing addresses are asked in one concurrent batch. Which families to
+    ask is learned from the first target, so an IPv4-only service of 1000 pods costs
+    1000 questions, not 2000.
+    """
+    (message,) = yield [(absolute(srv_qname), SRV)]
+    kept, dropped = srv_targets(
+        message,
+        srv_qname,
+        allowed_domain=service_fqdn if options.check_targets else options.cname_domain,
+        max_records=options.max_records,
+    )
+    options.dropped.extend(dropped)
+    glue = glue_from_message(message)
+    addresses: dict[str, AddressAnswer] = {t.target: glue[t.target] for t in kept if t.target in glue}
+    missing = list(dict.fromkeys(t.target for t in kept if t.target not in addresses))
+    if missing:
+        first = absolute(missing[0])
+        probe = yield [(first, A), (first, AAAA)]
+        both = _both_families(missing[0], probe, options)
+        families = [A, AAAA]
+        if both is not None and (both[0].addresses or both[1].addresses):
+            addresses[missing[0]] = _merge(*both)
+            families = [rt for rt, ans in zip((A, AAAA), both, strict=True) if ans.addresses]
+        rest = missing[1:]
+        for family in families:
+            yield from _ask_family(rest, family, addresses, options)
+        # A pod that lacks the family its peers have (mixed-family services) is asked
+        # for the other family once; a name gone NXDOMAIN meanwhile simply drops out.
+        if len(families) == 1:
+            other = AAAA if families[0] == A else A
+            leftovers = [t for t in rest if t not in addresses]
+            yield from _ask_family(leftovers, other, addresses, options)
+    return srv_endpoints(kept, addresses, name=service_fqdn)
+
+
+def _ask_family(
+    targets: list[str],
+    family: dns.rdatatype.RdataType,
+    addresses: dict[str, AddressAnswer],
+    options: LookupOptions,
+) -> Generator[Batch, list[dns.message.Message], None]:
+    if not targets:
+        return
+    answers = yield [(absolute(t), family) for t in targets]
+    for target, msg in zip(targets, answers, strict=True):
+        got = _addresses(msg, target, family, options)
+        if got.addresses:
+            old = addresses.get(target)
+            addresses[target] = got if old is None else _merge(old, got)
+
+
+def _pod_endpoints(
+    fqdn: str, found: tuple[AddressAnswer, AddressAnswer], port: int
+) -> list[Endpoint]:
+    pod = try_parse_pod_fqdn(fqdn)
+    return [
+        Endpoint(
+            address=addr,
+            port=port,
+            hostname=fqdn,
+            ordinal=pod.ordinal if pod is not None else None,
+            ttl=ans.ttl,
+        )
+        for ans in found
+        for addr in ans.addresses
+    ]
+
+
+def plan_pod(
+    fqdn: str, port: int, options: LookupOptions
+) -> Plan[EndpointSet]:
+    """A and AAAA of one pod name; its endpoints (two for a dual-stack pod)."""
+    qname = absolute(fqdn)
+    answers = yield [(qname, A), (qname, AAAA)]
+    found = _both_families(fqdn, answers, options)
+    if found is None or not (found[0].addresses or found[1].addresses):
+        raise ServiceNotFound(f"pod {fqdn!r} does not exist or is not ready (NXDOMAIN)")
+    return EndpointSet(_pod_endpoints(fqdn, found, port), name=fqdn)
+
+
+def plan_statefulset(
+    service_fqdn: str,
+    pod_names: list[str],
+    port: int,
+    replicas: int | None,
+    options: LookupOptions,
+    *,
+    max_gap: int = 8,
+) -> Plan[EndpointSet]:
+    """StatefulSet identities without SRV, as an operator would find them by hand.
+
+    *pod_names* are candidate FQDNs in ordinal order from ``start`` (the caller builds
+    enough of them). The pod count comes from the service's own A/AAAA answer unless
+    *replicas* is given; names are then asked in windows until that many pods are found
+    or *max_gap* ordinals in a row are missing (unready pods leave gaps), and never past
+    the end of *pod_names*, so the walk is bounded.
+    """
+    if replicas is None:
+        qname = absolute(service_fqdn)
+        answers = yield [(qname, A), (qname, AAAA)]
+        found = _both_families(service_fqdn, answers, options)
+        if found is None:
+            raise ServiceNotFound(
+                f"service {service_fqdn!r} does not exist or has no ready pods (NXDOMAIN)"
+            )
+        # A dual-stack pod has one address per family: count the larger family.
+        replicas = max(len(found[0].addresses), len(found[1].addresses))
+    eps: list[Endpoint] = []
+    pods_found = 0
+    misses = 0
+    index = 0
+    while pods_found < replicas and misses < max_gap and index < len(pod_names):
+        window = pod_names[index : index + max(replicas - pods_found + max_gap // 2, 1)]
+        index += len(window)
+        batch: Batch = []
+        for name in window:
+            batch += [(absolute(name), A), (absolute(name), AAAA)]
+        answers = yield batch
+        for i, name in enumerate(window):
+            pair = answers[2 * i : 2 * i + 2]
+            got = _both_families(name, pair, options)
+            if got is None or not (got[0].addresses or got[1].addresses):
+                misses += 1
+                if misses >= max_gap:
+                    break
+                continue
+            misses = 0
+            pods_found += 1
+            eps.extend(_pod_endpoints(name, got, port))
+    return EndpointSet(eps, name=service_fqdn)

@@ -1,0 +1,234 @@
+"""DNS answers -> endpoints. Pure: works on parsed :class:`dns.message.Message` objects.
+
+Both resolvers (sync and asyncio) do the I/O and hand the messages to these functions,
+so the rules for CNAME chains, target checks, glue and bounds exist once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+import dns.message
+import dns.name
+import dns.rcode
+import dns.rdataclass
+import dns.rdatatype
+import dns.rdtypes.IN.SRV
+
+from .endpoints import Endpoint, EndpointSet
+from .errors import ResolutionError, ServiceNotFound
+from .names import is_generated_hostname, try_parse_pod_fqdn
+
+__all__ = [
+    "DEFAULT_MAX_RECORDS",
+    "AddressAnswer",
+    "SrvTarget",
+    "address_endpoints",
+    "addresses_from_answer",
+    "check_rcode",
+    "glue_from_message",
+    "in_domain",
+    "srv_endpoints",
+    "srv_targets",
+]
+
+#: Records accepted from one answer; a hostile or broken server cannot make us hold more.
+DEFAULT_MAX_RECORDS = 10_000
+_MAX_CNAME_HOPS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class AddressAnswer:
+    """The addresses found for one name, with the smallest TTL of the chain."""
+
+    addresses: tuple[str, ...]
+    ttl: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class SrvTarget:
+    """One SRV record, target without the trailing dot, lower-cased."""
+
+    target: str
+    port: int
+    priority: int
+    weight: int
+    ttl: int
+
+
+def in_domain(name: str, domain: str) -> bool:
+    """True if *name* is *domain* or under it (case-insensitive, dots ignored at the end)."""
+    n = name.lower().rstrip(".")
+    d = domain.lower().rstrip(".")
+    return n == d or n.endswith("." + d)
+
+
+def check_rcode(message: dns.message.Message, qname: str) -> None:
+    """Raise for NXDOMAIN and server failures; NOERROR (with or without data) passes."""
+    rcode = message.rcode()
+    if rcode == dns.rcode.NOERROR:
+        return
+    if rcode == dns.rcode.NXDOMAIN:
+        raise ServiceNotFound(f"{qname!r} does not exist (NXDOMAIN)")
+    raise ResolutionError(f"server answered {dns.rcode.to_text(rcode)} for {qname!r}")
+
+
+def _follow_chain(
+    message: dns.message.Message,
+    qname: str,
+    rdtype: dns.rdatatype.RdataType,
+    allowed_domain: str | None,
+) -> tuple[dns.name.Name, int | None]:
+    """Follow CNAMEs inside the answer; return the final owner name and the chain's min TTL.
+
+    A CNAME that leaves *allowed_domain* is not followed: the data behind it would come
+    from outside the cluster, which a service name must not silently turn into.
+    """
+    name = dns.name.from_text(qname)
+    ttl: int | None = None
+    for _ in range(_MAX_CNAME_HOPS):
+        try:
+            message.find_rrset(message.answer, name, dns.rdataclass.IN, rdtype)
+            return name, ttl
+        except KeyError:
+            pass
+        try:
+            cname = message.find_rrset(
+                message.answer, name, dns.rdataclass.IN, dns.rdatatype.CNAME
+            )
+        except KeyError:
+            return name, ttl
+        target = cname[0].target
+        if allowed_domain is not None and not in_domain(target.to_text(), allowed_domain):
+            raise ResolutionError(
+                f"{qname!r} is a CNAME to {target.to_text()!r}, outside {allowed_domain!r}; "
+                "not followed"
+            )
+        ttl = cname.ttl if ttl is None else min(ttl, cname.ttl)
+        name = target
+    raise ResolutionError(f"CNAME chain from {qname!r} is longer than {_MAX_CNAME_HOPS} hops")
+
+
+def _rrset(
+    message: dns.message.Message,
+    qname: str,
+    rdtype: dns.rdatatype.RdataType,
+    allowed_domain: str | None,
+    max_records: int,
+) -> tuple[list[object], int | None]:
+    name, chain_ttl = _follow_chain(message, qname, rdtype, allowed_domain)
+    try:
+        rrset = message.find_rrset(message.answer, name, dns.rdataclass.IN, rdtype)
+    except KeyError:
+        return [], chain_ttl
+    if len(rrset) > max_records:
+        raise ResolutionError(
+            f"answer for {qname!r} has {len(rrset)} records, more than max_records={max_records}"
+        )
+    ttl = rrset.ttl if chain_ttl is None else min(chain_ttl, rrset.ttl)
+    return list(rrset), ttl
+
+
+def addresses_from_answer(
+    message: dns.message.Message,
+    qname: str,
+    rdtype: dns.rdatatype.RdataType,
+    *,
+    allowed_domain: str | None = None,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> AddressAnswer:
+    """The A or AAAA addresses answered for *qname* (after CNAMEs). NODATA gives none."""
+    check_rcode(message, qname)
+    rdatas, ttl = _rrset(message, qname, rdtype, allowed_domain, max_records)
+    return AddressAnswer(tuple(r.address for r in rdatas), ttl)  # type: ignore[attr-defined]
+
+
+def address_endpoints(
+    answers: Iterable[AddressAnswer], port: int, *, name: str | None = None
+) -> EndpointSet:
+    """Every address of *answers* with *port*: the A/AAAA view of a headless service."""
+    eps = [
+        Endpoint(address=addr, port=port, ttl=ans.ttl)
+        for ans in answers
+        for addr in ans.addresses
+    ]
+    ttls = [a.ttl for a in answers if a.ttl is not None and a.addresses]
+    return EndpointSet(eps, name=name, ttl=min(ttls) if ttls else None)
+
+
+def srv_targets(
+    message: dns.message.Message,
+    qname: str,
+    *,
+    allowed_domain: str | None,
+    max_records: int = DEFAULT_MAX_RECORDS,
+) -> tuple[list[SrvTarget], list[SrvTarget]]:
+    """Split the SRV answer into (kept, dropped) targets.
+
+    With *allowed_domain* set, a target outside it is dropped: a compromised or
+    misconfigured record must not send traffic (and TLS server names) elsewhere.
+    """
+    check_rcode(message, qname)
+    rdatas, ttl = _rrset(message, qname, dns.rdatatype.SRV, allowed_domain, max_records)
+    kept: list[SrvTarget] = []
+    dropped: list[SrvTarget] = []
+    for rd in rdatas:
+        assert isinstance(rd, dns.rdtypes.IN.SRV.SRV)
+        target = rd.target.to_text().rstrip(".").lower()
+        entry = SrvTarget(target, rd.port, rd.priority, rd.weight, ttl or 0)
+        # "." is the RFC 2782 "service not available here" target.
+        if not target or (allowed_domain is not None and not in_domain(target, allowed_domain)):
+            dropped.append(entry)
+        else:
+            kept.append(entry)
+    return kept, dropped
+
+
+def glue_from_message(message: dns.message.Message) -> dict[str, AddressAnswer]:
+    """Addresses in the additional section, by lower-cased owner name without the dot."""
+    found: dict[str, tuple[list[str], int]] = {}
+    for rrset in message.additional:
+        if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+            continue
+        owner = rrset.name.to_text().rstrip(".").lower()
+        addrs, ttl = found.setdefault(owner, ([], rrset.ttl))
+        addrs.extend(r.address for r in rrset)
+        found[owner] = (addrs, min(ttl, rrset.ttl))
+    return {k: AddressAnswer(tuple(v[0]), v[1]) for k, v in found.items()}
+
+
+def srv_endpoints(
+    targets: Iterable[SrvTarget],
+    addresses: Mapping[str, AddressAnswer],
+    *,
+    name: str | None = None,
+) -> EndpointSet:
+    """One endpoint per (SRV target, address); targets without any address are left out.
+
+    The ordinal comes from a StatefulSet hostname (``web-2``); generated dashed-IP
+    hostnames and other names get ``ordinal=None``.
+    """
+    eps: list[Endpoint] = []
+    ttl: int | None = None
+    for t in targets:
+        found = addresses.get(t.target)
+        if found is None or not found.addresses:
+            continue
+        label = t.target.split(".", 1)[0]
+        pod = None if is_generated_hostname(label) else try_parse_pod_fqdn(t.target)
+        rr_ttl = t.ttl if found.ttl is None else min(t.ttl, found.ttl)
+        ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
+        for addr in found.addresses:
+            eps.append(
+                Endpoint(
+                    address=addr,
+                    port=t.port,
+                    hostname=t.target,
+                    ordinal=pod.ordinal if pod is not None else None,
+                    priority=t.priority,
+                    weight=t.weight,
+                    ttl=rr_ttl,
+                )
+            )
+    return EndpointSet(eps, name=name, ttl=ttl)

@@ -1,0 +1,507 @@
+"""The synchronous resolver: Kubernetes service names -> :class:`EndpointSet`.
+
+:class:`BaseResolver` holds configuration and turns calls into lookup plans
+(:mod:`headless_client.lookup`); :class:`Resolver` carries each batch of questions to a
+nameserver over one UDP socket (or one pipelined TCP connection for big batches and
+truncated answers), so a batch of 1000 questions costs one round of I/O, not 1000.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import selectors
+import socket
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, TypeVar
+
+import dns.message
+
+from .endpoints import Endpoint, EndpointSet
+from .errors import InvalidName, ResolutionError
+from .lookup import Batch, LookupOptions, Plan, plan_addresses, plan_pod, plan_srv, plan_statefulset
+from .names import (
+    DEFAULT_CLUSTER_DOMAIN,
+    parse_resolv_conf,
+    pod_fqdn,
+    service_fqdn,
+    srv_name,
+    validate_label,
+    validate_ordinal,
+)
+from .records import DEFAULT_MAX_RECORDS
+from .wire import (
+    MAX_UDP_BATCH,
+    Nameserver,
+    Pending,
+    build_queries,
+    is_truncated,
+    match_response,
+    parse_nameserver,
+    screen,
+)
+
+__all__ = ["BaseResolver", "KubernetesContext", "Resolver", "kubernetes_context"]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+RESOLV_CONF: Final = "/etc/resolv.conf"
+NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+DEFAULT_TIMEOUT: Final = 2.0
+#: Retransmit an unanswered UDP question after this share of the attempt's budget.
+_RETRANSMIT_SHARE: Final = 0.25
+
+
+class KubernetesContext:
+    """Where this process runs: nameservers, namespace and cluster domain, as detected."""
+
+    __slots__ = ("cluster_domain", "nameservers", "namespace")
+
+    def __init__(
+        self, nameservers: tuple[Nameserver, ...], namespace: str | None, cluster_domain: str | None
+    ) -> None:
+        self.nameservers = nameservers
+        self.namespace = namespace
+        self.cluster_domain = cluster_domain
+
+    def __repr__(self) -> str:
+        return (
+            f"KubernetesContext(nameservers={[str(n) for n in self.nameservers]}, "
+            f"namespace={self.namespace!r}, cluster_domain={self.cluster_domain!r})"
+        )
+
+
+def kubernetes_context(
+    resolv_conf: str | os.PathLike[str] = RESOLV_CONF,
+    namespace_file: str | os.PathLike[str] = NAMESPACE_FILE,
+) -> KubernetesContext:
+    """Read the pod's resolv.conf and service-account namespace file (missing files are fine).
+
+    The namespace comes from the service-account file, else from the search list; the
+    cluster domain from the search entry that starts with ``svc.``.
+    """
+    try:
+        text = Path(resolv_conf).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        text = ""
+    conf = parse_resolv_conf(text)
+    servers: list[Nameserver] = []
+    for entry in conf.nameservers:
+        try:
+            servers.append(parse_nameserver(entry.split("%", 1)[0]))
+        except InvalidName:
+            log.warning("ignoring unusable nameserver %r in %s", entry, resolv_conf)
+    namespace = conf.namespace
+    try:
+        sa_namespace = Path(namespace_file).read_text(encoding="utf-8").strip()
+        if sa_namespace:
+            namespace = validate_label(sa_namespace, "namespace")
+    except (OSError, InvalidName):
+        pass
+    # glibc's default when resolv.conf names no server.
+    return KubernetesContext(tuple(servers) or (Nameserver("127.0.0.1"),), namespace, conf.cluster_domain)
+
+
+class BaseResolver:
+    """Configuration and lookup plans shared by :class:`Resolver` and ``AsyncResolver``.
+
+    Args:
+        nameservers: ``["ip", "ip:port", "[v6]:port"]``; ``None`` reads the system's
+            resolv.conf (and, in a pod, the namespace and cluster domain with it).
+        timeout: the most one call may take, across all nameservers, in seconds.
+        cluster_domain: the cluster's DNS zone; default: from resolv.conf's ``svc.``
+            search entry, else ``cluster.local``.
+        namespace: the namespace for one-label service names; default: the pod's own.
+        max_records: records accepted in one answer (a bound against hostile servers).
+        check_targets: drop SRV targets outside the service's own name (logged).
+        context: an explicit :class:`KubernetesContext` instead of reading the system's.
+
+    Raises:
+        InvalidName: a nameserver string, the cluster domain or namespace is invalid.
+        ValueError: a non-positive timeout or max_records.
+    """
+
+    def __init__(
+        self,
+        nameservers: Sequence[str] | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        cluster_domain: str | None = None,
+        namespace: str | None = None,
+        max_records: int = DEFAULT_MAX_RECORDS,
+        check_targets: bool = True,
+        context: KubernetesContext | None = None,
+    ) -> None:
+        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
+            raise InvalidName(f"timeout must be a positive number of seconds: {timeout!r}")
+        if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
+            raise InvalidName(f"max_records must be a positive int: {max_records!r}")
+        if isinstance(nameservers, str):
+            raise InvalidName(f"nameservers must be a list of strings, not a str: {nameservers!r}")
+        if nameservers is not None:
+            parsed = tuple(parse_nameserver(ns) for ns in nameservers)
+            if not parsed:
+                raise InvalidName("nameservers is empty; pass None to use the system's resolv.conf")
+            if context is None:
+                context = KubernetesContext(parsed, None, None)
+            else:
+                context = KubernetesContext(parsed, context.namespace, context.cluster_domain)
+        elif context is None:
+            context = kubernetes_context()
+        self.nameservers: tuple[Nameserver, ...] = context.nameservers
+        self.timeout = float(timeout)
+        domain = cluster_domain or context.cluster_domain or DEFAULT_CLUSTER_DOMAIN
+        # Validates the domain once, here, instead of on every call.
+        service_fqdn("x.y", cluster_domain=domain)
+        self.cluster_domain: str = domain.rstrip(".")
+        if namespace is not None:
+            validate_label(namespace, "namespace")
+        self.namespace: str | None = namespace or context.namespace
+        self.max_records = max_records
+        self.check_targets = check_targets
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(nameservers={[str(n) for n in self.nameservers]}, "
+            f"timeout={self.timeout}, cluster_domain={self.cluster_domain!r}, "
+            f"namespace={self.namespace!r})"
+        )
+
+    # -- naming -------------------------------------------------------------------
+
+    def qualify(self, service: str, namespace: str | None = None) -> str:
+        """The absolute FQDN (without the dot) of *service* as this resolver sees it."""
+        return service_fqdn(service, namespace or self.namespace, cluster_domain=self.cluster_domain)
+
+    def _options(self) -> LookupOptions:
+        return LookupOptions(
+            cname_domain=self.cluster_domain,
+            max_records=self.max_records,
+            check_targets=self.check_targets,
+        )
+
+    def _log_dropped(self, options: LookupOptions, fqdn: str) -> None:
+        for t in options.dropped:
+            log.warning(
+                "ignoring SRV target %r of %s: outside the service's domain", t.target or ".", fqdn
+            )
+
+    # -- plans --------------------------------------------------------------------
+
+    def _resolve_plan(
+        self, service: str, port: int | str, protocol: str, namespace: str | None
+    ) -> tuple[Plan[EndpointSet], LookupOptions, str]:
+        fqdn = self.qualify(service, namespace)
+        options = self._options()
+        if isinstance(port, bool) or not isinstance(port, (int, str)):
+            raise InvalidName(f"port must be an int or a port name, not {type(port).__name__}: {port!r}")
+        if isinstance(port, int):
+            _check_port(port)
+            return plan_addresses(fqdn, port, options), options, fqdn
+        return plan_srv(srv_name(port, protocol, fqdn), fqdn, options), options, fqdn
+
+    def _pod_plan(
+        self,
+        statefulset: str,
+        ordinal: int,
+        namespace: str | None,
+        service: str | None,
+        port: int | None,
+    ) -> Plan[EndpointSet]:
+        fqdn = pod_fqdn(
+            statefulset,
+            ordinal,
+            service=service,
+            namespace=self._namespace(namespace, statefulset),
+            cluster_domain=self.cluster_domain,
+        )
+        return plan_pod(fqdn, _check_port(0 if port is None else port), self._options())
+
+    def _statefulset_plan(
+        self,
+        statefulset: str,
+        namespace: str | None,
+        service: str | None,
+        port: int | None,
+        start: int,
+        replicas: int | None,
+        max_gap: int,
+    ) -> Plan[EndpointSet]:
+        validate_label(statefulset, "statefulset")
+        validate_ordinal(start, "start")
+        if replicas is not None:
+            validate_ordinal(replicas, "replicas")
+        validate_ordinal(max_gap, "max_gap")
+        ns = self._namespace(namespace, statefulset)
+        svc = service or statefulset
+        svc_fqdn = service_fqdn(svc, ns, cluster_domain=self.cluster_domain)
+        # Enough candidates for every pod plus a run of gaps, and no more: the walk is bounded.
+        limit = (replicas if replicas is not None else 10_000) + 2 * max(max_gap, 1)
+        names = (
+            pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
+            for i in range(start, start + limit)
+        )
+        return plan_statefulset(
+            svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
+            self._options(), max_gap=max(max_gap, 1),
+        )
+
+    def _namespace(self, namespace: str | None, what: str) -> str:
+        ns = namespace or self.namespace
+        if ns is None:
+            raise InvalidName(f"no namespace for {what!r}: pass namespace= (not running in a pod)")
+        return ns
+
+
+def _check_port(port: object) -> int:
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+        raise InvalidName(f"port must be an int in 0..65535 or a port name: {port!r}")
+    return port
+
+
+class Resolver(BaseResolver):
+    """Resolve headless services, pods and StatefulSets with blocking I/O.
+
+    Thread-safe: calls share no mutable state. See :class:`BaseResolver` for arguments.
+    """
+
+    def resolve(
+        self,
+        service: str,
+        port: int | str,
+        *,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+    ) -> EndpointSet:
+        """Every ready endpoint of *service*.
+
+        An ``int`` port asks A and AAAA of the service name and gives every address that
+        port. A ``str`` port asks SRV ``_<port>._<protocol>.<fqdn>``: pod hostnames,
+        ordinals, ports and addresses (glue, else concurrent lookups).
+
+        Raises:
+            InvalidName: a bad service name, port or protocol.
+            ServiceNotFound: NXDOMAIN (no such service, or zero ready pods).
+            ResolutionError: timeout, refused, SERVFAIL or a malformed answer.
+        """
+        plan, options, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        result = self._run(plan)
+        self._log_dropped(options, fqdn)
+        return result
+
+    def resolve_pod(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> Endpoint:
+        """The endpoint of StatefulSet pod *ordinal* (``<sts>-<n>.<service>...``).
+
+        ``port`` defaults to 0 (unknown). A dual-stack pod gives its IPv4 endpoint.
+
+        Raises:
+            ServiceNotFound: the pod name does not exist (not created, or not ready).
+        """
+        found = self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
+        return found[0]
+
+    def resolve_pod_all(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> EndpointSet:
+        """Every endpoint of one pod (one per address family)."""
+        return self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
+
+    def resolve_statefulset(
+        self,
+        statefulset: str,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+        start: int = 0,
+        replicas: int | None = None,
+        max_gap: int = 8,
+    ) -> EndpointSet:
+        """Pod identities of a StatefulSet whose service has no named port.
+
+        Learns the pod count from the service's A/AAAA answer (or *replicas*), then asks
+        ``<sts>-<i>.<service>...`` from *start* concurrently, tolerating gaps (unready
+        pods), until the count is found or *max_gap* ordinals in a row are missing.
+
+        Raises:
+            ServiceNotFound: the service name does not exist (when *replicas* is None).
+        """
+        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
+        return self._run(plan)
+
+    # -- I/O ------------------------------------------------------------------------
+
+    def _run(self, plan: Plan[T]) -> T:
+        deadline = time.monotonic() + self.timeout
+        try:
+            batch = next(plan)
+            while True:
+                batch = plan.send(self._exchange(batch, deadline))
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+
+    def _exchange(self, batch: Batch, deadline: float) -> list[dns.message.Message]:
+        errors: list[str] = []
+        servers = self.nameservers
+        for i, server in enumerate(servers):
+            now = time.monotonic()
+            if now >= deadline:
+                break
+            # Share what is left among the servers not yet tried, so one black-holed
+            # server cannot use up the whole budget.
+            budget_end = now + (deadline - now) / (len(servers) - i)
+            try:
+                answers = _exchange_with(server, batch, budget_end)
+                for (qname, _), answer in zip(batch, answers, strict=True):
+                    screen(answer, qname, server)
+                return answers
+            except ResolutionError as exc:
+                errors.append(str(exc))
+                log.debug("nameserver %s failed: %s", server, exc)
+        what = batch[0][0] if len(batch) == 1 else f"{batch[0][0]} and {len(batch) - 1} more"
+        detail = "; ".join(errors) or "no time left"
+        raise ResolutionError(f"resolving {what} failed within {self.timeout:g}s: {detail}")
+
+
+def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[dns.message.Message]:
+    pending = build_queries(batch)
+    tcp_indexes: list[int]
+    if len(batch) <= MAX_UDP_BATCH:
+        tcp_indexes = _udp(server, pending, deadline)
+    else:
+        tcp_indexes = list(range(len(batch)))
+    if tcp_indexes:
+        _tcp(server, pending, tcp_indexes, deadline)
+    return [a for a in pending.answers if a is not None]
+
+
+def _family(server: Nameserver) -> socket.AddressFamily:
+    return socket.AF_INET6 if server.family == 6 else socket.AF_INET
+
+
+def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
+    """Send every query in one datagram each; return the indexes answered with TC."""
+    truncated: list[int] = []
+    waiting = set(range(len(pending.queries)))
+    start = time.monotonic()
+    retransmit_every = max((deadline - start) * _RETRANSMIT_SHARE, 0.05)
+    try:
+        with socket.socket(_family(server), socket.SOCK_DGRAM) as sock:
+            sock.setblocking(False)
+            # connect() makes the kernel drop datagrams from any other source.
+            sock.connect((server.host, server.port))
+            next_send = start
+            while waiting:
+                now = time.monotonic()
+                if now >= deadline:
+                    raise ResolutionError(f"{server} did not answer in time (UDP)")
+                if now >= next_send:
+                    for i in waiting:
+                        sock.send(pending.wires[i])
+                    next_send = now + retransmit_every
+                with selectors.DefaultSelector() as sel:
+                    sel.register(sock, selectors.EVENT_READ)
+                    ready = sel.select(min(deadline, next_send) - now)
+                if not ready:
+                    continue
+                while True:
+                    try:
+                        wire = sock.recv(65535)
+                    except BlockingIOError:
+                        break
+                    matched = match_response(pending, wire)
+                    if matched is None:
+                        continue
+                    index, message = matched
+                    waiting.discard(index)
+                    if is_truncated(message):
+                        truncated.append(index)
+                        # Keep the slot open for the TCP answer.
+                    else:
+                        pending.answers[index] = message
+    except OSError as exc:
+        raise ResolutionError(f"{server}: {exc.strerror or exc} (UDP)") from exc
+    return truncated
+
+
+def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: float) -> None:
+    """Ask *indexes* over one TCP connection, pipelined; answers may come in any order."""
+    outgoing = bytearray()
+    for i in indexes:
+        wire = pending.wires[i]
+        outgoing += len(wire).to_bytes(2, "big") + wire
+    waiting = set(indexes)
+    inbox = bytearray()
+    sent = 0
+    try:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            raise ResolutionError(f"{server} did not answer in time (TCP)")
+        with socket.create_connection((server.host, server.port), timeout=remaining) as sock:
+            sock.setblocking(False)
+            with selectors.DefaultSelector() as sel:
+                sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                while waiting:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ResolutionError(
+                            f"{server} did not answer {len(waiting)} of {len(indexes)} questions "
+                            "in time (TCP)"
+                        )
+                    for _key, events in sel.select(remaining):
+                        if events & selectors.EVENT_WRITE and sent < len(outgoing):
+                            try:
+                                sent += sock.send(memoryview(outgoing)[sent : sent + 65536])
+                            except BlockingIOError:
+                                pass
+                            if sent >= len(outgoing):
+                                sel.modify(sock, selectors.EVENT_READ)
+                        if events & selectors.EVENT_READ:
+                            try:
+                                chunk = sock.recv(262144)
+                            except BlockingIOError:
+                                continue
+                            if not chunk:
+                                raise ResolutionError(
+                                    f"{server} closed the TCP connection with {len(waiting)} "
+                                    "questions unanswered"
+                                )
+                            inbox += chunk
+                            _drain(pending, inbox, waiting)
+    except OSError as exc:
+        raise ResolutionError(f"{server}: {exc.strerror or exc} (TCP)") from exc
+
+
+def _drain(pending: Pending, inbox: bytearray, waiting: set[int]) -> None:
+    """Take every complete length-prefixed message off the front of *inbox*."""
+    offset = 0
+    while len(inbox) - offset >= 2:
+        size = int.from_bytes(inbox[offset : offset + 2], "big")
+        if len(inbox) - offset - 2 < size:
+            break
+        matched = match_response(pending, bytes(inbox[offset + 2 : offset + 2 + size]))
+        offset += 2 + size
+        if matched is not None and matched[0] in waiting:
+            index, message = matched
+            pending.answers[index] = message
+            waiting.discard(index)
+    del inbox[:offset]
+
