@@ -18,7 +18,9 @@ from .errors import (
     NotLeader,
     ResolutionError,
     ServiceNotFound,
+    WaitTimeout,
 )
+from .health import HealthPolicy
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
     PodName,
@@ -29,27 +31,62 @@ from .names import (
     pod_fqdn,
     service_fqdn,
 )
+from .refresh import RefreshPolicy
+from .resolver import BaseResolver, KubernetesContext, Resolver, kubernetes_context
+from .service import HeadlessService
+from .strategies import (
+    Fallback,
+    LeastLoaded,
+    LoadTracking,
+    PartitionLeader,
+    PrimaryReplica,
+    Random,
+    RoundRobin,
+    Sticky,
+    Strategy,
+    kafka_partition,
+    murmur2,
+)
 
 __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DEFAULT_CLUSTER_DOMAIN",
+    "BaseResolver",
     "ConnectError",
     "Endpoint",
     "EndpointDiff",
     "EndpointNotFound",
     "EndpointSet",
+    "Fallback",
     "HeadlessClientError",
+    "HeadlessService",
+    "HealthPolicy",
     "InvalidName",
+    "KubernetesContext",
     "LeaderNotAvailable",
+    "LeastLoaded",
+    "LoadTracking",
     "NoEndpointsAvailable",
     "NotLeader",
+    "PartitionLeader",
     "PodName",
+    "PrimaryReplica",
+    "Random",
+    "RefreshPolicy",
     "ResolutionError",
     "ResolvConf",
+    "Resolver",
+    "RoundRobin",
     "ServiceNotFound",
+    "Sticky",
+    "Strategy",
+    "WaitTimeout",
     "__version__",
     "errors",
+    "kafka_partition",
+    "kubernetes_context",
+    "murmur2",
     "ordinal_hostnames",
     "parse_pod_fqdn",
     "parse_resolv_conf",

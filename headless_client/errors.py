@@ -20,6 +20,7 @@ __all__ = [
     "NotLeader",
     "ResolutionError",
     "ServiceNotFound",
+    "WaitTimeout",
 ]
 
 
@@ -45,6 +46,10 @@ class ServiceNotFound(ResolutionError):
 
 class NoEndpointsAvailable(HeadlessClientError):
     """There is no endpoint to pick from (empty set, or every candidate filtered out)."""
+
+
+class WaitTimeout(NoEndpointsAvailable, TimeoutError):
+    """``wait_for`` did not see enough endpoints in time."""
 
 
 class EndpointNotFound(HeadlessClientError, LookupError):

@@ -2,8 +2,8 @@
 
 Each lookup is a generator (a "plan") in the style of dnspython's ``_Resolution``: it
 yields a batch of questions ``[(absolute name, rdtype), ...]``, is sent back the answers
-(one :class:`dns.message.Message` per question, same order, rcode already screened for
-server failures), and finally returns its result. The sync and asyncio resolvers only
+(one :class:`~headless_client.wire.Reply` per question, same order, rcode already
+screened for server failures), and finally returns its result. The sync and asyncio resolvers only
 carry batches to the server, concurrently, so the business logic exists once.
 """
 
@@ -13,12 +13,11 @@ from collections.abc import Generator
 from dataclasses import dataclass, field
 from typing import TypeAlias, TypeVar
 
-import dns.message
 import dns.rcode
 import dns.rdatatype
 
 from .endpoints import Endpoint, EndpointSet
-from .errors import ServiceNotFound
+from .errors import ResolutionError, ServiceNotFound
 from .names import absolute, try_parse_pod_fqdn
 from .records import (
     DEFAULT_MAX_RECORDS,
@@ -30,6 +29,7 @@ from .records import (
     srv_endpoints,
     srv_targets,
 )
+from .wire import Reply, encode_name
 
 __all__ = [
     "AAAA",
@@ -52,7 +52,7 @@ SRV = dns.rdatatype.SRV
 Question = tuple[str, dns.rdatatype.RdataType]
 Batch = list[Question]
 T = TypeVar("T")
-Plan: TypeAlias = Generator[Batch, list[dns.message.Message], T]
+Plan: TypeAlias = Generator[Batch, list[Reply], T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,12 +67,12 @@ class LookupOptions:
     dropped: list[SrvTarget] = field(default_factory=list, compare=False)
 
 
-def _is_nxdomain(message: dns.message.Message) -> bool:
-    return message.rcode() == dns.rcode.NXDOMAIN
+def _is_nxdomain(reply: Reply) -> bool:
+    return reply.rcode == dns.rcode.NXDOMAIN
 
 
 def _both_families(
-    fqdn: str, answers: list[dns.message.Message], options: LookupOptions
+    fqdn: str, answers: list[Reply], options: LookupOptions
 ) -> tuple[AddressAnswer, AddressAnswer] | None:
     """A and AAAA answers for one name; None when the name does not exist."""
     a_msg, aaaa_msg = answers
@@ -82,13 +82,20 @@ def _both_families(
 
 
 def _addresses(
-    message: dns.message.Message, name: str, rdtype: dns.rdatatype.RdataType, options: LookupOptions
+    reply: Reply, name: str, rdtype: dns.rdatatype.RdataType, options: LookupOptions
 ) -> AddressAnswer:
     """Addresses of one answer; none for NXDOMAIN (a pod that went away meanwhile)."""
-    if _is_nxdomain(message):
+    if _is_nxdomain(reply):
         return AddressAnswer((), None)
+    fast = reply.fast_addresses(len(encode_name(absolute(name))) + 4)
+    if fast is not None:
+        if len(fast[0]) > options.max_records:
+            raise ResolutionError(
+                f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
+            )
+        return AddressAnswer(*fast)
     return addresses_from_answer(
-        message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
+        reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
     )
 
 
@@ -119,7 +126,8 @@ def plan_srv(
     ask is learned from the first target, so an IPv4-only service of 1000 pods costs
     1000 questions, not 2000.
     """
-    (message,) = yield [(absolute(srv_qname), SRV)]
+    (reply,) = yield [(absolute(srv_qname), SRV)]
+    message = reply.message
     kept, dropped = srv_targets(
         message,
         srv_qname,
@@ -155,7 +163,7 @@ def _ask_family(
     family: dns.rdatatype.RdataType,
     addresses: dict[str, AddressAnswer],
     options: LookupOptions,
-) -> Generator[Batch, list[dns.message.Message], None]:
+) -> Generator[Batch, list[Reply], None]:
     if not targets:
         return
     answers = yield [(absolute(t), family) for t in targets]

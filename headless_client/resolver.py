@@ -17,8 +17,6 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
-import dns.message
-
 from .endpoints import Endpoint, EndpointSet
 from .errors import InvalidName, ResolutionError
 from .lookup import Batch, LookupOptions, Plan, plan_addresses, plan_pod, plan_srv, plan_statefulset
@@ -36,8 +34,8 @@ from .wire import (
     MAX_UDP_BATCH,
     Nameserver,
     Pending,
+    Reply,
     build_queries,
-    is_truncated,
     match_response,
     parse_nameserver,
     screen,
@@ -221,6 +219,10 @@ class BaseResolver:
         )
         return plan_pod(fqdn, _check_port(0 if port is None else port), self._options())
 
+    def _host_plan(self, hostname: str, port: int) -> Plan[EndpointSet]:
+        fqdn = service_fqdn(hostname if hostname.endswith(".") else hostname + ".")
+        return plan_pod(fqdn, _check_port(port), self._options())
+
     def _statefulset_plan(
         self,
         statefulset: str,
@@ -324,6 +326,14 @@ class Resolver(BaseResolver):
         """Every endpoint of one pod (one per address family)."""
         return self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
 
+    def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
+        """The endpoints of one absolute host name (a pod FQDN), A and AAAA.
+
+        Raises:
+            ServiceNotFound: the name does not exist.
+        """
+        return self._run(self._host_plan(hostname, port))
+
     def resolve_statefulset(
         self,
         statefulset: str,
@@ -358,7 +368,7 @@ class Resolver(BaseResolver):
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def _exchange(self, batch: Batch, deadline: float) -> list[dns.message.Message]:
+    def _exchange(self, batch: Batch, deadline: float) -> list[Reply]:
         errors: list[str] = []
         servers = self.nameservers
         for i, server in enumerate(servers):
@@ -370,8 +380,8 @@ class Resolver(BaseResolver):
             budget_end = now + (deadline - now) / (len(servers) - i)
             try:
                 answers = _exchange_with(server, batch, budget_end)
-                for (qname, _), answer in zip(batch, answers, strict=True):
-                    screen(answer, qname, server)
+                for answer in answers:
+                    screen(answer, server)
                 return answers
             except ResolutionError as exc:
                 errors.append(str(exc))
@@ -381,7 +391,7 @@ class Resolver(BaseResolver):
         raise ResolutionError(f"resolving {what} failed within {self.timeout:g}s: {detail}")
 
 
-def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[dns.message.Message]:
+def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[Reply]:
     pending = build_queries(batch)
     tcp_indexes: list[int]
     if len(batch) <= MAX_UDP_BATCH:
@@ -390,7 +400,7 @@ def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[dn
         tcp_indexes = list(range(len(batch)))
     if tcp_indexes:
         _tcp(server, pending, tcp_indexes, deadline)
-    return [a for a in pending.answers if a is not None]
+    return [r for r in pending.replies if r is not None]
 
 
 def _family(server: Nameserver) -> socket.AddressFamily:
@@ -400,7 +410,7 @@ def _family(server: Nameserver) -> socket.AddressFamily:
 def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
     """Send every query in one datagram each; return the indexes answered with TC."""
     truncated: list[int] = []
-    waiting = set(range(len(pending.queries)))
+    waiting = set(range(len(pending.wires)))
     start = time.monotonic()
     retransmit_every = max((deadline - start) * _RETRANSMIT_SHARE, 0.05)
     try:
@@ -430,13 +440,13 @@ def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
                     matched = match_response(pending, wire)
                     if matched is None:
                         continue
-                    index, message = matched
+                    index, reply = matched
                     waiting.discard(index)
-                    if is_truncated(message):
+                    if reply.truncated:
+                        # Leave the slot open for the TCP answer.
                         truncated.append(index)
-                        # Keep the slot open for the TCP answer.
                     else:
-                        pending.answers[index] = message
+                        pending.replies[index] = reply
     except OSError as exc:
         raise ResolutionError(f"{server}: {exc.strerror or exc} (UDP)") from exc
     return truncated
@@ -500,8 +510,8 @@ def _drain(pending: Pending, inbox: bytearray, waiting: set[int]) -> None:
         matched = match_response(pending, bytes(inbox[offset + 2 : offset + 2 + size]))
         offset += 2 + size
         if matched is not None and matched[0] in waiting:
-            index, message = matched
-            pending.answers[index] = message
+            index, reply = matched
+            pending.replies[index] = reply
             waiting.discard(index)
     del inbox[:offset]
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import socket
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import dns.exception
-import dns.flags
 import dns.message
 import dns.rcode
 
@@ -25,7 +26,9 @@ __all__ = [
     "MAX_UDP_BATCH",
     "Nameserver",
     "Pending",
+    "Reply",
     "build_queries",
+    "encode_name",
     "match_response",
     "parse_nameserver",
     "screen",
@@ -84,71 +87,159 @@ def parse_nameserver(text: object) -> Nameserver:
     return Nameserver(str(ip), port)
 
 
-@dataclass(slots=True)
-class Pending:
-    """The queries of one batch, by ID, and the answers received so far."""
+_FLAG_QR = 0x8000
+_FLAG_TC = 0x0200
+_OPCODE_MASK = 0x7800
+# EDNS0 OPT pseudo-record: root owner, type 41, our UDP payload size, no flags, no options.
+_OPT = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
+_RR_FIXED = struct.Struct("!HHIH")
 
-    queries: list[dns.message.Message]
-    wires: list[bytes]
-    by_id: dict[int, int]
-    answers: list[dns.message.Message | None]
+
+def encode_name(qname: str) -> bytes:
+    """Uncompressed wire form of an absolute name (ASCII labels of 1..63 octets)."""
+    labels = qname.rstrip(".").split(".") if qname.strip(".") else []
+    out = bytearray()
+    for label in labels:
+        raw = label.encode("ascii", "strict") if label.isascii() else b""
+        if not 0 < len(raw) < 64:
+            raise InvalidName(f"name {qname!r} has an empty, non-ASCII or over-long label {label!r}")
+        out.append(len(raw))
+        out += raw
+    out.append(0)
+    if len(out) > 255:
+        raise InvalidName(f"name {qname!r} is longer than 255 octets on the wire")
+    return bytes(out)
+
+
+class Reply:
+    """One validated answer to one question; parsed fully only when needed.
+
+    Most answers a resolver needs are "the A (or AAAA) records of the name I asked", and
+    for those :meth:`fast_addresses` reads the records straight from the wire. Anything
+    of another shape (CNAMEs, other owners) goes through dnspython's parser.
+    """
+
+    __slots__ = ("_message", "qname", "rcode", "rdtype", "truncated", "wire")
+
+    def __init__(self, wire: bytes, qname: str, rdtype: int) -> None:
+        self.wire = wire
+        self.qname = qname
+        self.rdtype = rdtype
+        flags = int.from_bytes(wire[2:4], "big")
+        self.rcode = flags & 0x000F
+        self.truncated = bool(flags & _FLAG_TC)
+        self._message: dns.message.Message | None = None
 
     @property
-    def done(self) -> bool:
-        """True when every query has its answer."""
-        return all(a is not None for a in self.answers)
+    def message(self) -> dns.message.Message:
+        """The whole answer, parsed by dnspython.
 
-    def unanswered(self) -> list[int]:
-        """Indexes of the queries still waiting."""
-        return [i for i, a in enumerate(self.answers) if a is None]
+        Raises:
+            ResolutionError: the answer is malformed.
+        """
+        if self._message is None:
+            try:
+                self._message = dns.message.from_wire(self.wire)
+            except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
+                raise ResolutionError(f"malformed answer for {self.qname!r}: {exc}") from exc
+        return self._message
+
+    def fast_addresses(self, question_length: int) -> tuple[tuple[str, ...], int | None] | None:
+        """``(addresses, ttl)`` if every answer record is our type owned by our name.
+
+        The owner must be the compression pointer to the question (offset 12), which is
+        how servers write it; ``None`` means "take the slow path", never "no data".
+        """
+        wire = self.wire
+        count = int.from_bytes(wire[6:8], "big")
+        offset = 12 + question_length
+        size = 4 if self.rdtype == 1 else 16
+        addresses: list[str] = []
+        ttl: int | None = None
+        end = len(wire)
+        for _ in range(count):
+            if offset + 12 > end or wire[offset] != 0xC0 or wire[offset + 1] != 12:
+                return None
+            rdtype, rdclass, rr_ttl, rdlen = _RR_FIXED.unpack_from(wire, offset + 2)
+            offset += 12
+            if rdtype != self.rdtype or rdclass != 1 or rdlen != size or offset + size > end:
+                return None
+            if size == 4:
+                addresses.append("%d.%d.%d.%d" % tuple(wire[offset : offset + 4]))  # noqa: UP031
+            else:
+                addresses.append(socket.inet_ntop(socket.AF_INET6, wire[offset : offset + 16]))
+            offset += size
+            ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
+        return tuple(addresses), ttl
 
 
-def build_queries(batch: Sequence[tuple[str, object]]) -> Pending:
-    """Make one query per ``(absolute name, rdtype)`` with IDs unique within the batch."""
+@dataclass(slots=True)
+class Pending:
+    """The queries of one batch, by ID, and the replies received so far."""
+
+    questions: list[tuple[str, int]]
+    wires: list[bytes]
+    by_id: dict[int, int]
+    replies: list[Reply | None]
+
+    def question_bytes(self, index: int) -> bytes:
+        """The question section of query *index* (what a reply must echo)."""
+        wire = self.wires[index]
+        return wire[12 : len(wire) - len(_OPT)]
+
+
+def build_queries(batch: Sequence[tuple[str, int]]) -> Pending:
+    """Make one query per ``(absolute name, rdtype)`` with IDs unique within the batch.
+
+    Raises:
+        InvalidName: a name cannot be put on the wire.
+        ResolutionError: more questions than the 16-bit ID space.
+    """
+    if len(batch) > 65536:
+        raise ResolutionError(f"batch of {len(batch)} questions is larger than the DNS ID space")
     base = secrets.randbelow(65536)
-    queries: list[dns.message.Message] = []
     wires: list[bytes] = []
     by_id: dict[int, int] = {}
     for i, (qname, rdtype) in enumerate(batch):
-        q = dns.message.make_query(qname, rdtype, use_edns=0, payload=EDNS_PAYLOAD)  # type: ignore[arg-type]
         # Sequential from a random base: unique for up to 65536 questions in flight.
-        q.id = (base + i) & 0xFFFF
-        queries.append(q)
-        wires.append(q.to_wire())
-        by_id[q.id] = i
-    if len(by_id) != len(queries):
-        raise ResolutionError(f"batch of {len(queries)} questions is larger than the DNS ID space")
-    return Pending(queries, wires, by_id, [None] * len(queries))
+        qid = (base + i) & 0xFFFF
+        # RD set like stub resolvers do: harmless to an authoritative server, needed by a
+        # caching one. One question, no answer/authority, one OPT record.
+        header = qid.to_bytes(2, "big") + b"\x01\x00\x00\x01\x00\x00\x00\x00\x00\x01"
+        wires.append(header + encode_name(qname) + int(rdtype).to_bytes(2, "big") + b"\x00\x01" + _OPT)
+        by_id[qid] = i
+    return Pending([(q, int(t)) for q, t in batch], wires, by_id, [None] * len(batch))
 
 
-def match_response(pending: Pending, wire: bytes) -> tuple[int, dns.message.Message] | None:
-    """``(index, message)`` if *wire* answers a waiting query of *pending*; else ``None``."""
+def match_response(pending: Pending, wire: bytes) -> tuple[int, Reply] | None:
+    """``(index, reply)`` if *wire* answers a waiting query of *pending*; else ``None``.
+
+    Checked: the ID, QR set, a standard query, exactly one question equal to ours (names
+    compare case-insensitively). A packet failing any check is ignored, not trusted.
+    """
     if len(wire) < 12 or len(wire) > MAX_MESSAGE_SIZE:
         return None
     index = pending.by_id.get(int.from_bytes(wire[:2], "big"))
-    if index is None or pending.answers[index] is not None:
+    if index is None or pending.replies[index] is not None:
         return None
-    query = pending.queries[index]
-    try:
-        message = dns.message.from_wire(wire, question_only=False)
-    except (dns.exception.DNSException, ValueError, IndexError, UnicodeError):
+    flags = int.from_bytes(wire[2:4], "big")
+    if not flags & _FLAG_QR or flags & _OPCODE_MASK or wire[4:6] != b"\x00\x01":
         return None
-    if not query.is_response(message):
+    question = pending.question_bytes(index)
+    echoed = wire[12 : 12 + len(question)]
+    if echoed[-4:] != question[-4:] or echoed[:-4].lower() != question[:-4].lower():
         return None
-    return index, message
+    qname, rdtype = pending.questions[index]
+    return index, Reply(bytes(wire), qname, rdtype)
 
 
-def screen(message: dns.message.Message, qname: str, server: Nameserver) -> None:
+def screen(reply: Reply, server: Nameserver) -> None:
     """Raise for answers that say the *server* failed, so the next server is tried.
 
     NOERROR and NXDOMAIN are answers about the name and pass; SERVFAIL (CoreDNS while its
     informers sync), REFUSED, NOTIMP, FORMERR and the rest are about the server.
     """
-    rcode = message.rcode()
+    rcode = reply.rcode
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        raise ResolutionError(f"{server} answered {dns.rcode.to_text(rcode)} for {qname!r}")
-
-
-def is_truncated(message: dns.message.Message) -> bool:
-    """True if the TC bit is set (the answer must be asked again over TCP)."""
-    return bool(message.flags & dns.flags.TC)
+        what = dns.rcode.to_text(dns.rcode.Rcode(rcode))
+        raise ResolutionError(f"{server} answered {what} for {reply.qname!r}")

@@ -1,0 +1,114 @@
+"""Which endpoint to dial next, and when to give up. Sans-I/O, shared by both services.
+
+A :class:`ConnectPlan` is one ``connect()`` call: it picks a target per attempt (the
+strategy's choice among endpoints not tried yet, a pinned ordinal, or a partition's
+leader), records each failure, and turns the record into a
+:class:`~headless_client.errors.ConnectError` listing every endpoint tried and its
+error. The shells do the dialling and drive retries with tenacity.
+"""
+
+from __future__ import annotations
+
+import ssl
+from collections.abc import Hashable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from .endpoints import Endpoint, EndpointSet
+from .errors import ConnectError, InvalidName
+
+if TYPE_CHECKING:
+    from .view import ServiceView
+
+__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_CONNECT_TIMEOUT", "ConnectPlan", "is_retryable"]
+
+DEFAULT_CONNECT_TIMEOUT = 2.0
+DEFAULT_ATTEMPTS = 3
+
+
+def is_retryable(error: BaseException) -> bool:
+    """False for errors another attempt cannot fix: a certificate that does not verify."""
+    return not isinstance(error, ssl.SSLCertVerificationError)
+
+
+def _number(name: str, value: object, *, integer: bool = False) -> float:
+    kinds = (int,) if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
+        raise InvalidName(f"{name} must be a positive {'int' if integer else 'number'}: {value!r}")
+    return float(value)
+
+
+@dataclass(slots=True)
+class ConnectPlan:
+    """The state of one connect call."""
+
+    view: ServiceView
+    key: object | None = None
+    partition: Hashable | None = None
+    ordinal: int | None = None
+    timeout: float = DEFAULT_CONNECT_TIMEOUT
+    attempts: int = DEFAULT_ATTEMPTS
+    total_timeout: float | None = None
+    tried: list[tuple[Endpoint, BaseException]] = field(default_factory=list)
+    #: A pinned target's fresh address after re-resolving its pod name.
+    override: Endpoint | None = None
+
+    def __post_init__(self) -> None:
+        _number("timeout", self.timeout)
+        _number("attempts", self.attempts, integer=True)
+        if self.total_timeout is None:
+            self.total_timeout = self.timeout * self.attempts
+        _number("total_timeout", self.total_timeout)
+        if self.ordinal is not None and self.partition is not None:
+            raise InvalidName("pass ordinal= or partition=, not both")
+
+    @property
+    def pinned(self) -> bool:
+        """True when every attempt must go to the same pod (ordinal or partition leader)."""
+        return self.ordinal is not None or self.partition is not None
+
+    def target(self) -> Endpoint:
+        """The endpoint for the next attempt.
+
+        Raises:
+            EndpointNotFound: the pinned ordinal is not in the view.
+            NoEndpointsAvailable / LeaderNotAvailable: nothing left to try.
+        """
+        view = self.view
+        if self.ordinal is not None:
+            return self.override or view.endpoint(self.ordinal)
+        if self.partition is not None:
+            leader = view.pick(partition=self.partition)
+            if self.override is not None and self.override.identity == leader.identity:
+                return self.override
+            return leader
+        tried = {ep.identity for ep, _ in self.tried}
+        if not tried:
+            return view.pick(self.key)
+        # Another endpoint than those that failed in this call; past the panic threshold
+        # the ejected ones are candidates again, but never one that failed just now.
+        healthy = view.healthy_endpoints
+        remaining = [ep for ep in healthy if ep.identity not in tried] or [
+            ep for ep in view.endpoints if ep.identity not in tried
+        ]
+        if not remaining:
+            raise self.error("no endpoint left to try")
+        return view.strategy.pick(EndpointSet(remaining, name=healthy.name), self.key)
+
+    def server_hostname(self, endpoint: Endpoint) -> str:
+        """The TLS name to verify: the pod's FQDN when known, else the service's."""
+        return endpoint.hostname or self.view.name
+
+    def record(self, endpoint: Endpoint, error: BaseException) -> None:
+        """Note a failed attempt."""
+        self.tried.append((endpoint, error))
+
+    def error(self, reason: str = "") -> ConnectError:
+        """The ConnectError summarising every attempt."""
+        what = f"ordinal {self.ordinal}" if self.ordinal is not None else (
+            f"the leader of partition {self.partition!r}" if self.partition is not None else "a pod"
+        )
+        msg = f"could not connect to {what} of {self.view.name} after {len(self.tried)} attempts"
+        if reason:
+            msg += f": {reason}"
+        return ConnectError(msg, [(str(ep), err) for ep, err in self.tried])

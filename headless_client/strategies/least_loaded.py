@@ -1,0 +1,225 @@
+"""Power-of-two-choices on in-flight requests, optionally weighted by peak-EWMA latency."""
+
+from __future__ import annotations
+
+import math
+import random
+import threading
+import time
+
+from ..endpoints import Endpoint, EndpointSet
+from .base import Clock, SnapshotCache, distinct_pods, no_endpoints
+
+__all__ = ["LeastLoaded"]
+
+
+class _PodLoad:
+    """Mutable load state of one pod identity; written under the strategy's lock only."""
+
+    __slots__ = ("ewma", "inflight", "measured", "stamp")
+
+    def __init__(self, default_rtt: float, now: float) -> None:
+        self.inflight = 0
+        self.ewma = default_rtt
+        self.stamp = now
+        self.measured = False
+
+
+class LeastLoaded:
+    """Two random pods, keep the less loaded one ("power of two choices").
+
+    Load is the number of requests in flight, reported through :meth:`started` and
+    :meth:`finished` (the service calls them; this class implements
+    :class:`~headless_client.strategies.LoadTracking`). Two random candidates rather than
+    the global minimum avoid herding: many clients with slightly stale counts would all
+    pick the same idle pod.
+
+    With ``ewma=True`` the load is Finagle's / Linkerd's peak-EWMA cost,
+    ``latency_estimate * (inflight + 1)``:
+
+    * a sample above the current estimate replaces it at once (peak sensitive), so a pod
+      that turns slow sheds traffic immediately;
+    * a lower sample is blended in with weight ``1 - exp(-elapsed / decay)``, where
+      *elapsed* is the time since the previous update;
+    * between samples the estimate decays towards zero with the same time constant, as
+      Finagle's does on every read, so a pod that was slow (or failed) is tried again
+      after a while instead of being starved of the samples that would clear it;
+    * a pod never measured is assumed to answer in *default_rtt*;
+    * a failed request (``ok=False``) counts as a sample of
+      ``max(latency, failure_penalty)``: a pod that fails fast must not look fast.
+
+    Without ``ewma``, latencies and failures are ignored; ejecting failing pods is the
+    job of the service's passive health checks.
+
+    State is kept per :attr:`~headless_client.endpoints.Endpoint.identity`, so a pod that
+    restarts with a new IP keeps its history. When a new snapshot is seen, state of
+    identities that left the set and have nothing in flight is dropped.
+
+    Args:
+        ewma: Weight in-flight counts by peak-EWMA latency.
+        decay: Time constant of the EWMA in seconds (Finagle and Linkerd use 10 s).
+        default_rtt: Latency assumed for a pod not yet measured (Linkerd: 30 ms).
+        failure_penalty: Latency in seconds a failed request counts as, at least.
+        clock: Monotonic seconds; injected so tests need no sleeping.
+        seed: Seed for the candidate choice (reproducible tests).
+
+    Raises:
+        ValueError: *decay*, *default_rtt* or *failure_penalty* is not positive.
+    """
+
+    __slots__ = (
+        "_cache",
+        "_clock",
+        "_decay",
+        "_default_rtt",
+        "_ewma",
+        "_failure_penalty",
+        "_lock",
+        "_random",
+        "_states",
+    )
+
+    def __init__(
+        self,
+        *,
+        ewma: bool = False,
+        decay: float = 10.0,
+        default_rtt: float = 0.030,
+        failure_penalty: float = 1.0,
+        clock: Clock = time.monotonic,
+        seed: int | str | bytes | None = None,
+    ) -> None:
+        for name, value in (
+            ("decay", decay),
+            ("default_rtt", default_rtt),
+            ("failure_penalty", failure_penalty),
+        ):
+            if not value > 0:
+                raise ValueError(f"{name} must be > 0 seconds: {value!r}")
+        self._ewma = ewma
+        self._decay = float(decay)
+        self._default_rtt = float(default_rtt)
+        self._failure_penalty = float(failure_penalty)
+        self._clock = clock
+        self._random = random.Random(seed).random
+        # Writers (started/finished/pruning) hold the lock; pick only reads. The dict is
+        # replaced, never shrunk in place, so a reader's reference stays usable.
+        self._lock = threading.Lock()
+        self._states: dict[str, _PodLoad] = {}
+        self._cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(self._derive, ())
+
+    def _derive(self, endpoints: EndpointSet) -> tuple[Endpoint, ...]:
+        pods = distinct_pods(endpoints)
+        keep = {ep.identity for ep in pods}
+        with self._lock:
+            states = self._states
+            if any(ident not in keep for ident in states):
+                self._states = {ident: st for ident, st in states.items() if ident in keep or st.inflight > 0}
+        return pods
+
+    def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
+        """Return the less loaded of two random pods. The key is ignored.
+
+        Raises:
+            NoEndpointsAvailable: *endpoints* is empty.
+        """
+        snap, pods = self._cache.current
+        if snap is not endpoints:
+            pods = self._cache.derive(endpoints)
+        n = len(pods)
+        if n < 2:
+            if not pods:
+                raise no_endpoints(endpoints, self)
+            return pods[0]
+        rnd = self._random
+        # Two distinct indices: draw the second from n-1 slots and skip over the first.
+        i = int(rnd() * n)
+        j = int(rnd() * (n - 1))
+        if j >= i:
+            j += 1
+        a, b = pods[i], pods[j]
+        if self._ewma:
+            now = self._clock()
+            return a if self._cost(a, now) <= self._cost(b, now) else b
+        states = self._states
+        sa = states.get(a.identity)
+        sb = states.get(b.identity)
+        return a if (sa.inflight if sa else 0) <= (sb.inflight if sb else 0) else b
+
+    def _estimate(self, state: _PodLoad | None, now: float) -> float:
+        if state is None or not state.measured:
+            return self._default_rtt
+        elapsed = now - state.stamp
+        if elapsed <= 0:
+            return state.ewma
+        # Decays towards zero between samples, as Finagle's read-side update does.
+        return state.ewma * math.exp(-elapsed / self._decay)
+
+    def _cost(self, endpoint: Endpoint, now: float) -> float:
+        state = self._states.get(endpoint.identity)
+        inflight = state.inflight if state is not None else 0
+        return self._estimate(state, now) * (inflight + 1)
+
+    def _state(self, identity: str) -> _PodLoad:
+        # Caller holds the lock.
+        state = self._states.get(identity)
+        if state is None:
+            state = _PodLoad(self._default_rtt, self._clock())
+            self._states[identity] = state
+        return state
+
+    def started(self, endpoint: Endpoint) -> None:
+        """Count one more request in flight to *endpoint*'s pod."""
+        with self._lock:
+            self._state(endpoint.identity).inflight += 1
+
+    def finished(self, endpoint: Endpoint, *, latency: float | None = None, ok: bool = True) -> None:
+        """Count one request less in flight; with ``ewma`` feed the latency sample.
+
+        Args:
+            endpoint: The endpoint passed to :meth:`started`.
+            latency: Seconds the request took; without it (and ``ok``) only the
+                in-flight count changes.
+            ok: ``False`` counts the request as a sample of at least *failure_penalty*.
+        """
+        with self._lock:
+            state = self._states.get(endpoint.identity)
+            if state is None:
+                if not self._ewma:
+                    return
+                state = self._state(endpoint.identity)
+            if state.inflight > 0:
+                state.inflight -= 1
+            if not self._ewma:
+                return
+            sample = latency
+            if not ok:
+                sample = max(latency or 0.0, self._failure_penalty)
+            if sample is None:
+                return
+            sample = max(float(sample), 0.0)
+            now = self._clock()
+            weight = math.exp(-max(now - state.stamp, 0.0) / self._decay)
+            current = state.ewma * weight  # what _estimate reports now
+            if sample > current or not state.measured:
+                state.ewma = sample
+            else:
+                # Finagle's update: the old value decayed over the elapsed time, plus the
+                # sample weighted by that same elapsed time.
+                state.ewma = current + sample * (1.0 - weight)
+            state.stamp = now
+            state.measured = True
+
+    def inflight(self, endpoint: Endpoint) -> int:
+        """Requests in flight to *endpoint*'s pod, as reported."""
+        state = self._states.get(endpoint.identity)
+        return state.inflight if state is not None else 0
+
+    def score(self, endpoint: Endpoint) -> float:
+        """The cost :meth:`pick` compares now (in-flight count, or peak-EWMA cost)."""
+        if self._ewma:
+            return self._cost(endpoint, self._clock())
+        return float(self.inflight(endpoint))
+
+    def __repr__(self) -> str:
+        return f"LeastLoaded(ewma={self._ewma}, decay={self._decay}, default_rtt={self._default_rtt})"

@@ -1,0 +1,260 @@
+"""Route each partition to its leader pod."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Hashable, Mapping
+from types import MappingProxyType
+
+from ..endpoints import Endpoint, EndpointSet
+from ..errors import LeaderNotAvailable
+from .base import Clock, SnapshotCache
+
+__all__ = ["LeaderMap", "LeaderSource", "PartitionLeader"]
+
+Leader = int | str
+LeaderMap = Mapping[Hashable, Leader]
+"""partition -> leader ordinal (``int``) or pod hostname (``str``, FQDN or first label)."""
+LeaderSource = LeaderMap | Callable[[], LeaderMap]
+
+
+def _checked(leaders: object) -> dict[Hashable, Leader]:
+    """A private copy of a leader map, validated; raises ``TypeError``/``ValueError``."""
+    if not isinstance(leaders, Mapping):
+        raise TypeError(
+            f"leaders must be a mapping partition -> ordinal or hostname, "
+            f"not {type(leaders).__name__}: {leaders!r}"
+        )
+    out: dict[Hashable, Leader] = {}
+    for partition, leader in leaders.items():
+        if isinstance(leader, bool) or not isinstance(leader, (int, str)):
+            raise TypeError(
+                f"leader of partition {partition!r} must be an ordinal (int) or a hostname "
+                f"(str), not {type(leader).__name__}: {leader!r}"
+            )
+        if isinstance(leader, int) and leader < 0:
+            raise ValueError(f"leader ordinal of partition {partition!r} must be >= 0: {leader!r}")
+        if isinstance(leader, str):
+            leader = leader.lower().rstrip(".")
+            if not leader:
+                raise ValueError(f"leader hostname of partition {partition!r} is empty")
+        out[partition] = leader
+    return out
+
+
+def _hostname_index(endpoints: EndpointSet) -> dict[str, Endpoint]:
+    """hostname (FQDN and first label) -> first endpoint with it, built once per snapshot.
+
+    Same rule as :meth:`EndpointSet.by_hostname`, but O(1) per lookup instead of a scan.
+    """
+    index: dict[str, Endpoint] = {}
+    for ep in endpoints:
+        if ep.hostname is not None:
+            index.setdefault(ep.hostname, ep)
+            index.setdefault(ep.hostname.split(".", 1)[0], ep)
+    return index
+
+
+class PartitionLeader:
+    """The leader pod of the partition given as key: ``pick(endpoints, key=partition)``.
+
+    *leaders* maps a partition (any hashable: ``3``, ``("orders", 3)``) to its leader,
+    given as a StatefulSet ordinal (``int``) or a pod hostname (``str``, FQDN or first
+    label such as ``"kafka-2"``). It is either a mapping, copied at construction (later
+    changes to it are not seen), or a zero-argument callable returning one, called at
+    construction and re-read by :meth:`refresh_leaders` and :meth:`not_leader`, at most
+    once per *min_reread_interval*.
+
+    There is no silent fallback: a partition without a known leader, or whose leader is
+    not in the snapshot, raises :class:`~headless_client.errors.LeaderNotAvailable`.
+    Wrap in :class:`~headless_client.strategies.Fallback` to send such requests elsewhere.
+
+    Errors of the callable: at construction they propagate. Later, :meth:`refresh_leaders`
+    and :meth:`not_leader` re-raise them unchanged after keeping the previous map intact
+    (a hint given to :meth:`not_leader` is still applied). A callable returning something
+    that is not a valid map raises ``TypeError``/``ValueError`` the same way.
+
+    A partition's endpoint is resolved once per (snapshot, leader map) pair and memoised,
+    so a pick is one dict lookup whatever the size of the set or of the map.
+
+    Args:
+        leaders: The leader map, or a callable returning it.
+        min_reread_interval: Minimum seconds between two calls of the callable.
+        clock: Monotonic seconds, for the rate limit.
+
+    Raises:
+        TypeError: *leaders* is neither a mapping nor a callable, or holds a leader that
+            is neither an ``int`` nor a ``str``.
+        ValueError: A leader ordinal is negative or a hostname empty, or
+            *min_reread_interval* is negative.
+    """
+
+    __slots__ = (
+        "_cache",
+        "_clock",
+        "_last_read",
+        "_leaders",
+        "_lock",
+        "_memo",
+        "_min_interval",
+        "_source",
+    )
+
+    def __init__(
+        self,
+        leaders: LeaderSource,
+        *,
+        min_reread_interval: float = 1.0,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        if not min_reread_interval >= 0:
+            raise ValueError(f"min_reread_interval must be >= 0 seconds: {min_reread_interval!r}")
+        self._min_interval = float(min_reread_interval)
+        self._clock = clock
+        self._lock = threading.Lock()
+        if isinstance(leaders, Mapping):
+            self._source: Callable[[], LeaderMap] | None = None
+            self._leaders = _checked(leaders)
+        elif callable(leaders):
+            self._source = leaders
+            self._leaders = _checked(leaders())
+        else:
+            raise TypeError(
+                f"leaders must be a mapping or a callable returning one, "
+                f"not {type(leaders).__name__}: {leaders!r}"
+            )
+        self._last_read = clock()
+        self._cache: SnapshotCache[dict[str, Endpoint]] = SnapshotCache(_hostname_index, {})
+        # (snapshot, leader map, partition -> endpoint): picks resolved for that pair.
+        self._memo: tuple[EndpointSet | None, dict[Hashable, Leader], dict[object, Endpoint]] = (
+            None,
+            {},
+            {},
+        )
+
+    @property
+    def leaders(self) -> Mapping[Hashable, int | str]:
+        """The current leader map (read-only view; hostnames folded to lower case)."""
+        return MappingProxyType(self._leaders)
+
+    def leader_of(self, partition: Hashable) -> int | str | None:
+        """The leader ordinal or hostname of *partition*, or ``None`` when unknown."""
+        return self._leaders.get(partition)
+
+    def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
+        """Return the endpoint of the leader of partition *key*.
+
+        Raises:
+            TypeError: *key* is ``None`` or not hashable.
+            LeaderNotAvailable: The partition has no known leader, or the leader is not
+                in *endpoints* (including an empty set).
+        """
+        memo_snap, memo_leaders, memo = self._memo
+        leaders = self._leaders  # one read: a refresh replaces the whole dict
+        if memo_snap is endpoints and memo_leaders is leaders:
+            try:
+                endpoint = memo.get(key)
+            except TypeError:
+                endpoint = None  # unhashable: the slow path says so
+            if endpoint is not None:
+                return endpoint
+        return self._resolve(endpoints, key, leaders)
+
+    def _resolve(
+        self, endpoints: EndpointSet, partition: object, leaders: dict[Hashable, Leader]
+    ) -> Endpoint:
+        """First pick of a partition for this (snapshot, map) pair, or an error."""
+        if partition is None:
+            raise TypeError("PartitionLeader.pick needs key=<partition>, got None")
+        try:
+            leader = leaders.get(partition)
+        except TypeError:
+            raise TypeError(
+                f"partition must be hashable, not {type(partition).__name__}: {partition!r}"
+            ) from None
+        where = f" in {endpoints.name!r}" if endpoints.name else ""
+        if leader is None:
+            raise LeaderNotAvailable(f"no leader known for partition {partition!r}{where}")
+        snap, by_hostname = self._cache.current
+        if snap is not endpoints:
+            by_hostname = self._cache.derive(endpoints)
+        if isinstance(leader, int):
+            endpoint = endpoints.by_ordinal(leader)
+            what = f"ordinal {leader}"
+        else:
+            endpoint = by_hostname.get(leader)
+            what = f"hostname {leader!r}"
+        if endpoint is None:
+            if not endpoints:
+                raise LeaderNotAvailable(
+                    f"leader of partition {partition!r} ({what}) is not available: no endpoints{where}"
+                )
+            raise LeaderNotAvailable(
+                f"leader of partition {partition!r} ({what}) is not among the "
+                f"{len(endpoints)} endpoints{where}"
+            )
+        memo_snap, memo_leaders, memo = self._memo
+        if memo_snap is not endpoints or memo_leaders is not leaders:
+            # A new (snapshot, map) pair starts a new memo, published by one assignment.
+            memo = {}
+            self._memo = (endpoints, leaders, memo)
+        memo[partition] = endpoint
+        return endpoint
+
+    def refresh_leaders(self, *, force: bool = False) -> bool:
+        """Re-read the leader map from the callable, unless read within the interval.
+
+        Args:
+            force: Ignore *min_reread_interval*.
+
+        Returns:
+            ``True`` when the map was re-read; ``False`` when rate-limited or when
+            *leaders* was a plain mapping.
+
+        Raises:
+            Exception: Whatever the callable raised (the previous map is kept).
+        """
+        if self._source is None:
+            return False
+        with self._lock:
+            now = self._clock()
+            if not force and now - self._last_read < self._min_interval:
+                return False
+            # Stamp before calling: a failing source is retried at the same rate, not on
+            # every request.
+            self._last_read = now
+            fresh = _checked(self._source())
+            self._leaders = fresh  # one assignment; readers hold either map whole
+            return True
+
+    def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
+        """Handle a "not the leader" answer for *partition*.
+
+        Re-reads the map (rate-limited, see :meth:`refresh_leaders`), then applies *hint*
+        (the new leader, when the pod named one) at once, regardless of the rate limit:
+        the pod's word is newer than any map.
+
+        Args:
+            partition: The partition whose request was refused.
+            hint: The new leader's ordinal or hostname, if known.
+
+        Raises:
+            TypeError: *partition* is not hashable, or *hint* is neither int nor str.
+            ValueError: *hint* is a negative ordinal or an empty hostname.
+            Exception: Whatever the callable raised (the hint is still applied).
+        """
+        hash(partition)  # fail before touching any state
+        checked = _checked({partition: hint}) if hint is not None else None
+        try:
+            self.refresh_leaders()
+        finally:
+            if checked is not None:
+                with self._lock:
+                    updated = dict(self._leaders)
+                    updated.update(checked)
+                    self._leaders = updated
+
+    def __repr__(self) -> str:
+        source = "callable" if self._source is not None else f"{len(self._leaders)} partitions"
+        return f"PartitionLeader({source})"

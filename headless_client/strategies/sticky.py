@@ -1,0 +1,264 @@
+"""Consistent hashing of keys to pod identities, with optional bounded loads."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import struct
+import threading
+from typing import NamedTuple
+from zlib import crc32
+
+from ..endpoints import Endpoint, EndpointSet
+from .base import SnapshotCache, distinct_pods, no_endpoints
+
+__all__ = ["DEFAULT_VNODES", "Sticky", "key_hash"]
+
+DEFAULT_VNODES = 160
+"""Ring points per pod: ketama's number; keeps max/mean load near 1.15 on 10 pods."""
+
+_MASK32 = 0xFFFFFFFF
+# Knuth's multiplicative constant (2**32 / golden ratio, odd). Integer multiplication
+# carries break CRC-32's linearity over GF(2), and push every input bit into the top bits
+# that decide a key's place on the ring.
+_MIX = 0x9E3779B1
+_POINTS_PER_DIGEST = 16  # one 64-byte BLAKE2b digest = sixteen 32-bit ring points
+_UNPACK_DIGEST = struct.Struct("<16I").unpack
+
+
+def _key_bytes(key: object) -> bytes:
+    """The bytes a key hashes as; the slow path for everything but plain str/bytes/int."""
+    if isinstance(key, bool):
+        # bool is an int, but True == 1 as a routing key is almost certainly a bug.
+        raise TypeError(f"Sticky key must be str, bytes or int, not bool: {key!r}")
+    if isinstance(key, str):
+        # Lone surrogates cannot be UTF-8 encoded strictly; keep them routable.
+        return str.encode(key, "utf-8", "surrogatepass")
+    if isinstance(key, (bytes, bytearray, memoryview)):
+        return bytes(key)
+    if isinstance(key, int):
+        # int.__repr__, not str(): an IntEnum's str() changed between Python versions.
+        return int.__repr__(key).encode("ascii")
+    if key is None:
+        raise TypeError("Sticky.pick needs a key (str, bytes or int), got None")
+    raise TypeError(f"Sticky key must be str, bytes or int, not {type(key).__name__}: {key!r}")
+
+
+def key_hash(key: object) -> int:
+    """The 32-bit ring position of *key*, identical in every process and Python version.
+
+    ``(crc32(data) * 0x9E3779B1) mod 2**32`` where *data* is the UTF-8 encoding of a
+    ``str``, the bytes themselves, or the decimal digits of an ``int`` (so ``42`` and
+    ``"42"`` are the same key). Built-in :func:`hash` is never used: it is salted per
+    process.
+
+    Raises:
+        TypeError: *key* is not a ``str``, ``bytes``-like or ``int`` (``bool`` included).
+    """
+    return (crc32(_key_bytes(key)) * _MIX) & _MASK32
+
+
+def _pod_points(identity: str, vnodes: int) -> list[int]:
+    """Ring points of one pod: BLAKE2b-512 of ``identity#block``, as little-endian u32s."""
+    data = identity.encode("utf-8")
+    points: list[int] = []
+    for block in range(-(-vnodes // _POINTS_PER_DIGEST)):
+        digest = hashlib.blake2b(data + b"#%d" % block, digest_size=64).digest()
+        points.extend(_UNPACK_DIGEST(digest))
+    del points[vnodes:]
+    return points
+
+
+class _Ring(NamedTuple):
+    table: list[Endpoint]  # table[b]: owner of bucket b's first position; 2**bits entries
+    shift: int  # bucket of a position = position >> shift
+    pods: int  # distinct identities on the ring
+
+
+_EMPTY_RING = _Ring([], 32, 0)
+
+
+def _build_ring(endpoints: EndpointSet, vnodes: int) -> _Ring:
+    pods = distinct_pods(endpoints)
+    if not pods:
+        return _EMPTY_RING
+    # Sort (point, pod index) packed into one int: a fast integer sort, and ties (rare in
+    # 32 bits) broken by set order, which never depends on the DNS answer's order.
+    packed = sorted(
+        (point << 32) | n for n, ep in enumerate(pods) for point in _pod_points(ep.identity, vnodes)
+    )
+    # The ring is flattened into a lookup table of 2**bits buckets (bits chosen so there
+    # are more buckets than points): a position owns the first point strictly after it,
+    # and every position in a bucket goes where the bucket's first position goes. This is
+    # the same ring, sampled at bucket starts, so a membership change still moves only the
+    # buckets of the arcs that changed owner; a pick becomes one list index instead of a
+    # binary search (2-3x faster, and no cache misses over 160k points).
+    bits = len(packed).bit_length()
+    shift = 32 - bits
+    width = 1 << shift
+    table: list[Endpoint] = []
+    for x in packed:
+        # Bucket starts below this point (and at or above the previous one) belong to it.
+        below = ((x >> 32) + width - 1) >> shift
+        if below > len(table):
+            table.extend([pods[x & _MASK32]] * (below - len(table)))
+    # Past the last point the ring wraps to the first.
+    table.extend([pods[packed[0] & _MASK32]] * ((1 << bits) - len(table)))
+    return _Ring(table, shift, len(pods))
+
+
+class Sticky:
+    """The same key goes to the same pod while the set is unchanged (consistent hashing).
+
+    Keys are ``str``, ``bytes`` or ``int`` and hash with :func:`key_hash`; pods are placed
+    on a ring by their :attr:`~headless_client.endpoints.Endpoint.identity` (pod hostname
+    when DNS gave one, else ``address:port``), *vnodes* points each. The mapping
+    therefore depends only on the key and the identities, so it is the same in every
+    process and Python version, and a pod restarting with a new IP keeps its keys. Adding
+    or removing one of N pods moves about 1/N of the keys (only those of the arcs that
+    change owner). A dual-stack pod is one identity; its first endpoint is returned.
+
+    The ring is built once per snapshot and flattened into a lookup table of about one
+    to two buckets per ring point; a pick is a CRC-32 of the key, one multiplication and
+    one list index.
+
+    With *bounded_load* ``c`` (Mirrokni, Thorup and Zadimoghaddam, "Consistent hashing
+    with bounded loads"), no pod takes more than ``ceil(c * (in_flight + 1) / pods)``
+    requests in flight: a key whose pod is at the cap walks the ring clockwise to the next
+    pod under it. Loads come from :meth:`started` / :meth:`finished`, which the service
+    calls because this class implements :class:`~headless_client.strategies.LoadTracking`;
+    without *bounded_load* both return at once. Under no load the mapping is the plain
+    ring's.
+
+    Args:
+        bounded_load: The factor ``c >= 1`` (1.25 is Envoy's and HAProxy's usual), or
+            ``None`` for plain consistent hashing.
+        vnodes: Ring points per pod. More points even out the shares (the spread of a
+            pod's share is about ``1/sqrt(vnodes)``) at the cost of memory and build time.
+
+    Raises:
+        ValueError: *bounded_load* is below 1 or *vnodes* below 1.
+    """
+
+    __slots__ = ("_bound", "_cache", "_loads", "_lock", "_total", "_vnodes")
+
+    def __init__(self, *, bounded_load: float | None = None, vnodes: int = DEFAULT_VNODES) -> None:
+        if bounded_load is not None and not bounded_load >= 1.0:
+            raise ValueError(f"bounded_load must be >= 1 (or None): {bounded_load!r}")
+        if isinstance(vnodes, bool) or not isinstance(vnodes, int) or vnodes < 1:
+            raise ValueError(f"vnodes must be an int >= 1: {vnodes!r}")
+        self._bound = None if bounded_load is None else float(bounded_load)
+        self._vnodes = vnodes
+        self._lock = threading.Lock()
+        # identity -> requests in flight; only positive counts are stored, so the dict
+        # never outgrows the pods that are busy right now.
+        self._loads: dict[str, int] = {}
+        self._total = 0
+        self._cache: SnapshotCache[_Ring] = SnapshotCache(self._build, _EMPTY_RING)
+
+    def _build(self, endpoints: EndpointSet) -> _Ring:
+        return _build_ring(endpoints, self._vnodes)
+
+    @property
+    def bounded_load(self) -> float | None:
+        """The bounded-loads factor, or ``None``."""
+        return self._bound
+
+    def prepare(self, endpoints: EndpointSet) -> None:
+        """Build the ring of *endpoints* now, so the first pick does not pay for it."""
+        self._cache.derive(endpoints)
+
+    def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
+        """Return the pod that owns *key*.
+
+        Raises:
+            TypeError: *key* is not a ``str``, ``bytes``-like or ``int`` (``None`` and
+                ``bool`` included).
+            NoEndpointsAvailable: *endpoints* is empty.
+        """
+        snap, ring = self._cache.current
+        if snap is not endpoints:
+            ring = self._cache.derive(endpoints)
+        # Exact-type tests first: this is most of a pick's cost otherwise.
+        kind = type(key)
+        try:
+            if kind is str:
+                h = crc32(key.encode())  # type: ignore[union-attr]
+            elif kind is bytes:
+                h = crc32(key)  # type: ignore[arg-type]
+            elif kind is int:
+                h = crc32(str(key).encode())
+            else:
+                h = crc32(_key_bytes(key))
+        except UnicodeEncodeError:
+            h = crc32(_key_bytes(key))
+        h = (h * _MIX) & _MASK32
+        table, shift, pods = ring
+        try:
+            owner = table[h >> shift]
+        except IndexError:
+            raise no_endpoints(endpoints, self) from None
+        bound = self._bound
+        if bound is None:
+            return owner
+        return self._bounded(bound, table, h >> shift, pods, owner)
+
+    def _bounded(
+        self, bound: float, table: list[Endpoint], bucket: int, pods: int, owner: Endpoint
+    ) -> Endpoint:
+        loads = self._loads
+        # The cap counts the request being placed, as in the paper, so it is never 0 and
+        # pods * cap > in_flight: some pod is always under it.
+        cap = math.ceil(bound * (self._total + 1) / pods - 1e-9)
+        if loads.get(owner.identity, 0) < cap:
+            return owner
+        # Walk clockwise (bucket by bucket) to the first pod under the cap.
+        size = len(table)
+        seen = {owner.identity}
+        for step in range(1, size):
+            ep = table[(bucket + step) % size]
+            identity = ep.identity
+            if identity in seen:
+                continue
+            if loads.get(identity, 0) < cap:
+                return ep
+            seen.add(identity)
+            if len(seen) == pods:
+                break
+        # Every pod at the cap can only happen while counts race with this pick; keep
+        # the key's own pod rather than fail.
+        return owner
+
+    def started(self, endpoint: Endpoint) -> None:
+        """Count one more request in flight to *endpoint*'s pod (bounded loads only)."""
+        if self._bound is None:
+            return
+        identity = endpoint.identity
+        with self._lock:
+            self._loads[identity] = self._loads.get(identity, 0) + 1
+            self._total += 1
+
+    def finished(self, endpoint: Endpoint, *, latency: float | None = None, ok: bool = True) -> None:
+        """Count one request less in flight to *endpoint*'s pod (bounded loads only).
+
+        *latency* and *ok* are accepted for the :class:`LoadTracking` protocol and ignored.
+        """
+        if self._bound is None:
+            return
+        identity = endpoint.identity
+        with self._lock:
+            count = self._loads.get(identity, 0)
+            if count <= 0:
+                return  # finished without started: ignore rather than go negative
+            if count == 1:
+                del self._loads[identity]
+            else:
+                self._loads[identity] = count - 1
+            self._total -= 1
+
+    def load(self, endpoint: Endpoint) -> int:
+        """Requests in flight to *endpoint*'s pod, as tracked (0 without bounded loads)."""
+        return self._loads.get(endpoint.identity, 0)
+
+    def __repr__(self) -> str:
+        return f"Sticky(bounded_load={self._bound!r}, vnodes={self._vnodes})"

@@ -1,0 +1,89 @@
+"""RoundRobin: exact rotation, also across threads and set changes."""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import Counter
+from collections.abc import Iterator
+
+import pytest
+
+from headless_client.endpoints import EndpointSet
+from headless_client.strategies import RoundRobin
+
+from ._helpers import dual_stack, pods
+
+
+@pytest.fixture(name="fast_switching")
+def _fast_switching() -> Iterator[None]:
+    """Make the interpreter switch threads as often as it can, to provoke races."""
+    before = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(before)
+
+
+def test_rotation_is_exact_and_in_set_order() -> None:
+    """3000 picks over 3 pods give 1000 each, in order 0, 1, 2, 0, ..."""
+    rr = RoundRobin()
+    eps = pods(range(3))
+    picked = [rr.pick(eps).ordinal for _ in range(3000)]
+    assert picked[:6] == [0, 1, 2, 0, 1, 2]
+    assert Counter(picked) == {0: 1000, 1: 1000, 2: 1000}
+
+
+@pytest.mark.usefixtures("fast_switching")
+def test_rotation_is_exact_across_eight_threads() -> None:
+    """Eight threads sharing one RoundRobin still give exactly 1000 picks per pod."""
+    rr = RoundRobin()
+    eps = pods(range(3))
+    barrier = threading.Barrier(8)
+    counts: list[Counter[int | None]] = []
+
+    def worker() -> None:
+        mine: Counter[int | None] = Counter()
+        barrier.wait()
+        for _ in range(375):
+            mine[rr.pick(eps).ordinal] += 1
+        counts.append(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    total = sum(counts, Counter())
+    assert total == {0: 1000, 1: 1000, 2: 1000}
+
+
+def test_counter_continues_modulo_the_new_size() -> None:
+    """After a set change the rotation continues from the global counter."""
+    rr = RoundRobin()
+    three, five = pods(range(3)), pods(range(5))
+    assert [rr.pick(three).ordinal for _ in range(4)] == [0, 1, 2, 0]
+    # The fifth pick overall is index 4 of the new set, then it wraps.
+    assert [rr.pick(five).ordinal for _ in range(6)] == [4, 0, 1, 2, 3, 4]
+
+
+def test_shrinking_set_still_rotates_over_every_pod() -> None:
+    """Removing a pod leaves an exact rotation over the rest."""
+    rr = RoundRobin()
+    rr.pick(pods(range(5)))
+    smaller = pods([0, 2, 4])
+    assert Counter(rr.pick(smaller).ordinal for _ in range(300)) == {0: 100, 2: 100, 4: 100}
+
+
+def test_key_is_ignored() -> None:
+    """Any key, hashable or not, is accepted and does not change the rotation."""
+    rr = RoundRobin()
+    eps = pods(range(2))
+    assert [rr.pick(eps, k).ordinal for k in ("a", [1], None, 3)] == [0, 1, 0, 1]
+
+
+def test_dual_stack_pod_counts_once() -> None:
+    """A pod with an IPv4 and an IPv6 address gets one share, via its IPv4 endpoint."""
+    v4, v6 = dual_stack(0)
+    other = dual_stack(1)[0]
+    eps = EndpointSet([v4, v6, other])
+    assert [RoundRobin().pick(eps) for _ in range(2)] == [v4, other]
