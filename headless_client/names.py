@@ -158,7 +158,7 @@ def service_fqdn(
         return _check_length(service, service)
     labels = service.split(".")
     for label in labels:
-        validate_label(label, f"label {label!r} of service name")
+        validate_label(label, f"service name {service!r}: label")
     if labels[-1] == "svc":
         if len(labels) < 3:
             raise InvalidName(f"service name {service!r} has no namespace before '.svc'")

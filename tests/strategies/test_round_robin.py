@@ -86,4 +86,5 @@ def test_dual_stack_pod_counts_once() -> None:
     v4, v6 = dual_stack(0)
     other = dual_stack(1)[0]
     eps = EndpointSet([v4, v6, other])
-    assert [RoundRobin().pick(eps) for _ in range(2)] == [v4, other]
+    rr = RoundRobin()
+    assert [rr.pick(eps) for _ in range(4)] == [v4, other, v4, other]

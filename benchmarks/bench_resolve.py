@@ -1,0 +1,104 @@
+"""Resolve a 1000-pod service: headless-client next to raw dnspython, same server, same query.
+
+Starts its own BIND9 on loopback (the test ground), so it needs `named` (scripts/test
+installs it). Prints the best of N runs for each, and the ratios that design.md section 6
+sets targets for:
+
+    A/AAAA (int port):   library / one raw dnspython query   target <= 1.25
+    SRV (named port):    library / one raw SRV query          target <= 3
+
+    python benchmarks/bench_resolve.py [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import dns.asyncquery
+import dns.message
+import dns.query
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from headless_client import Resolver  # noqa: E402
+from tests.integration.dnsground import BindServer, find_named  # noqa: E402
+
+SVC = "big.prod.svc.cluster.local."
+
+
+def best(fn: Callable[[], object], runs: int) -> float:
+    fn()  # warm up
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - start)
+    return min(times)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    named = find_named()
+    if named is None:
+        print("named not found: install bind9 (scripts/test does)", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp, BindServer(Path(tmp), named=named) as server:
+        host, port = server.host, server.port
+        resolver = Resolver([server.nameserver], timeout=10)
+
+        def raw(qname: str, rdtype: str) -> Callable[[], object]:
+            return lambda: dns.query.udp_with_fallback(
+                dns.message.make_query(qname, rdtype), host, port=port, timeout=10
+            )
+
+        rows = []
+        raw_a = best(raw(SVC, "A"), args.runs)
+        lib_a = best(lambda: resolver.resolve("big.prod", 8080), args.runs)
+        rows.append(("A/AAAA, 1000 pods", raw_a, lib_a, 1.25))
+        raw_srv = best(raw("_http._tcp." + SVC, "SRV"), args.runs)
+        lib_srv = best(lambda: resolver.resolve("big.prod", "http"), args.runs)
+        rows.append(("SRV + all addresses, 1000 pods", raw_srv, lib_srv, 3.0))
+
+        try:
+            from headless_client import AsyncResolver
+        except ImportError:
+            AsyncResolver = None  # noqa: N806
+        if AsyncResolver is not None:
+            aresolver = AsyncResolver([server.nameserver], timeout=10)
+
+            def run_async(port_: int | str) -> Callable[[], object]:
+                return lambda: asyncio.run(aresolver.resolve("big.prod", port_))
+
+            def raw_async(qname: str, rdtype: str) -> Callable[[], object]:
+                async def go() -> object:
+                    return await dns.asyncquery.udp_with_fallback(
+                        dns.message.make_query(qname, rdtype), host, port=port, timeout=10
+                    )
+
+                return lambda: asyncio.run(go())
+
+            rows.append(("async A/AAAA, 1000 pods", best(raw_async(SVC, "A"), args.runs),
+                         best(run_async(8080), args.runs), 1.25))
+            rows.append(("async SRV + all addresses", best(raw_async("_http._tcp." + SVC, "SRV"), args.runs),
+                         best(run_async("http"), args.runs), 3.0))
+
+    print(f"{'case':34} {'raw dnspython':>14} {'headless-client':>16} {'ratio':>7} {'target':>7}")
+    ok = True
+    for name, raw_t, lib_t, target in rows:
+        ratio = lib_t / raw_t
+        ok &= ratio <= target
+        print(f"{name:34} {raw_t * 1e3:11.2f} ms {lib_t * 1e3:13.2f} ms {ratio:7.2f} {'<= ' + str(target):>7}")
+    print("all targets met" if ok else "TARGET MISSED")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
