@@ -26,8 +26,8 @@ import dns.query
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from headless_client import Resolver  # noqa: E402
-from tests.integration.dnsground import BindServer, find_named  # noqa: E402
+from headless_client import Resolver
+from tests.integration.dnsground import BindServer, find_named
 
 SVC = "big.prod.svc.cluster.local."
 
@@ -70,7 +70,7 @@ def main() -> int:
         try:
             from headless_client import AsyncResolver
         except ImportError:
-            AsyncResolver = None  # noqa: N806
+            AsyncResolver = None
         if AsyncResolver is not None:
             aresolver = AsyncResolver([server.nameserver], timeout=10)
 

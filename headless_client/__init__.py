@@ -7,6 +7,7 @@ pick one per request with a pluggable strategy, keep the view fresh, and connect
 from __future__ import annotations
 
 from . import errors
+from .aio import AsyncHeadlessService, AsyncResolver
 from .endpoints import Endpoint, EndpointDiff, EndpointSet
 from .errors import (
     ConnectError,
@@ -52,6 +53,8 @@ __version__ = "0.1.0.dev0"
 
 __all__ = [
     "DEFAULT_CLUSTER_DOMAIN",
+    "AsyncHeadlessService",
+    "AsyncResolver",
     "BaseResolver",
     "ConnectError",
     "Endpoint",

@@ -35,10 +35,14 @@ from .wire import (
     Nameserver,
     Pending,
     Reply,
+    accept_datagram,
     build_queries,
-    match_response,
+    drain_stream,
+    exhausted,
     parse_nameserver,
-    screen,
+    screen_all,
+    server_budgets,
+    stream_payload,
 )
 
 __all__ = ["BaseResolver", "KubernetesContext", "Resolver", "kubernetes_context"]
@@ -370,25 +374,13 @@ class Resolver(BaseResolver):
 
     def _exchange(self, batch: Batch, deadline: float) -> list[Reply]:
         errors: list[str] = []
-        servers = self.nameservers
-        for i, server in enumerate(servers):
-            now = time.monotonic()
-            if now >= deadline:
-                break
-            # Share what is left among the servers not yet tried, so one black-holed
-            # server cannot use up the whole budget.
-            budget_end = now + (deadline - now) / (len(servers) - i)
+        for server, budget_end in server_budgets(self.nameservers, deadline, time.monotonic):
             try:
-                answers = _exchange_with(server, batch, budget_end)
-                for answer in answers:
-                    screen(answer, server)
-                return answers
+                return screen_all(_exchange_with(server, batch, budget_end), server)
             except ResolutionError as exc:
                 errors.append(str(exc))
                 log.debug("nameserver %s failed: %s", server, exc)
-        what = batch[0][0] if len(batch) == 1 else f"{batch[0][0]} and {len(batch) - 1} more"
-        detail = "; ".join(errors) or "no time left"
-        raise ResolutionError(f"resolving {what} failed within {self.timeout:g}s: {detail}")
+        raise exhausted(batch, self.timeout, errors)
 
 
 def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[Reply]:
@@ -437,16 +429,7 @@ def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
                         wire = sock.recv(65535)
                     except BlockingIOError:
                         break
-                    matched = match_response(pending, wire)
-                    if matched is None:
-                        continue
-                    index, reply = matched
-                    waiting.discard(index)
-                    if reply.truncated:
-                        # Leave the slot open for the TCP answer.
-                        truncated.append(index)
-                    else:
-                        pending.replies[index] = reply
+                    accept_datagram(pending, wire, waiting, truncated)
     except OSError as exc:
         raise ResolutionError(f"{server}: {exc.strerror or exc} (UDP)") from exc
     return truncated
@@ -454,10 +437,7 @@ def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
 
 def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: float) -> None:
     """Ask *indexes* over one TCP connection, pipelined; answers may come in any order."""
-    outgoing = bytearray()
-    for i in indexes:
-        wire = pending.wires[i]
-        outgoing += len(wire).to_bytes(2, "big") + wire
+    outgoing = stream_payload(pending, indexes)
     waiting = set(indexes)
     inbox = bytearray()
     sent = 0
@@ -495,23 +475,6 @@ def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: flo
                                     "questions unanswered"
                                 )
                             inbox += chunk
-                            _drain(pending, inbox, waiting)
+                            drain_stream(pending, inbox, waiting)
     except OSError as exc:
         raise ResolutionError(f"{server}: {exc.strerror or exc} (TCP)") from exc
-
-
-def _drain(pending: Pending, inbox: bytearray, waiting: set[int]) -> None:
-    """Take every complete length-prefixed message off the front of *inbox*."""
-    offset = 0
-    while len(inbox) - offset >= 2:
-        size = int.from_bytes(inbox[offset : offset + 2], "big")
-        if len(inbox) - offset - 2 < size:
-            break
-        matched = match_response(pending, bytes(inbox[offset + 2 : offset + 2 + size]))
-        offset += 2 + size
-        if matched is not None and matched[0] in waiting:
-            index, reply = matched
-            pending.replies[index] = reply
-            waiting.discard(index)
-    del inbox[:offset]
-

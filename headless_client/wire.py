@@ -12,7 +12,7 @@ import ipaddress
 import secrets
 import socket
 import struct
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import dns.exception
@@ -243,3 +243,71 @@ def screen(reply: Reply, server: Nameserver) -> None:
     if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
         what = dns.rcode.to_text(dns.rcode.Rcode(rcode))
         raise ResolutionError(f"{server} answered {what} for {reply.qname!r}")
+
+
+def screen_all(replies: list[Reply], server: Nameserver) -> list[Reply]:
+    """*replies* if none of them reports a server failure (see :func:`screen`)."""
+    for reply in replies:
+        screen(reply, server)
+    return replies
+
+
+def server_budgets(
+    servers: Sequence[Nameserver], deadline: float, clock: Callable[[], float]
+) -> Iterator[tuple[Nameserver, float]]:
+    """Each server in order with the deadline of its attempt.
+
+    What is left of the call's budget is shared among the servers not yet tried, so one
+    black-holed server cannot use it all up.
+    """
+    for i, server in enumerate(servers):
+        now = clock()
+        if now >= deadline:
+            return
+        yield server, now + (deadline - now) / (len(servers) - i)
+
+
+def exhausted(batch: Sequence[tuple[str, int]], timeout: float, errors: list[str]) -> ResolutionError:
+    """The error when every server failed a batch."""
+    what = batch[0][0] if len(batch) == 1 else f"{batch[0][0]} and {len(batch) - 1} more"
+    detail = "; ".join(errors) or "no time left"
+    return ResolutionError(f"resolving {what} failed within {timeout:g}s: {detail}")
+
+
+def accept_datagram(pending: Pending, wire: bytes, waiting: set[int], truncated: list[int]) -> None:
+    """Take one UDP datagram: a reply, a truncated reply (to ask over TCP), or noise."""
+    matched = match_response(pending, wire)
+    if matched is None:
+        return
+    index, reply = matched
+    waiting.discard(index)
+    if reply.truncated:
+        # The slot stays open for the TCP answer.
+        truncated.append(index)
+    else:
+        pending.replies[index] = reply
+
+
+def stream_payload(pending: Pending, indexes: Sequence[int]) -> bytes:
+    """The length-prefixed queries *indexes*, pipelined on one TCP stream."""
+    out = bytearray()
+    for i in indexes:
+        wire = pending.wires[i]
+        out += len(wire).to_bytes(2, "big") + wire
+    return bytes(out)
+
+
+def drain_stream(pending: Pending, inbox: bytearray, waiting: set[int]) -> None:
+    """Take every complete length-prefixed reply off the front of *inbox*."""
+    offset = 0
+    while len(inbox) - offset >= 2:
+        size = int.from_bytes(inbox[offset : offset + 2], "big")
+        if len(inbox) - offset - 2 < size:
+            break
+        matched = match_response(pending, bytes(inbox[offset + 2 : offset + 2 + size]))
+        offset += 2 + size
+        if matched is not None and matched[0] in waiting:
+            index, reply = matched
+            pending.replies[index] = reply
+            waiting.discard(index)
+    del inbox[:offset]
