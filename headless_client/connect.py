@@ -1,10 +1,10 @@
 """Which endpoint to dial next, and when to give up. Sans-I/O, shared by both services.
 
 A :class:`ConnectPlan` is one ``connect()`` call: it picks a target per attempt (the
-strategy's choice among endpoints not tried yet, a pinned ordinal, or a partition's
-leader), records each failure, and turns the record into a
-:class:`~headless_client.errors.ConnectError` listing every endpoint tried and its
-error. The shells do the dialling and drive retries with tenacity.
+strategy's choice among endpoints not tried yet, a pinned ordinal, a partition's leader,
+or :class:`~headless_client.PrimaryReplica`'s primary for a write key), records each
+failure, and turns the record into a :class:`~headless_client.errors.ConnectError`
+listing every endpoint tried and its error. The shells do the dialling and drive retries with tenacity.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import ConnectError, InvalidName
+from .strategies import PrimaryReplica
 
 if TYPE_CHECKING:
     from .view import ServiceView
@@ -52,6 +53,9 @@ class ConnectPlan:
     tried: list[tuple[Endpoint, BaseException]] = field(default_factory=list)
     #: A pinned target's fresh address after re-resolving its pod name.
     override: Endpoint | None = None
+    #: The PrimaryReplica strategy when *key* is one of its write keys: a write goes to
+    #: the primary on every attempt, never to a replica.
+    primary_of: PrimaryReplica | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
         _number("timeout", self.timeout)
@@ -61,11 +65,21 @@ class ConnectPlan:
         _number("total_timeout", self.total_timeout)
         if self.ordinal is not None and self.partition is not None:
             raise InvalidName("pass ordinal= or partition=, not both")
+        strategy = self.view.strategy
+        if (
+            self.ordinal is None
+            and self.partition is None
+            and isinstance(strategy, PrimaryReplica)
+            and self.key is not None
+            and (self.key is PrimaryReplica.WRITE or self.key in strategy.write_keys)
+        ):
+            self.primary_of = strategy
 
     @property
     def pinned(self) -> bool:
-        """True when every attempt must go to the same pod (ordinal or partition leader)."""
-        return self.ordinal is not None or self.partition is not None
+        """True when every attempt must go to the same pod (ordinal, partition leader,
+        or the primary for a write)."""
+        return self.ordinal is not None or self.partition is not None or self.primary_of is not None
 
     def target(self) -> Endpoint:
         """The endpoint for the next attempt.
@@ -77,8 +91,13 @@ class ConnectPlan:
         view = self.view
         if self.ordinal is not None:
             return self.override or view.endpoint(self.ordinal)
-        if self.partition is not None:
-            leader = view.pick(partition=self.partition)
+        if self.partition is not None or self.primary_of is not None:
+            if self.primary_of is not None:
+                # From the whole snapshot: while the primary is ejected, the healthy set's
+                # "lowest ordinal" would be a replica.
+                leader = self.primary_of.primary(view.endpoints)
+            else:
+                leader = view.pick(partition=self.partition)
             if self.override is not None and self.override.identity == leader.identity:
                 return self.override
             return leader
@@ -105,9 +124,14 @@ class ConnectPlan:
 
     def error(self, reason: str = "") -> ConnectError:
         """The ConnectError summarising every attempt."""
-        what = f"ordinal {self.ordinal}" if self.ordinal is not None else (
-            f"the leader of partition {self.partition!r}" if self.partition is not None else "a pod"
-        )
+        if self.ordinal is not None:
+            what = f"ordinal {self.ordinal}"
+        elif self.partition is not None:
+            what = f"the leader of partition {self.partition!r}"
+        elif self.primary_of is not None:
+            what = "the primary"
+        else:
+            what = "a pod"
         msg = f"could not connect to {what} of {self.view.name} after {len(self.tried)} attempts"
         if reason:
             msg += f": {reason}"

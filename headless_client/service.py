@@ -114,14 +114,19 @@ class HeadlessService(ServiceView):
             if self._thread is not None:
                 return
         event, decision_delay = self._refresh_once()
+        next_refresh = self._clock() + decision_delay
+        # Deliver the first event before the refresher exists: delivered after, a slow
+        # callback would let the refresher deliver the next event first, concurrently.
+        if event is not None:
+            self._deliver(event)
         with self._cv:
-            self._next_refresh = self._clock() + decision_delay
+            if self._closed or self._thread is not None:
+                return  # closed (or started) meanwhile, by a callback or another thread
+            self._next_refresh = next_refresh
             self._thread = threading.Thread(
                 target=self._run, name=f"headless-client-refresh[{self.name}]", daemon=True
             )
             self._thread.start()
-        if event is not None:
-            self._deliver(event)
 
     def close(self) -> None:
         """Stop the refresher and wait for it; harmless to call twice."""
@@ -212,20 +217,29 @@ class HeadlessService(ServiceView):
 
         By default to the strategy's pick for *key*, retrying on other pods; with
         ``ordinal=`` to that pod only, with ``partition=`` to that partition's leader
-        (both retried on the same pod, re-resolving its name in case it moved). A failed
-        attempt ejects the endpoint and schedules an early DNS refresh. With TLS the
-        certificate must match the pod's FQDN (else the service's).
+        (both retried on the same pod after a short backoff, re-resolving its name in
+        case it moved). A failed attempt ejects the endpoint and schedules an early DNS
+        refresh. With TLS the certificate must match the pod's FQDN (else the service's);
+        a certificate that does not verify is not retried.
+
+        At most *attempts* dials, each within *timeout* seconds, all within
+        *total_timeout* (default ``timeout * attempts``): no attempt or backoff runs past
+        it. A pinned pod's name is re-resolved between attempts only when the resolver's
+        own timeout fits in the time left.
 
         Raises:
             EndpointNotFound: ``ordinal`` is not in the view (at once, no retry).
             NoEndpointsAvailable / LeaderNotAvailable: nothing to connect to.
-            ConnectError: every attempt failed; lists each endpoint tried and its error.
+            ConnectError: every attempt failed; lists each endpoint tried and its error,
+                in order (``__cause__``: the last error).
         """
-        sock, _ = self._connect(
+        sock, endpoint = self._connect(
             ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
+        # The socket is the caller's now: this call's in-flight count ends here.
+        self._finish(endpoint)
         return sock
 
     def _connect(
@@ -237,20 +251,30 @@ class HeadlessService(ServiceView):
         assert plan.total_timeout is not None
         attempts = plan.attempts
         deadline = self._clock() + plan.total_timeout
+        backoff: Callable[[tenacity.RetryCallState], float] = (
+            tenacity.wait_exponential(multiplier=0.05, max=1.0) if plan.pinned else tenacity.wait_none()
+        )
+
+        def stop(state: tenacity.RetryCallState) -> bool:
+            # Never start an attempt (or a backoff) that would end past the deadline.
+            return state.attempt_number >= attempts or self._clock() + backoff(state) >= deadline
+
         retrying = tenacity.Retrying(
-            stop=tenacity.stop_after_attempt(attempts) | tenacity.stop_after_delay(plan.total_timeout),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0) if plan.pinned else tenacity.wait_none(),
+            stop=stop,
+            wait=backoff,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep_unless_closed,
             reraise=True,
         )
+        last: BaseException | None = None
         try:
             for attempt in retrying:
                 with attempt:
                     return self._attempt(plan, deadline, ssl_context, source_address)
-        except _Retry:
-            pass
-        raise plan.error()
+        except _Retry as exc:
+            last = exc.__cause__
+        reason = "" if len(plan.tried) >= attempts else f"total timeout of {plan.total_timeout:g}s reached"
+        raise plan.error(reason) from last
 
     def _attempt(
         self,
@@ -261,22 +285,33 @@ class HeadlessService(ServiceView):
     ) -> tuple[socket.socket, Endpoint]:
         endpoint = plan.target()
         left = deadline - self._clock()
-        if left <= 0:
-            plan.record(endpoint, TimeoutError("total timeout reached"))
-            raise plan.error("total timeout reached")
+        if left <= 0:  # no dial made: nothing to record
+            last = plan.tried[-1][1] if plan.tried else None
+            raise plan.error(f"total timeout of {plan.total_timeout:g}s reached") from last
+        # Counted in flight while dialling, so report_failure's decrement balances it
+        # (instead of taking one off a request of another thread).
+        self._started(endpoint)
         try:
             sock = open_socket(
                 endpoint, min(plan.timeout, left), ssl_context, plan.server_hostname(endpoint), source_address
             )
-            return sock, endpoint
         except OSError as exc:
             plan.record(endpoint, exc)
             self.report_failure(endpoint)
             if not is_retryable(exc):
                 raise plan.error("certificate verification failed") from exc
-            if plan.pinned and endpoint.hostname:
+            if (
+                plan.pinned
+                and endpoint.hostname
+                and len(plan.tried) < plan.attempts
+                and deadline - self._clock() >= self._resolver.timeout
+            ):
                 plan.override = self._reresolve(endpoint)
             raise _Retry from exc
+        except BaseException:
+            self._finish(endpoint)
+            raise
+        return sock, endpoint
 
     def _reresolve(self, endpoint: Endpoint) -> Endpoint | None:
         """The pod's current endpoint by its name: it may have restarted with a new IP."""
@@ -289,6 +324,11 @@ class HeadlessService(ServiceView):
             if ep.family == endpoint.family:
                 return Endpoint(ep.address, endpoint.port, endpoint.hostname, endpoint.ordinal)
         return None
+
+    def _finish(self, endpoint: Endpoint) -> None:
+        """End one in-flight count of *endpoint* without a latency sample or health change."""
+        if self._tracking is not None:
+            self._tracking.finished(endpoint)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
         with self._cv:
@@ -311,15 +351,17 @@ class HeadlessService(ServiceView):
         """``with svc.connection(key) as sock:`` connect, then report the outcome.
 
         On a clean exit the endpoint's latency (connect to exit) is reported as a success
-        (feeding LeastLoaded); an ``OSError`` inside the block reports a failure. The
-        socket is closed on exit.
+        (feeding LeastLoaded); an ``OSError`` inside the block reports a failure. Any
+        other exception ends the request's in-flight count without judging the pod (a
+        ``NotLeader`` says nothing about its health). The socket is closed on exit.
+        Arguments and errors as :meth:`connect`.
         """
         sock, endpoint = self._connect(
             ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
-        self._started(endpoint)
+        # In flight since _attempt counted it.
         start = self._clock()
         try:
             with sock:
@@ -327,26 +369,40 @@ class HeadlessService(ServiceView):
         except OSError:
             self.report_failure(endpoint)
             raise
+        except BaseException:
+            self._finish(endpoint)
+            raise
         self.report_success(endpoint, self._clock() - start)
 
     def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """A pod answered "not the leader" for *partition*: update routing.
 
         The strategy's leader map is re-read (rate-limited) and *hint*, when given, is
-        used at once; if the hinted pod is not in the view, DNS is refreshed now.
+        used at once; if the hinted pod is not in the view, DNS is refreshed now (even
+        when re-reading the map failed), so the next ``connect(partition=...)`` finds it.
+        The usual loop::
+
+            except NotLeader as exc:
+                svc.not_leader(exc.partition, exc.hint)
 
         Raises:
-            TypeError: the strategy is not a :class:`PartitionLeader`.
+            TypeError: the strategy is not a :class:`PartitionLeader`, or a bad hint.
+            Exception: whatever the leader map's callable raised (the hint still applies).
         """
         strategy = self._strategy
         if not isinstance(strategy, PartitionLeader):
             raise TypeError(f"not_leader needs a PartitionLeader strategy, not {type(strategy).__name__}")
-        strategy.not_leader(partition, hint)
-        if hint is not None and not self._knows(hint):
-            try:
-                self.refresh()
-            except ResolutionError as exc:
-                log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
+        usable = (isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0) or (
+            isinstance(hint, str) and bool(hint.strip("."))
+        )
+        try:
+            strategy.not_leader(partition, hint)
+        finally:
+            if usable and hint is not None and not self._knows(hint):
+                try:
+                    self.refresh()
+                except ResolutionError as exc:
+                    log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
     # -- the refresher -------------------------------------------------------------------
 

@@ -166,12 +166,18 @@ class ServiceView:
         """A request to *endpoint* failed: eject it for a while and refresh DNS early."""
         if self._tracking is not None:
             self._tracking.finished(endpoint, ok=False)
+        until: float | None = None
         with self._lock:
-            until = self._health.eject(endpoint, self._clock())
-            self._healthy = self._health.healthy(self._snapshot, self._clock())
-        log.info("%s: ejected %s until +%.1fs", self._name, endpoint, until - self._clock())
+            # Only pods in the view are ejected: state for one that already left DNS
+            # (a stale pick) would outlive the prune and eject it when it comes back.
+            if self._snapshot.by_identity(endpoint.identity) is not None:
+                until = self._health.eject(endpoint, self._clock())
+                self._healthy = self._health.healthy(self._snapshot, self._clock())
+        if until is not None:
+            log.info("%s: ejected %s until +%.1fs", self._name, endpoint, until - self._clock())
         self._request_early_refresh()
-        self._health_changed()
+        if until is not None:
+            self._health_changed()
 
     def report_success(self, endpoint: Endpoint, latency: float | None = None) -> None:
         """A request to *endpoint* succeeded (in *latency* seconds): clear its ejection."""

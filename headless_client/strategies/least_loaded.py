@@ -138,12 +138,12 @@ class LeastLoaded:
         if j >= i:
             j += 1
         a, b = pods[i], pods[j]
-        if self._ewma:
-            now = self._clock()
-            return a if self._cost(a, now) <= self._cost(b, now) else b
         states = self._states
         sa = states.get(a.identity)
         sb = states.get(b.identity)
+        if self._ewma:
+            now = self._clock()
+            return a if self._cost(sa, now) <= self._cost(sb, now) else b
         return a if (sa.inflight if sa else 0) <= (sb.inflight if sb else 0) else b
 
     def _estimate(self, state: _PodLoad | None, now: float) -> float:
@@ -155,10 +155,10 @@ class LeastLoaded:
         # Decays towards zero between samples, as Finagle's read-side update does.
         return state.ewma * math.exp(-elapsed / self._decay)
 
-    def _cost(self, endpoint: Endpoint, now: float) -> float:
-        state = self._states.get(endpoint.identity)
-        inflight = state.inflight if state is not None else 0
-        return self._estimate(state, now) * (inflight + 1)
+    def _cost(self, state: _PodLoad | None, now: float) -> float:
+        if state is None:
+            return self._default_rtt
+        return self._estimate(state, now) * (state.inflight + 1)
 
     def _state(self, identity: str) -> _PodLoad:
         # Caller holds the lock.
@@ -218,7 +218,7 @@ class LeastLoaded:
     def score(self, endpoint: Endpoint) -> float:
         """The cost :meth:`pick` compares now (in-flight count, or peak-EWMA cost)."""
         if self._ewma:
-            return self._cost(endpoint, self._clock())
+            return self._cost(self._states.get(endpoint.identity), self._clock())
         return float(self.inflight(endpoint))
 
     def __repr__(self) -> str:
