@@ -8,13 +8,19 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import queue
 import sys
+import time
 from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
 from typing import NoReturn, TextIO
 
 from .endpoints import Endpoint, EndpointSet
-from .errors import HeadlessClientError, InvalidName
+from .errors import HeadlessClientError, InvalidName, ResolutionError, ServiceNotFound
 from .resolver import Resolver
+from .service import HeadlessService
+from .strategies import LeastLoaded, Random, RoundRobin, Sticky, Strategy
 
 __all__ = ["main"]
 
@@ -73,11 +79,12 @@ def format_table(endpoints: EndpointSet) -> str:
     return "\n".join(lines)
 
 
-def _add_common(p: argparse.ArgumentParser) -> None:
+def _add_common(p: argparse.ArgumentParser, *, namespace_short: bool = True) -> None:
     p.add_argument("service", help="service name: web, web.prod, web.prod.svc.cluster.local")
     p.add_argument("--port", "-p", default=None, help="a number (A/AAAA) or a named port (SRV)")
     p.add_argument("--protocol", default="tcp", help="SRV protocol (default: tcp)")
-    p.add_argument("--namespace", "-n", default=None, help="namespace for one-label names")
+    names = ("--namespace", "-n") if namespace_short else ("--namespace",)
+    p.add_argument(*names, default=None, help="namespace for one-label names")
     p.add_argument(
         "--nameserver", action="append", default=None, metavar="HOST:PORT",
         help="DNS server to ask (repeatable); default: /etc/resolv.conf",
@@ -94,6 +101,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("resolve", help="resolve a service once and print its endpoints")
     _add_common(p)
     p.set_defaults(func=cmd_resolve)
+
+    p = sub.add_parser(
+        "watch",
+        help="print the endpoints, then every endpoint added or removed as DNS changes",
+        description="Print the current endpoints, then one timestamped line per endpoint added "
+        "(+) or removed (-), until Ctrl-C or --duration.",
+    )
+    _add_common(p)
+    p.add_argument("--min-refresh", type=float, default=1.0, metavar="S",
+                   help="shortest seconds between resolutions (default: 1)")
+    p.add_argument("--max-refresh", type=float, default=30.0, metavar="S",
+                   help="longest seconds between resolutions (default: 30)")
+    p.add_argument("--empty-grace", type=float, default=5.0, metavar="S",
+                   help="seconds an empty answer must persist to empty the view (default: 5)")
+    p.add_argument("--duration", type=float, default=None, metavar="S",
+                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.set_defaults(func=cmd_watch)
+
+    p = sub.add_parser(
+        "pick",
+        help="resolve once and print the endpoints a strategy picks",
+        description="Resolve once, then print N picks of the strategy (one per line).",
+    )
+    # -n is the pick count here, so the namespace is --namespace only.
+    _add_common(p, namespace_short=False)
+    p.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="round-robin",
+                   help="pick strategy (default: round-robin)")
+    p.add_argument("--key", "-k", default=None, help="routing key (sticky needs one; others ignore it)")
+    p.add_argument("-n", "--count", type=int, default=1, metavar="N",
+                   help=f"number of picks, 1..{MAX_PICKS} (default: 1)")
+    p.set_defaults(func=cmd_pick)
     return parser
 
 
@@ -116,6 +154,125 @@ def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
         out.write(json.dumps([endpoint_row(ep) for ep in endpoints]) + "\n")
     else:
         out.write(f"{endpoints.name}\n{format_table(endpoints)}\n")
+    return 0
+
+
+def timestamp() -> str:
+    """Now, UTC, ISO 8601 with milliseconds: ``2024-05-01T12:00:00.123Z``."""
+    return datetime.now(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _seconds(option: str, value: float | None, *, zero_ok: bool = False) -> None:
+    if value is None:
+        return
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero_ok):
+        raise InvalidName(f"{option} must be a number of seconds {'>= 0' if zero_ok else '> 0'}: {value!r}")
+
+
+def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
+    """``watch``: the endpoints now, then one line per endpoint added or removed.
+
+    Runs until Ctrl-C (exit 0) or ``--duration`` seconds. A first resolution that fails
+    (timeout, refused) exits 1; NXDOMAIN is an empty view and the watch goes on (in
+    Kubernetes it also means "no ready pods yet"). Later failures are logged on stderr
+    and the last good set is kept, as :class:`HeadlessService` does.
+    """
+    _seconds("--min-refresh", args.min_refresh)
+    _seconds("--max-refresh", args.max_refresh)
+    _seconds("--empty-grace", args.empty_grace, zero_ok=True)
+    _seconds("--duration", args.duration)
+    if args.max_refresh < args.min_refresh:
+        raise InvalidName(
+            f"--max-refresh ({args.max_refresh:g}) must be >= --min-refresh ({args.min_refresh:g})"
+        )
+    port = parse_port(args.port) if args.port is not None else 0
+    resolver = make_resolver(args)
+    deadline = None if args.duration is None else time.monotonic() + args.duration
+    changes: queue.SimpleQueue[tuple[str, EndpointSet, EndpointSet]] = queue.SimpleQueue()
+    svc = HeadlessService(
+        args.service,
+        port,
+        resolver=resolver,
+        protocol=args.protocol,
+        namespace=args.namespace,
+        min_refresh=args.min_refresh,
+        max_refresh=args.max_refresh,
+        empty_grace=args.empty_grace,
+    )
+    # Callbacks run on the refresher thread; only this thread writes to *out*.
+    svc.subscribe(lambda old, new: changes.put((timestamp(), old, new)))
+    try:
+        svc.start()
+        error = svc._last_error
+        if error is not None and not isinstance(error, ServiceNotFound):
+            raise error
+        _write_snapshot(out, args.json, timestamp(), svc.name, svc.endpoints)
+        while True:
+            wait = 0.2  # short, so a Ctrl-C is seen promptly on every platform
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return 0
+                wait = min(wait, left)
+            try:
+                when, old, new = changes.get(timeout=wait)
+            except queue.Empty:
+                continue
+            _write_changes(out, args.json, when, svc.name, old, new)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        svc.close()
+
+
+def _write_snapshot(out: TextIO, as_json: bool, when: str, name: str, endpoints: EndpointSet) -> None:
+    if as_json:
+        line = {"time": when, "event": "snapshot", "service": name,
+                "endpoints": [endpoint_row(ep) for ep in endpoints]}  # fmt: skip
+        out.write(json.dumps(line) + "\n")
+    else:
+        out.write(f"{when} {name}\n{format_table(endpoints)}\n")
+    out.flush()
+
+
+def _write_changes(
+    out: TextIO, as_json: bool, when: str, name: str, old: EndpointSet, new: EndpointSet
+) -> None:
+    diff = old.diff(new)
+    for sign, event, endpoints in (("-", "removed", diff.removed), ("+", "added", diff.added)):
+        for ep in endpoints:
+            if as_json:
+                line = {"time": when, "event": event, "service": name, "endpoint": endpoint_row(ep)}
+                out.write(json.dumps(line) + "\n")
+            else:
+                out.write(f"{when} {sign} {ep}\n")
+    out.flush()
+
+
+STRATEGIES: dict[str, Callable[[], Strategy]] = {
+    "round-robin": RoundRobin,
+    "sticky": Sticky,
+    "least-loaded": LeastLoaded,
+    "random": Random,
+}
+MAX_PICKS = 1_000_000
+
+
+def cmd_pick(args: argparse.Namespace, out: TextIO) -> int:
+    """``pick``: resolve once, print ``--count`` picks of the strategy, one per line."""
+    if not 1 <= args.count <= MAX_PICKS:
+        raise InvalidName(f"-n/--count must be in 1..{MAX_PICKS}: {args.count}")
+    if args.strategy == "sticky" and args.key is None:
+        raise InvalidName("--strategy sticky needs --key")
+    port = parse_port(args.port) if args.port is not None else 0
+    resolver = make_resolver(args)
+    strategy = STRATEGIES[args.strategy]()
+    endpoints = resolver.resolve(args.service, port, protocol=args.protocol, namespace=args.namespace)
+    lines = []
+    for _ in range(args.count):
+        ep = strategy.pick(endpoints, args.key)
+        lines.append(json.dumps(endpoint_row(ep)) if args.json else str(ep))
+    out.write("\n".join(lines) + "\n")
     return 0
 
 

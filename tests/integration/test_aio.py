@@ -7,6 +7,7 @@ tests/aio_support.py): a blocking call on the loop fails the test.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import socket
 import ssl
 import threading
@@ -139,7 +140,7 @@ def test_async_service_scale_restart_and_events(bind, new_service):
             assert (await svc.refresh()).by_ordinal(1).address == new_address != old_address
             # Sticky keys follow the pod identity, not the IP.
             assert {k: svc.pick(key=k).identity for k in keys} == keys
-        for (_, new), (old, _) in zip(events, events[1:]):
+        for (_, new), (old, _) in itertools.pairwise(events):
             assert new == old
         assert len(events) >= 3
         return svc
