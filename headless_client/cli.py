@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from typing import NoReturn, TextIO
 
 from .endpoints import Endpoint, EndpointSet
-from .errors import HeadlessClientError, InvalidName, ResolutionError, ServiceNotFound
+from .errors import HeadlessClientError, InvalidName, ServiceNotFound
 from .resolver import Resolver
 from .service import HeadlessService
 from .strategies import LeastLoaded, Random, RoundRobin, Sticky, Strategy
@@ -109,14 +109,34 @@ def build_parser() -> argparse.ArgumentParser:
         "(+) or removed (-), until Ctrl-C or --duration.",
     )
     _add_common(p)
-    p.add_argument("--min-refresh", type=float, default=1.0, metavar="S",
-                   help="shortest seconds between resolutions (default: 1)")
-    p.add_argument("--max-refresh", type=float, default=30.0, metavar="S",
-                   help="longest seconds between resolutions (default: 30)")
-    p.add_argument("--empty-grace", type=float, default=5.0, metavar="S",
-                   help="seconds an empty answer must persist to empty the view (default: 5)")
-    p.add_argument("--duration", type=float, default=None, metavar="S",
-                   help="stop after this many seconds (default: run until Ctrl-C)")
+    p.add_argument(
+        "--min-refresh",
+        type=float,
+        default=1.0,
+        metavar="S",
+        help="shortest seconds between resolutions (default: 1)",
+    )
+    p.add_argument(
+        "--max-refresh",
+        type=float,
+        default=30.0,
+        metavar="S",
+        help="longest seconds between resolutions (default: 30)",
+    )
+    p.add_argument(
+        "--empty-grace",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="seconds an empty answer must persist to empty the view (default: 5)",
+    )
+    p.add_argument(
+        "--duration",
+        type=float,
+        default=None,
+        metavar="S",
+        help="stop after this many seconds (default: run until Ctrl-C)",
+    )
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser(
@@ -126,11 +146,22 @@ def build_parser() -> argparse.ArgumentParser:
     )
     # -n is the pick count here, so the namespace is --namespace only.
     _add_common(p, namespace_short=False)
-    p.add_argument("--strategy", "-s", choices=sorted(STRATEGIES), default="round-robin",
-                   help="pick strategy (default: round-robin)")
+    p.add_argument(
+        "--strategy",
+        "-s",
+        choices=sorted(STRATEGIES),
+        default="round-robin",
+        help="pick strategy (default: round-robin)",
+    )
     p.add_argument("--key", "-k", default=None, help="routing key (sticky needs one; others ignore it)")
-    p.add_argument("-n", "--count", type=int, default=1, metavar="N",
-                   help=f"number of picks, 1..{MAX_PICKS} (default: 1)")
+    p.add_argument(
+        "-n",
+        "--count",
+        type=int,
+        default=1,
+        metavar="N",
+        help=f"number of picks, 1..{MAX_PICKS} (default: 1)",
+    )
     p.set_defaults(func=cmd_pick)
     return parser
 
@@ -188,7 +219,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     port = parse_port(args.port) if args.port is not None else 0
     resolver = make_resolver(args)
     deadline = None if args.duration is None else time.monotonic() + args.duration
-    changes: queue.SimpleQueue[tuple[str, EndpointSet, EndpointSet]] = queue.SimpleQueue()
+    changes: queue.SimpleQueue[tuple[str, EndpointSet]] = queue.SimpleQueue()
     svc = HeadlessService(
         args.service,
         port,
@@ -200,13 +231,14 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         empty_grace=args.empty_grace,
     )
     # Callbacks run on the refresher thread; only this thread writes to *out*.
-    svc.subscribe(lambda old, new: changes.put((timestamp(), old, new)))
+    svc.subscribe(lambda old, new: changes.put((timestamp(), new)))
     try:
         svc.start()
         error = svc._last_error
         if error is not None and not isinstance(error, ServiceNotFound):
             raise error
-        _write_snapshot(out, args.json, timestamp(), svc.name, svc.endpoints)
+        shown = svc.endpoints
+        _write_snapshot(out, args.json, timestamp(), svc.name, shown)
         while True:
             wait = 0.2  # short, so a Ctrl-C is seen promptly on every platform
             if deadline is not None:
@@ -215,10 +247,13 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
                     return 0
                 wait = min(wait, left)
             try:
-                when, old, new = changes.get(timeout=wait)
+                when, new = changes.get(timeout=wait)
             except queue.Empty:
                 continue
-            _write_changes(out, args.json, when, svc.name, old, new)
+            # Against what was printed, not the event's old set: the first resolution's
+            # event (empty -> the snapshot above) prints nothing.
+            _write_changes(out, args.json, when, svc.name, shown, new)
+            shown = new
     except KeyboardInterrupt:
         return 0
     finally:

@@ -8,12 +8,14 @@ truncated answers), so a batch of 1000 questions costs one round of I/O, not 100
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import selectors
 import socket
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -45,7 +47,7 @@ from .wire import (
     stream_payload,
 )
 
-__all__ = ["BaseResolver", "KubernetesContext", "Resolver", "kubernetes_context"]
+__all__ = ["BaseResolver", "Interrupt", "KubernetesContext", "Resolver", "kubernetes_context"]
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +58,37 @@ NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace
 DEFAULT_TIMEOUT: Final = 2.0
 #: Retransmit an unanswered UDP question after this share of the attempt's budget.
 _RETRANSMIT_SHARE: Final = 0.25
+
+
+class Interrupt:
+    """A wake-up a blocked resolver call can select on: ``set()`` ends it early."""
+
+    def __init__(self) -> None:
+        self._r, self._w = socket.socketpair()
+        self._r.setblocking(False)
+        self._w.setblocking(False)
+        self._set = False
+
+    def fileno(self) -> int:
+        """The readable end, for selectors."""
+        return self._r.fileno()
+
+    def set(self) -> None:
+        """Wake every call waiting on this interrupt (idempotent)."""
+        self._set = True
+        try:
+            self._w.send(b"!")
+        except OSError:
+            pass
+
+    def is_set(self) -> bool:
+        """True once :meth:`set` was called."""
+        return self._set
+
+    def close(self) -> None:
+        """Release the socket pair."""
+        self._r.close()
+        self._w.close()
 
 
 class KubernetesContext:
@@ -165,6 +198,7 @@ class BaseResolver:
         self.namespace: str | None = namespace or context.namespace
         self.max_records = max_records
         self.check_targets = check_targets
+        self._local = threading.local()
 
     def __repr__(self) -> str:
         return (
@@ -363,35 +397,52 @@ class Resolver(BaseResolver):
 
     # -- I/O ------------------------------------------------------------------------
 
+    @contextlib.contextmanager
+    def interruptible(self, interrupt: Interrupt) -> Iterator[None]:
+        """Within the block, calls from this thread end early once *interrupt* is set.
+
+        A :class:`HeadlessService` wraps its refresher in this, so ``close()`` does not
+        wait for a query to a black-holed server to time out.
+        """
+        previous = getattr(self._local, "interrupt", None)
+        self._local.interrupt = interrupt
+        try:
+            yield
+        finally:
+            self._local.interrupt = previous
+
     def _run(self, plan: Plan[T]) -> T:
         deadline = time.monotonic() + self.timeout
+        interrupt: Interrupt | None = getattr(self._local, "interrupt", None)
         try:
             batch = next(plan)
             while True:
-                batch = plan.send(self._exchange(batch, deadline))
+                batch = plan.send(self._exchange(batch, deadline, interrupt))
         except StopIteration as stop:
             return stop.value  # type: ignore[no-any-return]
 
-    def _exchange(self, batch: Batch, deadline: float) -> list[Reply]:
+    def _exchange(self, batch: Batch, deadline: float, interrupt: Interrupt | None = None) -> list[Reply]:
         errors: list[str] = []
         for server, budget_end in server_budgets(self.nameservers, deadline, time.monotonic):
             try:
-                return screen_all(_exchange_with(server, batch, budget_end), server)
+                return screen_all(_exchange_with(server, batch, budget_end, interrupt), server)
             except ResolutionError as exc:
                 errors.append(str(exc))
                 log.debug("nameserver %s failed: %s", server, exc)
         raise exhausted(batch, self.timeout, errors)
 
 
-def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[Reply]:
+def _exchange_with(
+    server: Nameserver, batch: Batch, deadline: float, interrupt: Interrupt | None = None
+) -> list[Reply]:
     pending = build_queries(batch)
     tcp_indexes: list[int]
     if len(batch) <= MAX_UDP_BATCH:
-        tcp_indexes = _udp(server, pending, deadline)
+        tcp_indexes = _udp(server, pending, deadline, interrupt)
     else:
         tcp_indexes = list(range(len(batch)))
     if tcp_indexes:
-        _tcp(server, pending, tcp_indexes, deadline)
+        _tcp(server, pending, tcp_indexes, deadline, interrupt)
     return [r for r in pending.replies if r is not None]
 
 
@@ -399,7 +450,9 @@ def _family(server: Nameserver) -> socket.AddressFamily:
     return socket.AF_INET6 if server.family == 6 else socket.AF_INET
 
 
-def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
+def _udp(
+    server: Nameserver, pending: Pending, deadline: float, interrupt: Interrupt | None = None
+) -> list[int]:
     """Send every query in one datagram each; return the indexes answered with TC."""
     truncated: list[int] = []
     waiting = set(range(len(pending.wires)))
@@ -421,7 +474,11 @@ def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
                     next_send = now + retransmit_every
                 with selectors.DefaultSelector() as sel:
                     sel.register(sock, selectors.EVENT_READ)
+                    if interrupt is not None:
+                        sel.register(interrupt, selectors.EVENT_READ)
                     ready = sel.select(min(deadline, next_send) - now)
+                if interrupt is not None and interrupt.is_set():
+                    raise ResolutionError(f"{server}: interrupted (closing)")
                 if not ready:
                     continue
                 while True:
@@ -435,7 +492,13 @@ def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
     return truncated
 
 
-def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: float) -> None:
+def _tcp(
+    server: Nameserver,
+    pending: Pending,
+    indexes: list[int],
+    deadline: float,
+    interrupt: Interrupt | None = None,
+) -> None:
     """Ask *indexes* over one TCP connection, pipelined; answers may come in any order."""
     outgoing = stream_payload(pending, indexes)
     waiting = set(indexes)
@@ -449,14 +512,20 @@ def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: flo
             sock.setblocking(False)
             with selectors.DefaultSelector() as sel:
                 sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
+                if interrupt is not None:
+                    sel.register(interrupt, selectors.EVENT_READ)
                 while waiting:
+                    if interrupt is not None and interrupt.is_set():
+                        raise ResolutionError(f"{server}: interrupted (closing)")
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         raise ResolutionError(
                             f"{server} did not answer {len(waiting)} of {len(indexes)} questions "
                             "in time (TCP)"
                         )
-                    for _key, events in sel.select(remaining):
+                    for key, events in sel.select(remaining):
+                        if key.fileobj is interrupt:
+                            continue
                         if events & selectors.EVENT_WRITE and sent < len(outgoing):
                             try:
                                 sent += sock.send(memoryview(outgoing)[sent : sent + 65536])

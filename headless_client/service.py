@@ -23,7 +23,7 @@ from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, is_
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
 from .health import HealthPolicy
-from .resolver import Resolver
+from .resolver import Interrupt, Resolver
 from .sockets import open_socket
 from .strategies import PartitionLeader, Strategy
 from .view import Event, ServiceView, log
@@ -96,6 +96,7 @@ class HeadlessService(ServiceView):
         self._manual_wanted = 0
         self._manual_served = 0
         self._last_error: BaseException | None = None
+        self._interrupt: Interrupt | None = None
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -113,6 +114,8 @@ class HeadlessService(ServiceView):
                 raise HeadlessClientError(f"{self.name}: service is closed")
             if self._thread is not None:
                 return
+            if self._interrupt is None:
+                self._interrupt = Interrupt()
         event, decision_delay = self._refresh_once()
         next_refresh = self._clock() + decision_delay
         # Deliver the first event before the refresher exists: delivered after, a slow
@@ -134,10 +137,19 @@ class HeadlessService(ServiceView):
             self._closed = True
             self._cv.notify_all()
             thread = self._thread
+            interrupt = self._interrupt
+        if interrupt is not None:
+            # Ends a query in flight at once instead of at the resolver's timeout.
+            interrupt.set()
         if thread is not None and thread is not threading.current_thread():
             thread.join(self._resolver.timeout + 1.0)
             if thread.is_alive():  # pragma: no cover - resolver timeouts bound every query
                 log.warning("%s: refresher did not stop in time", self.name)
+                return
+        if interrupt is not None and (thread is None or not thread.is_alive()):
+            with self._cv:
+                self._interrupt = None
+            interrupt.close()
 
     @property
     def closed(self) -> bool:
@@ -410,11 +422,16 @@ class HeadlessService(ServiceView):
         """One resolution, applied; returns the event to deliver and the next delay."""
         answer: EndpointSet | None = None
         error: BaseException | None = None
+        interrupt = self._interrupt
         try:
-            answer = self._resolver.resolve(
-                self._service, self._port, protocol=self._protocol, namespace=self._namespace
-            )
+            with self._resolver.interruptible(interrupt) if interrupt else contextlib.nullcontext():
+                answer = self._resolver.resolve(
+                    self._service, self._port, protocol=self._protocol, namespace=self._namespace
+                )
         except ResolutionError as exc:
+            if self._closed:
+                # Interrupted by close(): not a DNS failure worth a warning.
+                return None, 0.0
             error = exc
         decision = self._publish_result(answer, error)
         event = self._apply(decision)

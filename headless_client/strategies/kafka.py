@@ -22,7 +22,7 @@ def _as_bytes(data: object, what: str) -> bytes:
     raise TypeError(f"{what} must be bytes, not {type(data).__name__}: {data!r}{hint}")
 
 
-def murmur2(data: bytes) -> int:
+def murmur2(data: bytes | bytearray | memoryview) -> int:
     """MurmurHash2 (32-bit, seed ``0x9747b28c``) of *data*, as Kafka's ``Utils.murmur2``.
 
     Returns the value Java returns: a signed 32-bit int in ``[-2**31, 2**31)``.
@@ -58,7 +58,7 @@ def murmur2(data: bytes) -> int:
     return h - (1 << 32) if h & 0x80000000 else h
 
 
-def kafka_partition(key: bytes, partitions: int) -> int:
+def kafka_partition(key: bytes | bytearray | memoryview, partitions: int) -> int:
     """The partition Kafka's Java default partitioner gives a keyed record.
 
     ``toPositive(murmur2(key)) % partitions`` where ``toPositive`` is ``& 0x7fffffff``

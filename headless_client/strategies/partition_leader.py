@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
 from types import MappingProxyType
+from typing import Generic, TypeVar, cast
 
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import LeaderNotAvailable
@@ -13,10 +14,12 @@ from .base import Clock, SnapshotCache
 
 __all__ = ["LeaderMap", "LeaderSource", "PartitionLeader"]
 
+P = TypeVar("P", bound=Hashable)
 Leader = int | str
-LeaderMap = Mapping[Hashable, Leader]
+LeaderMap = Mapping[P, Leader]
 """partition -> leader ordinal (``int``) or pod hostname (``str``, FQDN or first label)."""
-LeaderSource = LeaderMap | Callable[[], LeaderMap]
+LeaderSource = Mapping[P, Leader] | Callable[[], Mapping[P, Leader]]
+"""A leader map, or a zero-argument callable returning one."""
 
 
 def _checked(leaders: object) -> dict[Hashable, Leader]:
@@ -56,7 +59,7 @@ def _hostname_index(endpoints: EndpointSet) -> dict[str, Endpoint]:
     return index
 
 
-class PartitionLeader:
+class PartitionLeader(Generic[P]):
     """The leader pod of the partition given as key: ``pick(endpoints, key=partition)``.
 
     *leaders* maps a partition (any hashable: ``3``, ``("orders", 3)``) to its leader,
@@ -103,7 +106,7 @@ class PartitionLeader:
 
     def __init__(
         self,
-        leaders: LeaderSource,
+        leaders: LeaderSource[P],
         *,
         min_reread_interval: float = 1.0,
         clock: Clock = time.monotonic,
@@ -114,7 +117,7 @@ class PartitionLeader:
         self._clock = clock
         self._lock = threading.Lock()
         if isinstance(leaders, Mapping):
-            self._source: Callable[[], LeaderMap] | None = None
+            self._source: Callable[[], Mapping[P, Leader]] | None = None
             self._leaders = _checked(leaders)
         elif callable(leaders):
             self._source = leaders
@@ -134,11 +137,11 @@ class PartitionLeader:
         )
 
     @property
-    def leaders(self) -> Mapping[Hashable, int | str]:
+    def leaders(self) -> Mapping[P, int | str]:
         """The current leader map (read-only view; hostnames folded to lower case)."""
-        return MappingProxyType(self._leaders)
+        return cast("Mapping[P, int | str]", MappingProxyType(self._leaders))
 
-    def leader_of(self, partition: Hashable) -> int | str | None:
+    def leader_of(self, partition: P) -> int | str | None:
         """The leader ordinal or hostname of *partition*, or ``None`` when unknown."""
         return self._leaders.get(partition)
 
@@ -228,7 +231,7 @@ class PartitionLeader:
             self._leaders = fresh  # one assignment; readers hold either map whole
             return True
 
-    def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
+    def not_leader(self, partition: P, hint: int | str | None = None) -> None:
         """Handle a "not the leader" answer for *partition*.
 
         Re-reads the map (rate-limited, see :meth:`refresh_leaders`), then applies *hint*

@@ -7,7 +7,8 @@ import math
 import struct
 import threading
 from array import array
-from itertools import chain, repeat
+from bisect import bisect_right
+from itertools import compress, repeat
 from operator import add, and_, lshift, mul, or_, rshift, sub
 from typing import NamedTuple
 from zlib import crc32
@@ -83,9 +84,12 @@ class _Ring(NamedTuple):
     table: array[int]  # bucket -> index into members; _BUCKETS entries
     members: tuple[Endpoint, ...]  # first endpoint of each distinct identity
     size: int  # len(members)
+    # The table's runs (arcs), for the bounded-loads walk: first bucket and owner of each.
+    run_starts: array[int]
+    run_owners: array[int]
 
 
-_EMPTY_RING = _Ring(array("H"), (), 0)
+_EMPTY_RING = _Ring(array("H"), (), 0, array("I"), array("H"))
 
 
 def _build_ring(endpoints: EndpointSet, vnodes: int) -> _Ring:
@@ -114,16 +118,23 @@ def _build_ring(endpoints: EndpointSet, vnodes: int) -> _Ring:
     # them lie below point(i), computed on the packed value (the low bits never carry).
     width = 1 << _SHIFT
     belows = list(map(rshift, map(add, packed, repeat((width - 1) << 32)), repeat(32 + _SHIFT)))
-    runs = map(sub, belows, chain((0,), belows))
+    starts = [0, *belows]
+    runs = list(map(sub, belows, starts))
     code = "H" if len(members) <= 0xFFFF else "I"
     tags = [array(code, [n]).tobytes() for n in range(len(members))]
-    owners = map(tags.__getitem__, map(and_, packed, repeat(_MASK32)))
-    data = b"".join(map(mul, owners, runs))
+    owner_indices = list(map(and_, packed, repeat(_MASK32)))
+    data = b"".join(map(mul, map(tags.__getitem__, owner_indices), runs))
     # Past the last point the ring wraps around to the first.
-    data += tags[packed[0] & _MASK32] * (_BUCKETS - belows[-1])
+    data += tags[owner_indices[0]] * (_BUCKETS - belows[-1])
     table = array(code)
     table.frombytes(data)
-    return _Ring(table, members, len(members))
+    # Non-empty runs, in ring order (the wrap-around tail last).
+    run_starts = array("I", compress(starts, runs))
+    run_owners = array(code, compress(owner_indices, runs))
+    if belows[-1] < _BUCKETS:
+        run_starts.append(belows[-1])
+        run_owners.append(owner_indices[0])
+    return _Ring(table, members, len(members), run_starts, run_owners)
 
 
 class Sticky:
@@ -140,8 +151,9 @@ class Sticky:
     The ring is built once per snapshot and sampled into a lookup table of 2**18 buckets
     at fixed positions (so sampling never moves a key between two unchanged pods); a pick
     is a CRC-32 of the key, one multiplication and two indexing operations. Building the
-    ring costs about 0.2 ms per pod; :meth:`prepare` lets a refresher pay it before the
-    snapshot is published.
+    ring costs about 0.3 ms per pod (0.3 s for 1000 pods) and 0.5 MiB of table plus 6
+    bytes per ring point;
+    :meth:`prepare` lets a refresher pay it before the snapshot is published.
 
     With *bounded_load* ``c`` (Mirrokni, Thorup and Zadimoghaddam, "Consistent hashing
     with bounded loads"), no pod takes more than ``ceil(c * (in_flight + 1) / pods)``
@@ -214,7 +226,7 @@ class Sticky:
         except UnicodeEncodeError:
             h = crc32(_key_bytes(key))
         h = (h * _MIX) & _MASK32
-        table, members, _ = ring
+        table, members = ring.table, ring.members
         try:
             owner = members[table[h >> _SHIFT]]
         except IndexError:
@@ -225,17 +237,21 @@ class Sticky:
         return self._bounded(bound, ring, h >> _SHIFT, owner)
 
     def _bounded(self, bound: float, ring: _Ring, bucket: int, owner: Endpoint) -> Endpoint:
-        table, members, size = ring
         loads = self._loads
+        size = ring.size
         # The cap counts the request being placed, as in the paper, so it is never 0 and
         # size * cap > in_flight: some pod is always under it.
         cap = math.ceil(bound * (self._total + 1) / size - 1e-9)
         if loads.get(owner.identity, 0) < cap:
             return owner
-        # Walk clockwise, bucket by bucket, to the first pod under the cap.
+        # Walk clockwise, arc by arc (not bucket by bucket: an arc of a 3-pod ring spans
+        # hundreds of buckets), to the first pod under the cap.
+        members, starts, run_owners = ring.members, ring.run_starts, ring.run_owners
+        runs = len(starts)
+        here = bisect_right(starts, bucket) - 1
         seen = {owner.identity}
-        for step in range(1, _BUCKETS):
-            ep = members[table[(bucket + step) & (_BUCKETS - 1)]]
+        for step in range(1, runs):
+            ep = members[run_owners[(here + step) % runs]]
             identity = ep.identity
             if identity in seen:
                 continue

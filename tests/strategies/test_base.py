@@ -169,7 +169,12 @@ def test_snapshot_cache_keeps_previous_snapshot() -> None:
 def test_snapshot_cache_keys_on_identity_not_equality() -> None:
     """An equal but distinct set object gets its own entry (cheap: identity check)."""
     calls: list[int] = []
-    cache: SnapshotCache[int] = SnapshotCache(lambda eps: calls.append(1) or len(eps), -1)
+
+    def build(eps: EndpointSet) -> int:
+        calls.append(len(eps))
+        return len(eps)
+
+    cache: SnapshotCache[int] = SnapshotCache(build, -1)
     a, b = pods(range(3)), pods(range(3))
     assert a == b
     cache.derive(a)

@@ -262,9 +262,7 @@ class TestBoundedLoads:
     def test_unloaded_mapping_is_the_plain_ring(self) -> None:
         """Under no load, bounded and plain Sticky agree on every key."""
         eps = pods(range(10))
-        assert owners(Sticky(bounded_load=1.25), eps, KEYS[:1000]) == owners(
-            Sticky(), eps, KEYS[:1000]
-        )
+        assert owners(Sticky(bounded_load=1.25), eps, KEYS[:1000]) == owners(Sticky(), eps, KEYS[:1000])
 
     def test_overflow_walks_clockwise_deterministically(self) -> None:
         """Overflow of a hot key goes to the same pods in every instance."""
