@@ -30,7 +30,7 @@ from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitT
 from .health import HealthPolicy
 from .lookup import Batch, Plan
 from .resolver import BaseResolver
-from .strategies import PartitionLeader, Strategy
+from .strategies import Strategy
 from .view import Event, ServiceView, log
 from .wire import (
     MAX_UDP_BATCH,
@@ -477,9 +477,11 @@ class AsyncHeadlessService(ServiceView):
 
     async def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """See :meth:`headless_client.HeadlessService.not_leader`."""
-        strategy = self._strategy
-        if not isinstance(strategy, PartitionLeader):
-            raise TypeError(f"not_leader needs a PartitionLeader strategy, not {type(strategy).__name__}")
+        strategy = self._leaders
+        if strategy is None:
+            raise TypeError(
+                f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
+            )
         strategy.not_leader(partition, hint)
         if hint is not None and not self._knows(hint):
             try:

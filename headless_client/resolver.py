@@ -398,7 +398,7 @@ class Resolver(BaseResolver):
     # -- I/O ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def interruptible(self, interrupt: Interrupt) -> Iterator[None]:
+    def _interruptible(self, interrupt: Interrupt) -> Iterator[None]:
         """Within the block, calls from this thread end early once *interrupt* is set.
 
         A :class:`HeadlessService` wraps its refresher in this, so ``close()`` does not

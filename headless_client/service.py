@@ -25,7 +25,7 @@ from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitT
 from .health import HealthPolicy
 from .resolver import Interrupt, Resolver
 from .sockets import open_socket
-from .strategies import PartitionLeader, Strategy
+from .strategies import Strategy
 from .view import Event, ServiceView, log
 
 __all__ = ["HeadlessService"]
@@ -401,9 +401,11 @@ class HeadlessService(ServiceView):
             TypeError: the strategy is not a :class:`PartitionLeader`, or a bad hint.
             Exception: whatever the leader map's callable raised (the hint still applies).
         """
-        strategy = self._strategy
-        if not isinstance(strategy, PartitionLeader):
-            raise TypeError(f"not_leader needs a PartitionLeader strategy, not {type(strategy).__name__}")
+        strategy = self._leaders
+        if strategy is None:
+            raise TypeError(
+                f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
+            )
         usable = (isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0) or (
             isinstance(hint, str) and bool(hint.strip("."))
         )
@@ -424,7 +426,7 @@ class HeadlessService(ServiceView):
         error: BaseException | None = None
         interrupt = self._interrupt
         try:
-            with self._resolver.interruptible(interrupt) if interrupt else contextlib.nullcontext():
+            with self._resolver._interruptible(interrupt) if interrupt else contextlib.nullcontext():
                 answer = self._resolver.resolve(
                     self._service, self._port, protocol=self._protocol, namespace=self._namespace
                 )

@@ -20,7 +20,7 @@ from .endpoints import Endpoint, EndpointSet
 from .errors import EndpointNotFound, InvalidName, NoEndpointsAvailable, ServiceNotFound
 from .health import HealthPolicy, HealthTracker
 from .refresh import Decision, RefreshPolicy, RefreshState
-from .strategies import LoadTracking, PartitionLeader, RoundRobin, Strategy
+from .strategies import Fallback, LoadTracking, PartitionLeader, RoundRobin, Strategy
 
 __all__ = ["ServiceView", "Subscriber"]
 
@@ -67,6 +67,9 @@ class ServiceView:
         self._protocol = protocol
         self._namespace = namespace
         self._strategy: Strategy = strategy if strategy is not None else RoundRobin()
+        self._leaders = _partition_leader(self._strategy)
+        prepare = getattr(self._strategy, "prepare", None)
+        self._prepare: Callable[[EndpointSet], object] | None = prepare if callable(prepare) else None
         self._tracking: LoadTracking | None = (
             self._strategy if isinstance(self._strategy, LoadTracking) else None
         )
@@ -129,12 +132,13 @@ class ServiceView:
         return self._strategy.pick(self._healthy, key)
 
     def _pick_partition(self, partition: Hashable) -> Endpoint:
-        if not isinstance(self._strategy, PartitionLeader):
+        if self._leaders is None:
             raise TypeError(
-                f"partition={partition!r} needs a PartitionLeader strategy, "
-                f"not {type(self._strategy).__name__}"
+                f"partition={partition!r} needs a PartitionLeader strategy (alone or first in "
+                f"a Fallback), not {type(self._strategy).__name__}"
             )
-        # The leader is wanted even while ejected: another pod cannot serve it.
+        # The leader is wanted even while ejected: another pod cannot serve it. Through
+        # the strategy itself, so a Fallback still falls back.
         return self._strategy.pick(self._snapshot, partition)
 
     def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
@@ -172,7 +176,7 @@ class ServiceView:
             # (a stale pick) would outlive the prune and eject it when it comes back.
             if self._snapshot.by_identity(endpoint.identity) is not None:
                 until = self._health.eject(endpoint, self._clock())
-                self._healthy = self._health.healthy(self._snapshot, self._clock())
+                self._update_healthy(self._snapshot)
         if until is not None:
             log.info("%s: ejected %s until +%.1fs", self._name, endpoint, until - self._clock())
         self._request_early_refresh()
@@ -188,7 +192,7 @@ class ServiceView:
             return
         with self._lock:
             self._health.success(endpoint)
-            self._healthy = self._health.healthy(self._snapshot, self._clock())
+            self._update_healthy(self._snapshot)
 
     def _knows(self, pod: int | str) -> bool:
         """True if the view has the pod named by ordinal or hostname."""
@@ -203,7 +207,18 @@ class ServiceView:
 
     def _rebuild_healthy(self) -> None:
         with self._lock:
-            self._healthy = self._health.healthy(self._snapshot, self._clock())
+            self._update_healthy(self._snapshot)
+
+    def _update_healthy(self, snapshot: EndpointSet) -> None:
+        """Under the lock: publish what strategies see, with its derived state built.
+
+        Building a strategy's per-snapshot state here (a sticky ring over 1000 pods
+        takes a fraction of a second) keeps that cost off the first pick after a change.
+        """
+        healthy = self._health.healthy(snapshot, self._clock())
+        if healthy is not self._healthy and self._prepare is not None:
+            self._prepare(healthy)
+        self._healthy = healthy
 
     def _next_health_expiry(self) -> float | None:
         with self._lock:
@@ -246,7 +261,7 @@ class ServiceView:
             old = self._snapshot
             self._health.prune(new)
             self._snapshot = new
-            self._healthy = self._health.healthy(new, self._clock())
+            self._update_healthy(new)
         if old == new:
             return None
         diff = old.diff(new)
@@ -274,3 +289,15 @@ class ServiceView:
 
     def _no_endpoints(self) -> NoEndpointsAvailable:
         return NoEndpointsAvailable(f"no endpoints available for {self._name!r}")
+
+
+def _partition_leader(strategy: Strategy) -> PartitionLeader[Any] | None:
+    """The PartitionLeader that routes partitions: the strategy, or one inside a Fallback."""
+    if isinstance(strategy, PartitionLeader):
+        return strategy
+    if isinstance(strategy, Fallback):
+        for inner in strategy.strategies:
+            found = _partition_leader(inner)
+            if found is not None:
+                return found
+    return None

@@ -51,17 +51,16 @@ class Fallback:
                 re-raised (its type kept, e.g. a ``LeaderNotAvailable``), chained to the
                 first one's.
         """
-        first_error: NoEndpointsAvailable | None = None
+        errors: list[NoEndpointsAvailable] = []
         for strategy in self.strategies:
             try:
                 return strategy.pick(endpoints, key)
             except NoEndpointsAvailable as exc:
-                if first_error is None:
-                    first_error = exc
-                last_error = exc
-        if last_error is not first_error:
-            raise last_error from first_error
-        raise last_error
+                errors.append(exc)
+        first, last = errors[0], errors[-1]
+        if last is first:
+            raise last
+        raise last from first
 
     def started(self, endpoint: Endpoint) -> None:
         """Forward to every member that tracks load."""

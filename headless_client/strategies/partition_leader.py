@@ -247,7 +247,12 @@ class PartitionLeader(Generic[P]):
             ValueError: *hint* is a negative ordinal or an empty hostname.
             Exception: Whatever the callable raised (the hint is still applied).
         """
-        hash(partition)  # fail before touching any state
+        try:
+            hash(partition)  # fail before touching any state
+        except TypeError:
+            raise TypeError(
+                f"partition must be hashable, not {type(partition).__name__}: {partition!r}"
+            ) from None
         checked = _checked({partition: hint}) if hint is not None else None
         try:
             self.refresh_leaders()

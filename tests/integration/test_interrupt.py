@@ -29,7 +29,7 @@ def test_interrupt_ends_a_blocked_resolve(silent):
     errors = []
 
     def call():
-        with resolver.interruptible(interrupt):
+        with resolver._interruptible(interrupt):
             try:
                 resolver.resolve("web.prod", 80)
             except hc.ResolutionError as exc:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Mapping
 
 import pytest
 
@@ -185,24 +186,53 @@ def test_snapshot_cache_keys_on_identity_not_equality() -> None:
 class PreferZone:
     """The user-written strategy of docs/strategies.md: prefer pods in my zone."""
 
-    def __init__(self, zone_of: dict[int, str], my_zone: str, then: Strategy) -> None:
-        self.zone_of = zone_of
+    def __init__(self, zone_of: Mapping[str, str], my_zone: str, then: Strategy) -> None:
+        self.zone_of = zone_of  # pod name (first label) -> zone
         self.my_zone = my_zone
         self.then = then
+        self._local: tuple[EndpointSet | None, EndpointSet] = (None, EndpointSet())
 
     def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
-        local = [ep for ep in endpoints if self.zone_of.get(ep.ordinal or 0) == self.my_zone]
+        snap, local = self._local  # one read
+        if snap is not endpoints:
+            local = EndpointSet(
+                (
+                    ep
+                    for ep in endpoints
+                    if ep.hostname and self.zone_of.get(ep.hostname.split(".")[0]) == self.my_zone
+                ),
+                name=endpoints.name,
+            )
+            self._local = (endpoints, local)  # one assignment
         if not local:
             raise NoEndpointsAvailable(f"no pod of {endpoints.name} in zone {self.my_zone}")
-        return self.then.pick(EndpointSet(local, name=endpoints.name), key)
+        return self.then.pick(local, key)
+
+
+ZONES = {"web-0": "eu-west-1a", "web-1": "eu-west-1b", "web-2": "eu-west-1a"}
+
+
+def test_user_written_strategy_prefers_its_zone() -> None:
+    """The documented example is a Strategy and rotates over its zone's pods only."""
+    prefer = PreferZone(ZONES, "eu-west-1a", RoundRobin())
+    assert isinstance(prefer, Strategy)
+    eps = pods(range(3))
+    assert [prefer.pick(eps).ordinal for _ in range(4)] == [0, 2, 0, 2]
+
+
+def test_user_written_strategy_derives_once_per_snapshot() -> None:
+    """The zone subset is built once per snapshot, so the inner Sticky keeps its ring."""
+    sticky = Sticky()
+    prefer = PreferZone(ZONES, "eu-west-1a", sticky)
+    eps = pods(range(3))
+    prefer.pick(eps, "k1")
+    ring_before = sticky._cache.current
+    prefer.pick(eps, "k2")
+    assert sticky._cache.current is ring_before
 
 
 def test_user_written_strategy_composes_with_fallback() -> None:
-    """A user strategy is a Strategy and falls back when its zone is empty."""
-    zones = {0: "a", 1: "b", 2: "a"}
-    prefer = PreferZone(zones, "a", RoundRobin())
-    assert isinstance(prefer, Strategy)
+    """With no pod in its zone it raises NoEndpointsAvailable and Fallback moves on."""
+    strategy = Fallback(PreferZone(ZONES, "us-east-1a", RoundRobin()), RoundRobin())
     eps = pods(range(3))
-    assert {prefer.pick(eps).ordinal for _ in range(10)} == {0, 2}
-    strategy = Fallback(PreferZone(zones, "c", RoundRobin()), RoundRobin())
-    assert {strategy.pick(eps).ordinal for _ in range(3)} == {0, 1, 2}
+    assert [strategy.pick(eps).ordinal for _ in range(3)] == [0, 1, 2]

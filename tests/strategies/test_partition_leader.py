@@ -249,7 +249,7 @@ def test_bad_hint_is_rejected_before_any_change() -> None:
     pl = PartitionLeader({0: 0})
     with pytest.raises(TypeError):
         pl.not_leader(0, hint=1.5)  # type: ignore[arg-type]
-    with pytest.raises(TypeError):
+    with pytest.raises(TypeError, match="hashable.*list"):
         pl.not_leader([0], hint=1)  # type: ignore[arg-type]
     assert pl.leader_of(0) == 0
 
