@@ -262,8 +262,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
 
 def _write_snapshot(out: TextIO, as_json: bool, when: str, name: str, endpoints: EndpointSet) -> None:
     if as_json:
-        line = {"time": when, "event": "snapshot", "service": name,
-                "endpoints": [endpoint_row(ep) for ep in endpoints]}  # fmt: skip
+        rows = [endpoint_row(ep) for ep in endpoints]
+        line = {"time": when, "event": "snapshot", "service": name, "endpoints": rows}
         out.write(json.dumps(line) + "\n")
     else:
         out.write(f"{when} {name}\n{format_table(endpoints)}\n")

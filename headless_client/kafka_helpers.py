@@ -32,10 +32,11 @@ def kafka_bootstrap_servers(
     The value for kafka-python's and aiokafka's ``bootstrap_servers`` and
     confluent-kafka's ``bootstrap.servers``::
 
-        KafkaProducer(bootstrap_servers=kafka_bootstrap_servers("kafka-headless.prod", "kafka"))
+        KafkaProducer(bootstrap_servers=kafka_bootstrap_servers("kafka-headless.prod", "tcp-client"))
 
-    * A named *port* (``"kafka"``, the Bitnami chart's) asks SRV
-      ``_kafka._tcp.<service>``: pod hostnames with the port of each SRV record.
+    * A named *port* (the Service's port name: ``"tcp-client"`` in the Bitnami chart,
+      often ``"kafka"``) asks SRV ``_<port>._tcp.<service>``: pod hostnames with the port
+      of each SRV record.
     * A number with *statefulset* asks the StatefulSet's ordinal names
       (:meth:`Resolver.resolve_statefulset`): pod hostnames with that port.
     * A number alone asks A/AAAA: addresses (IPv6 in brackets) with that port.

@@ -22,7 +22,9 @@ from .names import absolute, try_parse_pod_fqdn
 from .records import (
     DEFAULT_MAX_RECORDS,
     AddressAnswer,
+    Network,
     SrvTarget,
+    address_allowed,
     address_endpoints,
     addresses_from_answer,
     glue_from_message,
@@ -64,7 +66,12 @@ class LookupOptions:
     max_records: int = DEFAULT_MAX_RECORDS
     #: Drop SRV targets outside the service's own name (logged by the shell).
     check_targets: bool = True
+    #: Addresses (A/AAAA answers, SRV glue and target lookups) outside every one of these
+    #: networks are dropped (logged by the shell); None: any address.
+    allowed_networks: tuple[Network, ...] | None = None
     dropped: list[SrvTarget] = field(default_factory=list, compare=False)
+    #: ``(name, address)`` dropped by *allowed_networks*, for the shell to log.
+    rejected: list[tuple[str, str]] = field(default_factory=list, compare=False)
 
 
 def _is_nxdomain(reply: Reply) -> bool:
@@ -93,10 +100,27 @@ def _addresses(
             raise ResolutionError(
                 f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
             )
-        return AddressAnswer(*fast)
-    return addresses_from_answer(
+        return _screen(AddressAnswer(*fast), name, options)
+    found = addresses_from_answer(
         reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
     )
+    return _screen(found, name, options)
+
+
+def _screen(answer: AddressAnswer, name: str, options: LookupOptions) -> AddressAnswer:
+    """*answer* without the addresses outside ``allowed_networks`` (noted for the log)."""
+    networks = options.allowed_networks
+    if networks is None or not answer.addresses:
+        return answer
+    kept: list[str] = []
+    for address in answer.addresses:
+        if address_allowed(address, networks):
+            kept.append(address)
+        else:
+            options.rejected.append((name, address))
+    if len(kept) == len(answer.addresses):
+        return answer
+    return AddressAnswer(tuple(kept), answer.ttl)
 
 
 def plan_addresses(
@@ -136,7 +160,13 @@ def plan_srv(
     )
     options.dropped.extend(dropped)
     glue = glue_from_message(message)
-    addresses: dict[str, AddressAnswer] = {t.target: glue[t.target] for t in kept if t.target in glue}
+    addresses: dict[str, AddressAnswer] = {}
+    for t in kept:
+        if t.target in glue and t.target not in addresses:
+            # Glue outside allowed_networks is dropped; the target is then asked directly.
+            screened = _screen(glue[t.target], t.target, options)
+            if screened.addresses:
+                addresses[t.target] = screened
     missing = list(dict.fromkeys(t.target for t in kept if t.target not in addresses))
     if missing:
         first = absolute(missing[0])
@@ -197,8 +227,14 @@ def plan_pod(
     """A and AAAA of one pod name; its endpoints (two for a dual-stack pod)."""
     qname = absolute(fqdn)
     answers = yield [(qname, A), (qname, AAAA)]
+    rejected_before = len(options.rejected)
     found = _both_families(fqdn, answers, options)
     if found is None or not (found[0].addresses or found[1].addresses):
+        outside = [addr for _, addr in options.rejected[rejected_before:]]
+        if outside:
+            raise ResolutionError(
+                f"pod {fqdn!r}: every address ({', '.join(outside)}) is outside allowed_networks"
+            )
         raise ServiceNotFound(f"pod {fqdn!r} does not exist or is not ready (NXDOMAIN)")
     return EndpointSet(_pod_endpoints(fqdn, found, port), name=fqdn)
 

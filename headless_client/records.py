@@ -6,9 +6,13 @@ so the rules for CNAME chains, target checks, glue and bounds exist once.
 
 from __future__ import annotations
 
+import ipaddress
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import TypeAlias
 
+import dns.exception
 import dns.message
 import dns.name
 import dns.rcode
@@ -17,25 +21,68 @@ import dns.rdatatype
 import dns.rdtypes.IN.SRV
 
 from .endpoints import Endpoint, EndpointSet
-from .errors import ResolutionError, ServiceNotFound
+from .errors import InvalidName, ResolutionError, ServiceNotFound
 from .names import is_generated_hostname, try_parse_pod_fqdn
 
 __all__ = [
     "DEFAULT_MAX_RECORDS",
     "AddressAnswer",
     "SrvTarget",
+    "Network",
+    "address_allowed",
     "address_endpoints",
     "addresses_from_answer",
     "check_rcode",
     "glue_from_message",
     "in_domain",
+    "is_host_name",
+    "parse_networks",
     "srv_endpoints",
     "srv_targets",
 ]
 
+_HOST_LABEL = re.compile(rb"[A-Za-z0-9_](?:[-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?")
+
 #: Records accepted from one answer; a hostile or broken server cannot make us hold more.
 DEFAULT_MAX_RECORDS = 10_000
 _MAX_CNAME_HOPS = 8
+
+
+Network: TypeAlias = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+def parse_networks(networks: object) -> tuple[Network, ...]:
+    """``["10.0.0.0/8", "fd00::/8"]`` -> networks, for ``allowed_networks=``.
+
+    Raises:
+        InvalidName: not a list of CIDR strings (or network objects), a CIDR with host
+            bits set or an invalid prefix, or an empty list.
+    """
+    if isinstance(networks, (str, bytes)) or not isinstance(networks, Iterable):
+        raise InvalidName(f"allowed_networks must be a list of CIDRs, not {type(networks).__name__}: {networks!r}")
+    parsed: list[Network] = []
+    for net in networks:
+        if isinstance(net, (ipaddress.IPv4Network, ipaddress.IPv6Network)):
+            parsed.append(net)
+            continue
+        if not isinstance(net, str):
+            raise InvalidName(f"allowed_networks entry must be a CIDR str, not {type(net).__name__}: {net!r}")
+        try:
+            parsed.append(ipaddress.ip_network(net.strip()))
+        except ValueError as exc:
+            raise InvalidName(f"allowed_networks entry {net!r} is not a CIDR network: {exc}") from None
+    if not parsed:
+        raise InvalidName(f"allowed_networks is empty: {networks!r}; pass None to allow any address")
+    return tuple(parsed)
+
+
+def address_allowed(address: str, networks: Iterable[Network]) -> bool:
+    """True if *address* is inside one of *networks* (families never match each other)."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in networks)
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,11 +104,31 @@ class SrvTarget:
     ttl: int
 
 
-def in_domain(name: str, domain: str) -> bool:
-    """True if *name* is *domain* or under it (case-insensitive, dots ignored at the end)."""
-    n = name.lower().rstrip(".")
-    d = domain.lower().rstrip(".")
-    return n == d or n.endswith("." + d)
+def in_domain(name: str | dns.name.Name, domain: str) -> bool:
+    """True if *name* is *domain* or under it (case-insensitive, dots ignored at the end).
+
+    Compared label by label: a name read from the wire whose label holds a dot
+    (``evil\\.web.prod...``, text ``evil\\.web``) is *not* under ``web.prod...``, although
+    its text ends with it.
+    """
+    if not isinstance(name, dns.name.Name):
+        n = name.lower().rstrip(".")
+        d = domain.lower().rstrip(".")
+        return n == d or n.endswith("." + d)
+    try:
+        return name.is_subdomain(dns.name.from_text(domain))
+    except dns.exception.DNSException:
+        return False
+
+
+def is_host_name(name: dns.name.Name) -> bool:
+    """True if every label of *name* is a plain host-name label: ASCII letters, digits,
+    ``-`` and ``_``, 1..63 octets (what Kubernetes writes). Names with escapes, dots or
+    binary octets inside labels are refused instead of being turned into other names."""
+    labels = name.labels
+    if not labels or labels[-1] != b"":
+        return False
+    return all(_HOST_LABEL.fullmatch(label) for label in labels[:-1])
 
 
 def check_rcode(message: dns.message.Message, qname: str) -> None:
@@ -100,7 +167,7 @@ def _follow_chain(
         except KeyError:
             return name, ttl
         target = cname[0].target
-        if allowed_domain is not None and not in_domain(target.to_text(), allowed_domain):
+        if allowed_domain is not None and not in_domain(target, allowed_domain):
             raise ResolutionError(
                 f"{qname!r} is a CNAME to {target.to_text()!r}, outside {allowed_domain!r}; "
                 "not followed"
@@ -177,8 +244,14 @@ def srv_targets(
         assert isinstance(rd, dns.rdtypes.IN.SRV.SRV)
         target = rd.target.to_text().rstrip(".").lower()
         entry = SrvTarget(target, rd.port, rd.priority, rd.weight, ttl or 0)
-        # "." is the RFC 2782 "service not available here" target.
-        if not target or (allowed_domain is not None and not in_domain(target, allowed_domain)):
+        # "." is the RFC 2782 "service not available here" target. A target that is not
+        # a plain host name (escaped dots or octets in a label) is refused: its text
+        # would name another node than the one the record points to.
+        if (
+            not target
+            or not is_host_name(rd.target)
+            or (allowed_domain is not None and not in_domain(rd.target, allowed_domain))
+        ):
             dropped.append(entry)
         else:
             kept.append(entry)

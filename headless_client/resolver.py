@@ -15,7 +15,7 @@ import selectors
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -31,7 +31,7 @@ from .names import (
     validate_label,
     validate_ordinal,
 )
-from .records import DEFAULT_MAX_RECORDS
+from .records import DEFAULT_MAX_RECORDS, Network, parse_networks
 from .wire import (
     MAX_UDP_BATCH,
     Nameserver,
@@ -153,6 +153,10 @@ class BaseResolver:
         namespace: the namespace for one-label service names; default: the pod's own.
         max_records: records accepted in one answer (a bound against hostile servers).
         check_targets: drop SRV targets outside the service's own name (logged).
+        allowed_networks: CIDRs (``["10.244.0.0/16", "fd00::/8"]``) that pod addresses
+            must be in. Addresses outside all of them, in A/AAAA answers, SRV glue and
+            SRV target lookups, are dropped and logged at WARNING; the rest of the answer
+            is used. ``None`` (default): any address.
         context: an explicit :class:`KubernetesContext` instead of reading the system's.
 
     Raises:
@@ -169,6 +173,7 @@ class BaseResolver:
         namespace: str | None = None,
         max_records: int = DEFAULT_MAX_RECORDS,
         check_targets: bool = True,
+        allowed_networks: Iterable[str | Network] | None = None,
         context: KubernetesContext | None = None,
     ) -> None:
         if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
@@ -198,6 +203,9 @@ class BaseResolver:
         self.namespace: str | None = namespace or context.namespace
         self.max_records = max_records
         self.check_targets = check_targets
+        self.allowed_networks: tuple[Network, ...] | None = (
+            None if allowed_networks is None else parse_networks(allowed_networks)
+        )
         self._local = threading.local()
 
     def __repr__(self) -> str:
@@ -218,13 +226,38 @@ class BaseResolver:
             cname_domain=self.cluster_domain,
             max_records=self.max_records,
             check_targets=self.check_targets,
+            allowed_networks=self.allowed_networks,
         )
 
     def _log_dropped(self, options: LookupOptions, fqdn: str) -> None:
-        for t in options.dropped:
+        """Log (once) what the plan dropped; drains the lists, so a second call logs nothing."""
+        dropped = list(dict.fromkeys(t.target for t in options.dropped))
+        options.dropped.clear()
+        for target in dropped:
             log.warning(
-                "ignoring SRV target %r of %s: outside the service's domain", t.target or ".", fqdn
+                "ignoring SRV target %r of %s: outside the service's domain or not a host name",
+                target or ".",
+                fqdn,
             )
+        rejected = list(dict.fromkeys(options.rejected))
+        options.rejected.clear()
+        if rejected:
+            shown = ", ".join(f"{address} ({name})" for name, address in rejected[:10])
+            more = f" and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+            log.warning(
+                "ignoring %d address(es) of %s outside allowed_networks: %s%s",
+                len(rejected),
+                fqdn,
+                shown,
+                more,
+            )
+
+    def _logged(self, plan: Plan[T], options: LookupOptions, fqdn: str) -> Plan[T]:
+        """*plan*, logging what it dropped when it ends (answered, failed or abandoned)."""
+        try:
+            return (yield from plan)
+        finally:
+            self._log_dropped(options, fqdn)
 
     # -- plans --------------------------------------------------------------------
 
@@ -237,8 +270,9 @@ class BaseResolver:
             raise InvalidName(f"port must be an int or a port name, not {type(port).__name__}: {port!r}")
         if isinstance(port, int):
             _check_port(port)
-            return plan_addresses(fqdn, port, options), options, fqdn
-        return plan_srv(srv_name(port, protocol, fqdn), fqdn, options), options, fqdn
+            return self._logged(plan_addresses(fqdn, port, options), options, fqdn), options, fqdn
+        plan = plan_srv(srv_name(port, protocol, fqdn), fqdn, options)
+        return self._logged(plan, options, fqdn), options, fqdn
 
     def _pod_plan(
         self,
@@ -255,11 +289,13 @@ class BaseResolver:
             namespace=self._namespace(namespace, statefulset),
             cluster_domain=self.cluster_domain,
         )
-        return plan_pod(fqdn, _check_port(0 if port is None else port), self._options())
+        options = self._options()
+        return self._logged(plan_pod(fqdn, _check_port(0 if port is None else port), options), options, fqdn)
 
     def _host_plan(self, hostname: str, port: int) -> Plan[EndpointSet]:
         fqdn = service_fqdn(hostname if hostname.endswith(".") else hostname + ".")
-        return plan_pod(fqdn, _check_port(port), self._options())
+        options = self._options()
+        return self._logged(plan_pod(fqdn, _check_port(port), options), options, fqdn)
 
     def _statefulset_plan(
         self,
@@ -285,10 +321,12 @@ class BaseResolver:
             pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
             for i in range(start, start + limit)
         )
-        return plan_statefulset(
+        options = self._options()
+        plan = plan_statefulset(
             svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
-            self._options(), max_gap=max(max_gap, 1),
+            options, max_gap=max(max_gap, 1),
         )
+        return self._logged(plan, options, svc_fqdn)
 
     def _namespace(self, namespace: str | None, what: str) -> str:
         ns = namespace or self.namespace

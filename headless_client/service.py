@@ -97,6 +97,7 @@ class HeadlessService(ServiceView):
         self._manual_served = 0
         self._last_error: BaseException | None = None
         self._interrupt: Interrupt | None = None
+        self._closed_by_refresher = False  # close() called from a subscriber callback
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -138,6 +139,8 @@ class HeadlessService(ServiceView):
             self._cv.notify_all()
             thread = self._thread
             interrupt = self._interrupt
+            if thread is threading.current_thread():
+                self._closed_by_refresher = True
         if interrupt is not None:
             # Ends a query in flight at once instead of at the resolver's timeout.
             interrupt.set()
@@ -447,6 +450,12 @@ class HeadlessService(ServiceView):
             with self._cv:
                 manual = self._wait_until_due()
                 if manual is None:
+                    # close() releases the interrupt after joining us, except when it was
+                    # called from a subscriber, on this thread: then nobody else will.
+                    interrupt = self._interrupt
+                    if interrupt is not None and self._closed_by_refresher:
+                        self._interrupt = None
+                        interrupt.close()
                     return
             try:
                 event, delay = self._refresh_once()

@@ -105,7 +105,7 @@ def test_unpinned_tries_each_endpoint_once_then_gives_up(three):
 
 
 def test_unpinned_prefers_healthy_then_falls_back_to_ejected(three):
-    e0, e1, e2 = three.endpoints
+    e2 = three.endpoints[2]
     three.report_failure(e2)  # one of three may be ejected
     assert e2 not in three.healthy_endpoints
     plan = ConnectPlan(three)
@@ -231,7 +231,11 @@ def test_error_lists_every_attempt_in_order(three):
 
 @pytest.mark.parametrize(
     ("kwargs", "what"),
-    [({}, "a pod"), ({"ordinal": 1}, "ordinal 1"), ({"partition": ("orders", 3)}, "the leader of partition ('orders', 3)")],
+    [
+        ({}, "a pod"),
+        ({"ordinal": 1}, "ordinal 1"),
+        ({"partition": ("orders", 3)}, "the leader of partition ('orders', 3)"),
+    ],
 )
 def test_error_names_the_target(three, kwargs, what):
     err = ConnectPlan(three, **kwargs).error()
@@ -278,9 +282,16 @@ def canned() -> CannedResolver:
         {
             # Dual-stack pods: two SRV endpoints each, one bootstrap entry each.
             (KAFKA, "kafka"): EndpointSet(
-                [kafka_pod(1, "10.0.0.2"), kafka_pod(0, "10.0.0.1"), kafka_pod(0, "fd00::1"), kafka_pod(1, "fd00::2")]
+                [
+                    kafka_pod(1, "10.0.0.2"),
+                    kafka_pod(0, "10.0.0.1"),
+                    kafka_pod(0, "fd00::1"),
+                    kafka_pod(1, "fd00::2"),
+                ]
             ),
-            (KAFKA, 9092): EndpointSet([Endpoint("fd00::1", 9092), Endpoint("10.0.0.2", 9092), Endpoint("10.0.0.1", 9092)]),
+            (KAFKA, 9092): EndpointSet(
+                [Endpoint("fd00::1", 9092), Endpoint("10.0.0.2", 9092), Endpoint("10.0.0.1", 9092)]
+            ),
             (KAFKA, 9999): EndpointSet(),
         }
     )
@@ -318,7 +329,9 @@ def test_bootstrap_errors(canned):
     with pytest.raises(InvalidName, match="not under"):
         kafka_bootstrap_servers("kafka.example.com.", 9092, resolver=canned, statefulset="kafka")
     with pytest.raises(InvalidName, match="service>.<namespace>"):
-        kafka_bootstrap_servers("a.b.svc.cluster.local.x.svc.cluster.local.", 9092, resolver=canned, statefulset="a")
+        kafka_bootstrap_servers(
+            "a.b.svc.cluster.local.x.svc.cluster.local.", 9092, resolver=canned, statefulset="a"
+        )
     with pytest.raises(InvalidName):
         kafka_bootstrap_servers("Bad_Name", "kafka", resolver=canned)
     assert not [c for c in canned.calls if c[0] == "statefulset"]

@@ -4,6 +4,7 @@ tests/integration/test_service.py."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -153,6 +154,8 @@ def test_close_without_start_and_close_from_a_callback(made: list[HeadlessServic
     thread.join(5.0)
     assert not thread.is_alive()
     assert svc.closed
+    # Nobody else will call close(): the refresher released its wake-up socket pair itself.
+    assert svc._interrupt is None
 
 
 @pytest.mark.parametrize(
@@ -281,7 +284,7 @@ def test_events_are_ordered_and_chained_and_a_raising_callback_is_isolated(
         wait_until(lambda: len(events) >= 4, 5, "four events delivered")
         assert [len(new) for _, new in events] == [2, 3, 2, 1]  # the repeat published nothing
         assert events[0][0] is first
-        for (_, new), (old, _) in zip(events, events[1:]):
+        for (_, new), (old, _) in itertools.pairwise(events):
             assert new is old
         assert events[-1][1] is svc.endpoints
         assert len(raised) == 4
@@ -364,7 +367,9 @@ def test_report_failure_refreshes_early_and_coalesces(made: list[HeadlessService
 
 def test_ejection_ends_by_itself(made: list[HeadlessService]) -> None:
     resolver = ScriptedResolver(pods(0, 1, 2, ttl=30))
-    with service(made, resolver, min_refresh=1, max_refresh=30, health=HealthPolicy(base_ejection=0.2)) as svc:
+    with service(
+        made, resolver, min_refresh=1, max_refresh=30, health=HealthPolicy(base_ejection=0.2)
+    ) as svc:
         start = time.monotonic()
         svc.report_failure(pod(1))
         assert pod(1) not in svc.healthy_endpoints

@@ -404,7 +404,12 @@ def client_context(ca: trustme.CA) -> ssl.SSLContext:
 def test_tls_verifies_each_pods_own_name(ca, new_service, pod_port, tls_pods, open_service):
     fresh = new_service(2, port=pod_port)
     servers = [
-        tls_pods(hostname(fresh, n), fresh.addresses[n][0], pod_port, server_context(ca, fresh.pod_fqdn(n).rstrip(".")))
+        tls_pods(
+            hostname(fresh, n),
+            fresh.addresses[n][0],
+            pod_port,
+            server_context(ca, fresh.pod_fqdn(n).rstrip(".")),
+        )
         for n in fresh.ordinals
     ]
     svc = open_service(fresh)
@@ -441,6 +446,24 @@ def test_tls_verification_failure_is_not_retried(problem, ca, new_service, pod_p
         assert info.value.attempts[0][0] == str(svc.endpoint(ordinal=0))
     assert server0.accepted == 2  # once per connect: no retry
     assert server1.accepted == 0
+
+
+def test_tls_handshake_counts_against_the_connect_timeout(
+    ca, new_service, pod_port, loopback_pods, tls_pods, open_service
+):
+    """Pod 0 accepts TCP but never speaks TLS: the handshake times out, pod 1 answers."""
+    fresh = new_service(2, port=pod_port)
+    stuck = loopback_pods.add(hostname(fresh, 0), fresh.addresses[0][0], mode="hang")
+    tls_pods(
+        hostname(fresh, 1), fresh.addresses[1][0], pod_port, server_context(ca, fresh.pod_fqdn(1).rstrip("."))
+    )
+    svc = open_service(fresh, strategy=LowestOrdinal())
+    start = time.monotonic()
+    with svc.connect(timeout=0.4, attempts=2, ssl_context=client_context(ca)) as sock:
+        took = elapsed_since(start)
+        assert greeting(sock) == hostname(fresh, 1)
+    assert stuck.accepted == 1
+    assert 0.4 - 0.05 <= took <= 0.4 + SLACK
 
 
 # --------------------------------------------------------------------------------------------
@@ -620,9 +643,7 @@ def test_kafka_bootstrap_by_srv_hostnames(resolver):
 
 def test_kafka_bootstrap_by_statefulset_names(resolver):
     kafka = GROUND["kafka-headless"]
-    got = kafka_bootstrap_servers(
-        "kafka-headless.data", 9093, resolver=resolver, statefulset="kafka"
-    )
+    got = kafka_bootstrap_servers("kafka-headless.data", 9093, resolver=resolver, statefulset="kafka")
     assert got == ",".join(f"{kafka.pod_fqdn(p).rstrip('.')}:9093" for p in kafka.pods)
     assert (
         kafka_bootstrap_servers(
@@ -675,4 +696,3 @@ def test_kafka_bootstrap_follows_a_broker_restart(new_service, resolver):
     fresh.reip(1)
     assert kafka_bootstrap_servers(fresh.short, "kafka", resolver=resolver) == by_name
     assert kafka_bootstrap_servers(fresh.short, resolver=resolver) != by_address
-

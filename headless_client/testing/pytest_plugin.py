@@ -1,0 +1,46 @@
+"""pytest fixtures for testing code that uses headless-client, without Kubernetes.
+
+Enable in your root ``conftest.py``::
+
+    pytest_plugins = ["headless_client.testing.pytest_plugin"]
+
+(or ``pytest -p headless_client.testing.pytest_plugin``). Fixtures:
+
+``fake_cluster``
+    A running :class:`~headless_client.testing.FakeClusterDNS` (function scope), closed
+    with all its pod servers after the test. Add what your code expects::
+
+        def test_failover(fake_cluster):
+            fake_cluster.add_statefulset("db", "prod", replicas=3, serve="tcp")
+            with HeadlessService("db.prod", port="http", resolver=fake_cluster.resolver()) as svc:
+                fake_cluster.kill_pod("db", "prod", 0)
+                ...
+
+``fake_resolver``
+    A :class:`~headless_client.Resolver` asking ``fake_cluster`` (timeout 2 s, namespace
+    ``default``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from ..resolver import Resolver
+from .cluster import FakeClusterDNS
+
+__all__ = ["fake_cluster", "fake_resolver"]
+
+
+@pytest.fixture
+def fake_cluster() -> Iterator[FakeClusterDNS]:
+    """A running fake cluster DNS on loopback; closed after the test."""
+    with FakeClusterDNS() as cluster:
+        yield cluster
+
+
+@pytest.fixture
+def fake_resolver(fake_cluster: FakeClusterDNS) -> Resolver:
+    """A Resolver asking the ``fake_cluster``."""
+    return fake_cluster.resolver()

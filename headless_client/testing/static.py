@@ -1,0 +1,454 @@
+"""StaticResolver: a resolver that answers from a table you control, with no DNS at all.
+
+See :mod:`headless_client.testing` for the overview and examples.
+"""
+
+from __future__ import annotations
+
+import collections
+import ipaddress
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, TypeVar
+
+from ..aio import AsyncResolver
+from ..endpoints import Endpoint, EndpointSet
+from ..errors import InvalidName, ResolutionError, ServiceNotFound
+from ..lookup import Plan
+from ..names import DEFAULT_CLUSTER_DOMAIN, pod_fqdn, service_fqdn, try_parse_pod_fqdn
+from ..resolver import KubernetesContext, Resolver
+from ..wire import Nameserver
+
+__all__ = ["AsyncStaticResolver", "EndpointLike", "StaticResolver", "statefulset_endpoints"]
+
+T = TypeVar("T")
+
+EndpointLike = Endpoint | str
+"""An :class:`~headless_client.Endpoint`, or ``"10.0.0.7"`` / ``"10.0.0.7:8080"`` /
+``"[fd00::7]:8080"`` (an address without a port gets port 0)."""
+
+
+def statefulset_endpoints(
+    statefulset: str,
+    namespace: str,
+    addresses: Sequence[str],
+    *,
+    port: int = 8080,
+    service: str | None = None,
+    start: int = 0,
+    cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+) -> list[Endpoint]:
+    """Endpoints of StatefulSet pods ``<sts>-<start>``, ``<sts>-<start+1>``... at *addresses*,
+    with their pod FQDNs and ordinals, as an SRV lookup of the service would give them."""
+    return [
+        Endpoint(
+            address=address,
+            port=port,
+            hostname=pod_fqdn(
+                statefulset, start + i, service=service, namespace=namespace, cluster_domain=cluster_domain
+            ),
+            ordinal=start + i,
+        )
+        for i, address in enumerate(addresses)
+    ]
+
+
+def _endpoint(item: object) -> Endpoint:
+    if isinstance(item, Endpoint):
+        return item
+    if not isinstance(item, str):
+        raise TypeError(f"endpoints must be Endpoint objects or 'address[:port]' strings: {item!r}")
+    text = item.strip()
+    try:
+        return Endpoint(str(ipaddress.ip_address(text)), 0)
+    except ValueError:
+        pass
+    host, sep, port = text.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InvalidName(f"endpoint {item!r} is not 'address', 'address:port' or '[v6]:port'")
+    return Endpoint(host.strip("[]"), int(port))
+
+
+class _Table:
+    """The shared state of a StaticResolver and its async twin."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.services: dict[str, EndpointSet] = {}
+        self.errors: dict[str | None, ResolutionError] = {}
+        self.calls: collections.deque[tuple[str, str]] = collections.deque(maxlen=10_000)
+
+
+class _StaticBase:
+    """The table and its controls, shared by :class:`StaticResolver` and
+    :class:`AsyncStaticResolver` (mixed into a :class:`~headless_client.BaseResolver`)."""
+
+    _table: _Table
+
+    if TYPE_CHECKING:
+
+        def qualify(self, service: str, namespace: str | None = None) -> str: ...  # BaseResolver's
+
+    # -- changing the answers --------------------------------------------------------
+
+    def set(
+        self, service: str, endpoints: Iterable[EndpointLike], *, namespace: str | None = None
+    ) -> EndpointSet:
+        """Make *service* resolve to *endpoints* (an empty list: NXDOMAIN, like Kubernetes)."""
+        fqdn = self.qualify(service, namespace)
+        eps = EndpointSet((_endpoint(e) for e in endpoints), name=fqdn)
+        with self._table.lock:
+            if eps:
+                self._table.services[fqdn] = eps
+            else:
+                self._table.services.pop(fqdn, None)
+        return eps
+
+    def add(self, service: str, *endpoints: EndpointLike, namespace: str | None = None) -> EndpointSet:
+        """Add endpoints to *service* (created if needed); returns its new set."""
+        fqdn = self.qualify(service, namespace)
+        new = [_endpoint(e) for e in endpoints]
+        with self._table.lock:
+            old = self._table.services.get(fqdn, EndpointSet())
+            eps = EndpointSet([*old, *new], name=fqdn)
+            if eps:
+                self._table.services[fqdn] = eps
+            return eps
+
+    def remove(self, service: str, *endpoints: EndpointLike, namespace: str | None = None) -> EndpointSet:
+        """Remove endpoints from *service*, matched by address and port (a port of 0, or a
+        bare address, matches every port of that address); returns its new set."""
+        fqdn = self.qualify(service, namespace)
+        gone = [_endpoint(e) for e in endpoints]
+
+        def matches(ep: Endpoint) -> bool:
+            return any(ep.address == g.address and g.port in (0, ep.port) for g in gone)
+
+        with self._table.lock:
+            old = self._table.services.get(fqdn, EndpointSet())
+            eps = EndpointSet([ep for ep in old if not matches(ep)], name=fqdn)
+            if eps:
+                self._table.services[fqdn] = eps
+            else:
+                self._table.services.pop(fqdn, None)
+            return eps
+
+    def delete(self, service: str, *, namespace: str | None = None) -> None:
+        """Forget *service*: it answers NXDOMAIN (:class:`~headless_client.ServiceNotFound`)."""
+        fqdn = self.qualify(service, namespace)
+        with self._table.lock:
+            self._table.services.pop(fqdn, None)
+
+    def configured(self, service: str, *, namespace: str | None = None) -> EndpointSet:
+        """What *service* is configured to resolve to now (empty if nothing)."""
+        fqdn = self.qualify(service, namespace)
+        return self._table.services.get(fqdn, EndpointSet(name=fqdn))
+
+    def set_error(
+        self,
+        error: ResolutionError | str | None,
+        service: str | None = None,
+        *,
+        namespace: str | None = None,
+    ) -> None:
+        """Make resolutions fail with *error* (a message becomes a
+        :class:`~headless_client.ResolutionError`), for one service or, with
+        ``service=None``, for every name. ``None`` clears it."""
+        key = None if service is None else self.qualify(service, namespace)
+        if isinstance(error, str):
+            error = ResolutionError(error)
+        if error is not None and not isinstance(error, ResolutionError):
+            raise TypeError(f"error must be a ResolutionError, a message or None: {error!r}")
+        with self._table.lock:
+            if error is None:
+                self._table.errors.pop(key, None)
+            else:
+                self._table.errors[key] = error
+
+    @property
+    def calls(self) -> list[tuple[str, str]]:
+        """``(method, name)`` of every call so far, oldest first (at most 10 000)."""
+        return list(self._table.calls)
+
+    # -- answering (no I/O) ------------------------------------------------------------
+
+    def _check(self, method: str, name: str, *services: str) -> None:
+        self._table.calls.append((method, name))
+        errors = self._table.errors
+        for key in (None, *services):
+            error = errors.get(key)
+            if error is not None:
+                # A fresh copy per call: one exception object raised from many threads
+                # would share (and grow) one traceback.
+                raise type(error)(*error.args)
+
+    def _service(self, fqdn: str, port: int | str) -> EndpointSet:
+        self._check("resolve", fqdn, fqdn)
+        found = self._table.services.get(fqdn)
+        if not found:
+            raise ServiceNotFound(f"service {fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
+        if isinstance(port, int):
+            return EndpointSet(
+                (
+                    Endpoint(ep.address, port, ep.hostname, ep.ordinal, ep.priority, ep.weight, ep.ttl)
+                    for ep in found
+                ),
+                name=fqdn,
+                ttl=found.ttl,
+            )
+        return found
+
+    def _host(self, method: str, fqdn: str, port: int) -> EndpointSet:
+        fqdn = fqdn.lower().rstrip(".")
+        self._check(method, fqdn, fqdn.split(".", 1)[-1])
+        found = [
+            Endpoint(ep.address, port, fqdn, ep.ordinal, ttl=ep.ttl)
+            for eps in list(self._table.services.values())
+            for ep in eps
+            if ep.hostname == fqdn
+        ]
+        if not found:
+            raise ServiceNotFound(f"pod {fqdn!r} does not exist or is not ready (NXDOMAIN)")
+        return EndpointSet(found, name=fqdn)
+
+    def _statefulset(
+        self, statefulset: str, svc_fqdn: str, port: int, start: int, replicas: int | None, max_gap: int
+    ) -> EndpointSet:
+        self._check("resolve_statefulset", svc_fqdn, svc_fqdn)
+        if replicas is None and not self._table.services.get(svc_fqdn):
+            raise ServiceNotFound(f"service {svc_fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
+        by_ordinal: dict[int, list[Endpoint]] = {}
+        for eps in list(self._table.services.values()):
+            for ep in eps:
+                pod = try_parse_pod_fqdn(ep.hostname) if ep.hostname else None
+                if pod is None or pod.statefulset != statefulset or pod.ordinal < start:
+                    continue
+                if ep.hostname is not None and ep.hostname.split(".", 1)[1] == svc_fqdn:
+                    by_ordinal.setdefault(pod.ordinal, []).append(
+                        Endpoint(ep.address, port, ep.hostname, pod.ordinal, ttl=ep.ttl)
+                    )
+        wanted = replicas if replicas is not None else len(by_ordinal)
+        out: list[Endpoint] = []
+        misses = found = 0
+        ordinal = start
+        # The same walk as the real lookup: stop at the count or after max_gap misses.
+        while found < wanted and misses < max(max_gap, 1) and ordinal <= max(by_ordinal, default=start):
+            if ordinal in by_ordinal:
+                out.extend(dict.fromkeys(by_ordinal[ordinal]))
+                found += 1
+                misses = 0
+            else:
+                misses += 1
+            ordinal += 1
+        return EndpointSet(out, name=svc_fqdn)
+
+
+def _context(namespace: str | None, cluster_domain: str) -> KubernetesContext:
+    # A placeholder server: a StaticResolver never sends a packet.
+    return KubernetesContext((Nameserver("127.0.0.1", 53),), namespace, cluster_domain)
+
+
+class StaticResolver(_StaticBase, Resolver):
+    """A :class:`~headless_client.Resolver` answering from a table, without DNS.
+
+    Use it wherever a resolver is taken (``HeadlessService(..., resolver=StaticResolver(...))``)
+    to test code that picks and connects, and change the table while the service runs::
+
+        r = StaticResolver({"web.prod": ["10.0.0.1:8080", "10.0.0.2:8080"]})
+        r = StaticResolver({"web.prod": statefulset_endpoints("web", "prod", ["10.0.0.1", "10.0.0.2"])})
+        r.add("web.prod", "10.0.0.3:8080"); r.remove("web.prod", "10.0.0.1"); r.delete("web.prod")
+        r.set_error("SERVFAIL")          # every resolution fails until set_error(None)
+
+    Semantics: ``resolve(service, port)`` returns the configured set (qualified like the
+    real resolver: ``web.prod`` and ``web.prod.svc.cluster.local`` are the same key). An
+    ``int`` port gives every endpoint that port, as an A/AAAA lookup does; a named port
+    returns the endpoints as configured. A missing or empty service raises
+    :class:`~headless_client.ServiceNotFound` (NXDOMAIN, as Kubernetes answers for zero
+    ready pods). ``resolve_pod``, ``resolve_host`` and ``resolve_statefulset`` find pods
+    by the ``hostname`` of configured endpoints. Arguments are validated exactly as by
+    :class:`~headless_client.Resolver`. Thread-safe.
+
+    Args:
+        services: ``{service name: endpoints}`` to start with.
+        namespace: the namespace of one-label names (default ``"default"``).
+        cluster_domain: the cluster domain names are qualified with.
+        timeout: reported as the resolver's timeout (services size waits by it).
+    """
+
+    def __init__(
+        self,
+        services: Mapping[str, Iterable[EndpointLike]] | None = None,
+        *,
+        namespace: str | None = "default",
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+        timeout: float = 2.0,
+        _table: _Table | None = None,
+    ) -> None:
+        Resolver.__init__(
+            self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
+            context=_context(namespace, cluster_domain),
+        )
+        self._table = _table if _table is not None else _Table()
+        for name, endpoints in (services or {}).items():
+            self.set(name, endpoints)
+
+    def as_async(self) -> AsyncStaticResolver:
+        """An :class:`AsyncStaticResolver` over the same table (changes show in both)."""
+        return AsyncStaticResolver(
+            namespace=self.namespace, cluster_domain=self.cluster_domain, timeout=self.timeout,
+            _table=self._table,
+        )
+
+    def resolve(
+        self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
+    ) -> EndpointSet:
+        """The configured endpoints of *service* (see the class docs)."""
+        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        plan.close()
+        return self._service(fqdn, port)
+
+    def resolve_pod(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> Endpoint:
+        """The configured endpoint whose hostname is the pod's FQDN."""
+        return self.resolve_pod_all(statefulset, ordinal, namespace=namespace, service=service, port=port)[0]
+
+    def resolve_pod_all(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> EndpointSet:
+        """Every configured endpoint whose hostname is the pod's FQDN."""
+        plan = self._pod_plan(statefulset, ordinal, namespace, service, port)
+        plan.close()
+        ns = self._namespace(namespace, statefulset)
+        fqdn = pod_fqdn(
+            statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
+        )
+        return self._host("resolve_pod", fqdn, port or 0)
+
+    def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
+        """The configured endpoints whose hostname is *hostname*."""
+        self._host_plan(hostname, port).close()
+        return self._host("resolve_host", hostname, port)
+
+    def resolve_statefulset(
+        self,
+        statefulset: str,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+        start: int = 0,
+        replicas: int | None = None,
+        max_gap: int = 8,
+    ) -> EndpointSet:
+        """Configured endpoints named ``<statefulset>-<n>.<service>...``, walked like the
+        real lookup (from *start*, up to *replicas*, stopping after *max_gap* missing)."""
+        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
+        plan.close()
+        ns = self._namespace(namespace, statefulset)
+        svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
+        return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
+
+    def _run(self, plan: Plan[T]) -> T:
+        plan.close()
+        raise ResolutionError("StaticResolver does not send DNS queries")
+
+
+class AsyncStaticResolver(_StaticBase, AsyncResolver):
+    """:class:`StaticResolver` for asyncio (for ``AsyncHeadlessService``): the same
+    arguments, table controls and answers, with the resolving methods awaited."""
+
+    def __init__(
+        self,
+        services: Mapping[str, Iterable[EndpointLike]] | None = None,
+        *,
+        namespace: str | None = "default",
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+        timeout: float = 2.0,
+        _table: _Table | None = None,
+    ) -> None:
+        AsyncResolver.__init__(
+            self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
+            context=_context(namespace, cluster_domain),
+        )
+        self._table = _table if _table is not None else _Table()
+        for name, endpoints in (services or {}).items():
+            self.set(name, endpoints)
+
+    async def resolve(
+        self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
+    ) -> EndpointSet:
+        """See :meth:`StaticResolver.resolve`."""
+        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        plan.close()
+        return self._service(fqdn, port)
+
+    async def resolve_pod(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> Endpoint:
+        """See :meth:`StaticResolver.resolve_pod`."""
+        found = await self.resolve_pod_all(
+            statefulset, ordinal, namespace=namespace, service=service, port=port
+        )
+        return found[0]
+
+    async def resolve_pod_all(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> EndpointSet:
+        """See :meth:`StaticResolver.resolve_pod_all`."""
+        self._pod_plan(statefulset, ordinal, namespace, service, port).close()
+        ns = self._namespace(namespace, statefulset)
+        fqdn = pod_fqdn(
+            statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
+        )
+        return self._host("resolve_pod", fqdn, port or 0)
+
+    async def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
+        """See :meth:`StaticResolver.resolve_host`."""
+        self._host_plan(hostname, port).close()
+        return self._host("resolve_host", hostname, port)
+
+    async def resolve_statefulset(
+        self,
+        statefulset: str,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+        start: int = 0,
+        replicas: int | None = None,
+        max_gap: int = 8,
+    ) -> EndpointSet:
+        """See :meth:`StaticResolver.resolve_statefulset`."""
+        self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap).close()
+        ns = self._namespace(namespace, statefulset)
+        svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
+        return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
+
+    async def _run(self, plan: Plan[T]) -> T:
+        plan.close()
+        raise ResolutionError("AsyncStaticResolver does not send DNS queries")
