@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 import tenacity
 from typing_extensions import Self
 
-from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, is_retryable
+from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
 from .health import HealthPolicy
@@ -376,11 +376,13 @@ class AsyncHeadlessService(ServiceView):
         source_address: tuple[str, int] | None = None,
     ) -> Streams:
         """See :meth:`headless_client.HeadlessService.connect`; returns (reader, writer)."""
-        streams, _ = await self._connect(
+        streams, endpoint = await self._connect(
             ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
+        # The streams are the caller's now: this call's in-flight count ends here.
+        self._finish(endpoint)
         return streams
 
     async def _connect(
@@ -389,58 +391,51 @@ class AsyncHeadlessService(ServiceView):
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[Streams, Endpoint]:
-        assert plan.total_timeout is not None
-        deadline = self._clock() + plan.total_timeout
+        plan.start(self._clock())
         retrying = tenacity.AsyncRetrying(
-            stop=tenacity.stop_after_attempt(plan.attempts) | tenacity.stop_after_delay(plan.total_timeout),
-            wait=tenacity.wait_exponential(multiplier=0.05, max=1.0) if plan.pinned else tenacity.wait_none(),
+            stop=lambda state: plan.should_stop(state, self._clock()),
+            wait=plan.backoff,
             retry=tenacity.retry_if_exception_type(_Retry),
             reraise=True,
         )
         try:
             async for attempt in retrying:
                 with attempt:
-                    return await self._attempt(plan, deadline, ssl_context, source_address)
+                    return await self._attempt(plan, ssl_context, source_address)
         except _Retry:
             pass
-        raise plan.error()
+        raise plan.final_error()
 
     async def _attempt(
         self,
         plan: ConnectPlan,
-        deadline: float,
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[Streams, Endpoint]:
         endpoint = plan.target()
-        left = deadline - self._clock()
-        if left <= 0:
-            plan.record(endpoint, TimeoutError("total timeout reached"))
-            raise plan.error("total timeout reached")
+        timeout = plan.dial_timeout(self._clock(), endpoint)
+        self._started(endpoint)
         try:
             streams = await open_streams(
-                endpoint, min(plan.timeout, left), ssl_context, plan.server_hostname(endpoint), source_address
+                endpoint, timeout, ssl_context, plan.server_hostname(endpoint), source_address
             )
-            return streams, endpoint
         except OSError as exc:
-            plan.record(endpoint, exc)
             self.report_failure(endpoint)
-            if not is_retryable(exc):
-                raise plan.error("certificate verification failed") from exc
-            if plan.pinned and endpoint.hostname:
+            if plan.failed(endpoint, exc, self._clock(), self._resolver.timeout):
                 plan.override = await self._reresolve(endpoint)
             raise _Retry from exc
+        except BaseException:
+            self._finish(endpoint)
+            raise
+        return streams, endpoint
 
     async def _reresolve(self, endpoint: Endpoint) -> Endpoint | None:
         assert endpoint.hostname is not None
         try:
-            fresh = await self._resolver.resolve_host(endpoint.hostname, endpoint.port)
+            found = await self._resolver.resolve_host(endpoint.hostname, endpoint.port)
         except ResolutionError:
             return None
-        for ep in fresh:
-            if ep.family == endpoint.family:
-                return Endpoint(ep.address, endpoint.port, endpoint.hostname, endpoint.ordinal)
-        return None
+        return fresh_endpoint(endpoint, found)
 
     @contextlib.asynccontextmanager
     async def connection(
@@ -461,13 +456,15 @@ class AsyncHeadlessService(ServiceView):
             ssl_context,
             source_address,
         )
-        self._started(endpoint)
         start = self._clock()
         writer = streams[1]
         try:
             yield streams
         except OSError:
             self.report_failure(endpoint)
+            raise
+        except BaseException:
+            self._finish(endpoint)
             raise
         finally:
             writer.close()
@@ -482,12 +479,14 @@ class AsyncHeadlessService(ServiceView):
             raise TypeError(
                 f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
             )
-        strategy.not_leader(partition, hint)
-        if hint is not None and not self._knows(hint):
-            try:
-                await self.refresh()
-            except ResolutionError as exc:
-                log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
+        try:
+            strategy.not_leader(partition, hint)
+        finally:
+            if self._unknown_pod(hint):
+                try:
+                    await self.refresh()
+                except ResolutionError as exc:
+                    log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
     # -- the refresher -------------------------------------------------------------------
 

@@ -9,10 +9,13 @@ listing every endpoint tried and its error. The shells do the dialling and drive
 
 from __future__ import annotations
 
+import math
 import ssl
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+import tenacity
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import ConnectError, InvalidName
@@ -25,6 +28,17 @@ __all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_CONNECT_TIMEOUT", "ConnectPlan", "is_ret
 
 DEFAULT_CONNECT_TIMEOUT = 2.0
 DEFAULT_ATTEMPTS = 3
+
+
+_PINNED_BACKOFF = tenacity.wait_exponential(multiplier=0.05, max=1.0)
+
+
+def fresh_endpoint(endpoint: Endpoint, found: Iterable[Endpoint]) -> Endpoint | None:
+    """*endpoint* at its newly resolved address (same family), or None if it has none."""
+    for ep in found:
+        if ep.family == endpoint.family:
+            return Endpoint(ep.address, endpoint.port, endpoint.hostname, endpoint.ordinal)
+    return None
 
 
 def is_retryable(error: BaseException) -> bool:
@@ -56,6 +70,7 @@ class ConnectPlan:
     #: The PrimaryReplica strategy when *key* is one of its write keys: a write goes to
     #: the primary on every attempt, never to a replica.
     primary_of: PrimaryReplica | None = field(default=None, init=False)
+    deadline: float = field(default=math.inf, init=False)
 
     def __post_init__(self) -> None:
         _number("timeout", self.timeout)
@@ -113,6 +128,52 @@ class ConnectPlan:
         if not remaining:
             raise self.error("no endpoint left to try")
         return view.strategy.pick(EndpointSet(remaining, name=healthy.name), self.key)
+
+    # -- timing and retry rules (both shells drive these) -----------------------------
+
+    def start(self, now: float) -> None:
+        """Fix the deadline: *now* + ``total_timeout``."""
+        assert self.total_timeout is not None
+        self.deadline = now + self.total_timeout
+
+    def backoff(self, state: tenacity.RetryCallState) -> float:
+        """The wait before the next attempt: a short backoff for a pinned pod, none else."""
+        return _PINNED_BACKOFF(state) if self.pinned else 0.0
+
+    def should_stop(self, state: tenacity.RetryCallState, now: float) -> bool:
+        """Stop at *attempts*, or when the next backoff would end past the deadline."""
+        return state.attempt_number >= self.attempts or now + self.backoff(state) >= self.deadline
+
+    def dial_timeout(self, now: float, endpoint: Endpoint) -> float:
+        """The timeout of the next dial; raises the final error once no time is left."""
+        left = self.deadline - now
+        if left <= 0:  # no dial made: nothing to record
+            raise self.final_error()
+        return min(self.timeout, left)
+
+    def failed(self, endpoint: Endpoint, error: BaseException, now: float, resolve_timeout: float) -> bool:
+        """Record a failed dial; True if the pinned pod's name should be re-resolved.
+
+        Raises:
+            ConnectError: the error cannot be fixed by another attempt (a certificate).
+        """
+        self.record(endpoint, error)
+        if not is_retryable(error):
+            raise self.error("certificate verification failed") from error
+        # Re-resolving may have moved the pod to a new IP; only when time is left for it.
+        return (
+            self.pinned
+            and endpoint.hostname is not None
+            and len(self.tried) < self.attempts
+            and self.deadline - now >= resolve_timeout
+        )
+
+    def final_error(self) -> ConnectError:
+        """The error after the last attempt, chained to the last real error."""
+        timed_out = len(self.tried) < self.attempts
+        error = self.error(f"total timeout of {self.total_timeout:g}s reached" if timed_out else "")
+        error.__cause__ = self.tried[-1][1] if self.tried else None
+        return error
 
     def server_hostname(self, endpoint: Endpoint) -> str:
         """The TLS name to verify: the pod's FQDN when known, else the service's."""

@@ -27,8 +27,8 @@ from .names import is_generated_hostname, try_parse_pod_fqdn
 __all__ = [
     "DEFAULT_MAX_RECORDS",
     "AddressAnswer",
-    "SrvTarget",
     "Network",
+    "SrvTarget",
     "address_allowed",
     "address_endpoints",
     "addresses_from_answer",

@@ -19,7 +19,7 @@ from typing import Any
 import tenacity
 from typing_extensions import Self
 
-from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, is_retryable
+from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
 from .health import HealthPolicy
@@ -263,64 +263,38 @@ class HeadlessService(ServiceView):
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[socket.socket, Endpoint]:
-        assert plan.total_timeout is not None
-        attempts = plan.attempts
-        deadline = self._clock() + plan.total_timeout
-        backoff: Callable[[tenacity.RetryCallState], float] = (
-            tenacity.wait_exponential(multiplier=0.05, max=1.0) if plan.pinned else tenacity.wait_none()
-        )
-
-        def stop(state: tenacity.RetryCallState) -> bool:
-            # Never start an attempt (or a backoff) that would end past the deadline.
-            return state.attempt_number >= attempts or self._clock() + backoff(state) >= deadline
-
+        plan.start(self._clock())
         retrying = tenacity.Retrying(
-            stop=stop,
-            wait=backoff,
+            stop=lambda state: plan.should_stop(state, self._clock()),
+            wait=plan.backoff,
             retry=tenacity.retry_if_exception_type(_Retry),
             sleep=self._sleep_unless_closed,
             reraise=True,
         )
-        last: BaseException | None = None
         try:
             for attempt in retrying:
                 with attempt:
-                    return self._attempt(plan, deadline, ssl_context, source_address)
-        except _Retry as exc:
-            last = exc.__cause__
-        reason = "" if len(plan.tried) >= attempts else f"total timeout of {plan.total_timeout:g}s reached"
-        raise plan.error(reason) from last
+                    return self._attempt(plan, ssl_context, source_address)
+        except _Retry:
+            pass
+        raise plan.final_error()
 
     def _attempt(
         self,
         plan: ConnectPlan,
-        deadline: float,
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[socket.socket, Endpoint]:
         endpoint = plan.target()
-        left = deadline - self._clock()
-        if left <= 0:  # no dial made: nothing to record
-            last = plan.tried[-1][1] if plan.tried else None
-            raise plan.error(f"total timeout of {plan.total_timeout:g}s reached") from last
+        timeout = plan.dial_timeout(self._clock(), endpoint)
         # Counted in flight while dialling, so report_failure's decrement balances it
         # (instead of taking one off a request of another thread).
         self._started(endpoint)
         try:
-            sock = open_socket(
-                endpoint, min(plan.timeout, left), ssl_context, plan.server_hostname(endpoint), source_address
-            )
+            sock = open_socket(endpoint, timeout, ssl_context, plan.server_hostname(endpoint), source_address)
         except OSError as exc:
-            plan.record(endpoint, exc)
             self.report_failure(endpoint)
-            if not is_retryable(exc):
-                raise plan.error("certificate verification failed") from exc
-            if (
-                plan.pinned
-                and endpoint.hostname
-                and len(plan.tried) < plan.attempts
-                and deadline - self._clock() >= self._resolver.timeout
-            ):
+            if plan.failed(endpoint, exc, self._clock(), self._resolver.timeout):
                 plan.override = self._reresolve(endpoint)
             raise _Retry from exc
         except BaseException:
@@ -332,18 +306,9 @@ class HeadlessService(ServiceView):
         """The pod's current endpoint by its name: it may have restarted with a new IP."""
         assert endpoint.hostname is not None
         try:
-            fresh = self._resolver.resolve_host(endpoint.hostname, endpoint.port)
+            return fresh_endpoint(endpoint, self._resolver.resolve_host(endpoint.hostname, endpoint.port))
         except ResolutionError:
             return None
-        for ep in fresh:
-            if ep.family == endpoint.family:
-                return Endpoint(ep.address, endpoint.port, endpoint.hostname, endpoint.ordinal)
-        return None
-
-    def _finish(self, endpoint: Endpoint) -> None:
-        """End one in-flight count of *endpoint* without a latency sample or health change."""
-        if self._tracking is not None:
-            self._tracking.finished(endpoint)
 
     def _sleep_unless_closed(self, seconds: float) -> None:
         with self._cv:
@@ -409,13 +374,10 @@ class HeadlessService(ServiceView):
             raise TypeError(
                 f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
             )
-        usable = (isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0) or (
-            isinstance(hint, str) and bool(hint.strip("."))
-        )
         try:
             strategy.not_leader(partition, hint)
         finally:
-            if usable and hint is not None and not self._knows(hint):
+            if self._unknown_pod(hint):
                 try:
                     self.refresh()
                 except ResolutionError as exc:

@@ -194,12 +194,19 @@ class ServiceView:
             self._health.success(endpoint)
             self._update_healthy(self._snapshot)
 
-    def _knows(self, pod: int | str) -> bool:
-        """True if the view has the pod named by ordinal or hostname."""
+    def _unknown_pod(self, hint: object) -> bool:
+        """True if *hint* validly names a pod (ordinal or hostname) the view lacks."""
         snapshot = self._snapshot
-        if isinstance(pod, int):
-            return snapshot.by_ordinal(pod) is not None
-        return snapshot.by_hostname(pod) is not None
+        if isinstance(hint, int) and not isinstance(hint, bool) and hint >= 0:
+            return snapshot.by_ordinal(hint) is None
+        if isinstance(hint, str) and hint.strip("."):
+            return snapshot.by_hostname(hint) is None
+        return False
+
+    def _finish(self, endpoint: Endpoint) -> None:
+        """End one in-flight count of *endpoint* without a latency sample or health change."""
+        if self._tracking is not None:
+            self._tracking.finished(endpoint)
 
     def _started(self, endpoint: Endpoint) -> None:
         if self._tracking is not None:
