@@ -37,7 +37,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-import headless_client as hc  # noqa: E402
+import headless_client as hc
 
 WARMUP_REFRESHES = 2
 

@@ -86,7 +86,7 @@ class ConnectPlan:
             and self.partition is None
             and isinstance(strategy, PrimaryReplica)
             and self.key is not None
-            and (self.key is PrimaryReplica.WRITE or self.key in strategy.write_keys)
+            and strategy.is_write(self.key)
         ):
             self.primary_of = strategy
 

@@ -143,7 +143,8 @@ def _run(story: _Story) -> None:
         _table(story, found)
         story.say(f"   {len(found)} pods with their StatefulSet ordinals, resolved in {took:.1f} ms")
 
-        rr = stack.enter_context(story.service(resolver, RoundRobin(), health=HealthPolicy(base_ejection=5.0)))
+        health = HealthPolicy(base_ejection=5.0)  # ejected for the rest of the demo
+        rr = stack.enter_context(story.service(resolver, RoundRobin(), health=health))
         sticky = stack.enter_context(story.service(resolver, Sticky()))
 
         # 2. round robin -------------------------------------------------------------------

@@ -20,7 +20,7 @@ from .endpoints import Endpoint, EndpointSet
 from .errors import EndpointNotFound, InvalidName, NoEndpointsAvailable, ServiceNotFound
 from .health import HealthPolicy, HealthTracker
 from .refresh import Decision, RefreshPolicy, RefreshState
-from .strategies import Fallback, LoadTracking, PartitionLeader, RoundRobin, Strategy
+from .strategies import Fallback, LoadTracking, PartitionLeader, PrimaryReplica, RoundRobin, Strategy
 
 __all__ = ["ServiceView", "Subscriber"]
 
@@ -68,6 +68,10 @@ class ServiceView:
         self._namespace = namespace
         self._strategy: Strategy = strategy if strategy is not None else RoundRobin()
         self._leaders = _partition_leader(self._strategy)
+        if isinstance(self._strategy, PrimaryReplica):
+            # Writes must reach the primary even while it is ejected: a replica cannot take
+            # them. Swapped in per instance so other strategies pay nothing on the hot path.
+            self.pick = self._pick_primary_aware  # type: ignore[method-assign]
         prepare = getattr(self._strategy, "prepare", None)
         self._prepare: Callable[[EndpointSet], object] | None = prepare if callable(prepare) else None
         self._tracking: LoadTracking | None = (
@@ -130,6 +134,15 @@ class ServiceView:
         if partition is not None:
             return self._pick_partition(partition)
         return self._strategy.pick(self._healthy, key)
+
+    def _pick_primary_aware(
+        self, key: object | None = None, *, partition: Hashable | None = None
+    ) -> Endpoint:
+        strategy = self._strategy
+        assert isinstance(strategy, PrimaryReplica)
+        if partition is None and key is not None and strategy.is_write(key):
+            return strategy.pick(self._snapshot, key)
+        return ServiceView.pick(self, key, partition=partition)
 
     def _pick_partition(self, partition: Hashable) -> Endpoint:
         if self._leaders is None:

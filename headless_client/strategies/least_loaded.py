@@ -113,7 +113,10 @@ class LeastLoaded:
         keep = {ep.identity for ep in pods}
         with self._lock:
             states = self._states
-            if any(ident not in keep for ident in states):
+            # Subsets of the view come and go (ejections, connect retries that exclude the
+            # pods just tried): keep their pods' load and penalties, and prune only once
+            # the table clearly outgrows the view, which still bounds its memory.
+            if len(states) > 2 * len(keep) + 16:
                 self._states = {ident: st for ident, st in states.items() if ident in keep or st.inflight > 0}
         return pods
 

@@ -74,6 +74,10 @@ class PrimaryReplica:
         """Keys that select the primary (besides :attr:`WRITE`)."""
         return self._write_keys
 
+    def is_write(self, key: object) -> bool:
+        """True if *key* selects the primary."""
+        return key is _WRITE or (key is not None and key in self._write_keys)
+
     def primary(self, endpoints: EndpointSet) -> Endpoint:
         """The primary of *endpoints*.
 
@@ -94,7 +98,7 @@ class PrimaryReplica:
         if roles is None:
             raise no_endpoints(endpoints, self)
         primary, replicas = roles
-        if key is _WRITE or (key is not None and key in self._write_keys) or not replicas:
+        if not replicas or self.is_write(key):
             return primary
         return replicas[next(self._counter) % len(replicas)]
 

@@ -51,7 +51,7 @@ from tests.faults.packets import (
     with_wrong_question,
 )
 
-__all__ = ["SERVFAIL", "REFUSED", "FaultProxy", "Faults", "ProxyError"]
+__all__ = ["REFUSED", "SERVFAIL", "FaultProxy", "Faults", "ProxyError"]
 
 SERVFAIL = 2
 REFUSED = 5

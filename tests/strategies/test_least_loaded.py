@@ -97,13 +97,20 @@ def test_state_is_keyed_by_identity() -> None:
     assert ll.inflight(pod(0, address="10.8.8.8")) == 1
 
 
-def test_vanished_idle_pods_are_pruned_busy_ones_kept() -> None:
-    """On a new snapshot, state of idle pods that left is dropped; in-flight state stays."""
+def test_subset_views_keep_state_and_outgrown_tables_are_pruned() -> None:
+    """A pod missing from one pick's set (ejected, or just tried) keeps its penalty; once
+    the table clearly outgrows the view, idle pods that left are dropped, busy ones kept."""
     ll = LeastLoaded(ewma=True, clock=FakeClock())
     eps = pods(range(3))
     ll.pick(eps)
     ll.started(eps[1])
     ll.finished(eps[1], latency=0.5)
+    ll.pick(pods([0, 2]))  # pod 1 ejected for a while
+    assert ll.score(eps[1]) == pytest.approx(0.5)  # its penalty is still known
+    many = pods(range(40))
+    for ep in many:
+        ll.started(ep)
+        ll.finished(ep, latency=0.2)
     ll.started(eps[2])
     ll.pick(pods([0]))
     assert ll.score(eps[1]) == pytest.approx(0.030)  # forgotten: back to default

@@ -1,0 +1,400 @@
+"""httpx transports that send each request to a pod of a headless service.
+
+``pip install 'headless-client[httpx]'``, then::
+
+    import httpx
+    from headless_client import HeadlessService, Sticky
+    from headless_client.contrib.httpx import HeadlessTransport
+
+    with HeadlessService("web.prod", port="http", strategy=Sticky()) as svc:
+        with httpx.Client(transport=HeadlessTransport(svc, header="X-User"),
+                          base_url="http://web.prod") as client:
+            client.get("/profile", headers={"X-User": "42"})   # always the same pod for user 42
+
+For every request the transport picks a pod with the service's strategy and sends the
+request to that pod's address and port (from DNS): the URL's host and port only name the
+service. What the server sees is unchanged: the ``Host`` header stays as the URL wrote it
+(``host_header=`` changes that), and for ``https`` the TLS server name (SNI, and the name the
+certificate must match) is the pod's FQDN when DNS gave one, else the service's FQDN
+(``server_name="service"`` always uses the service's). Connections are pooled per pod.
+
+Routing: ``key=`` (a function of the request) or ``header=`` (a header's value) gives the
+strategy its key (:class:`~headless_client.Sticky` needs one). Per request,
+``extensions={"headless_client.key": k}``, ``{"headless_client.ordinal": n}`` (that pod) or
+``{"headless_client.partition": p}`` (that partition's leader) override it.
+
+Health: a response reports ``report_success(endpoint, latency)`` (time to the response
+headers) when its body is closed; a transport error reports ``report_failure(endpoint)``
+(the pod is ejected for a while), as does a status in ``failure_statuses``. Strategies
+that track load (:class:`~headless_client.LeastLoaded`) count the request in flight until
+then. The endpoint used is in ``response.extensions["headless_client.endpoint"]``.
+
+Retries, on another pod, at most ``retries`` times: a request whose connection could not
+be established (``httpx.ConnectError``/``ConnectTimeout``: nothing was sent) is retried
+whatever its method; a request whose connection broke (``ReadError``, ``WriteError``,
+``RemoteProtocolError``) only when its method is idempotent (``retry_methods``: GET, HEAD,
+OPTIONS, PUT, DELETE, TRACE) and its body can be sent again. Timeouts are not retried, nor
+are requests pinned to an ordinal or a partition. When every attempt failed the last
+httpx error is raised; when there is no pod to try (empty view, unknown ordinal, no
+leader) an ``httpx.ConnectError`` is raised whose ``__cause__`` is the library's error.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from typing import Any, Literal
+
+try:
+    import httpx
+except ImportError as exc:  # pragma: no cover - exercised by a test with httpx hidden
+    raise ImportError(
+        "headless_client.contrib.httpx needs httpx: pip install 'headless-client[httpx]'"
+    ) from exc
+
+from ..aio import AsyncHeadlessService
+from ..connect import ConnectPlan
+from ..endpoints import Endpoint
+from ..errors import HeadlessClientError, InvalidName
+from ..service import HeadlessService
+from ..strategies import LoadTracking
+from ..view import ServiceView
+
+__all__ = [
+    "ENDPOINT_EXTENSION",
+    "IDEMPOTENT_METHODS",
+    "KEY_EXTENSION",
+    "ORDINAL_EXTENSION",
+    "PARTITION_EXTENSION",
+    "AsyncHeadlessTransport",
+    "HeadlessTransport",
+]
+
+IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
+"""Methods retried after a broken connection (RFC 9110 section 9.2.2)."""
+KEY_EXTENSION = "headless_client.key"
+ORDINAL_EXTENSION = "headless_client.ordinal"
+PARTITION_EXTENSION = "headless_client.partition"
+ENDPOINT_EXTENSION = "headless_client.endpoint"
+
+_NOTHING_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+_CONNECTION_LOST = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError)
+
+KeyFunction = Callable[[httpx.Request], object]
+
+
+class _Router:
+    """Everything but the I/O, shared by the sync and async transports."""
+
+    def __init__(
+        self,
+        service: ServiceView,
+        key: KeyFunction | None,
+        header: str | None,
+        retries: int,
+        server_name: Literal["pod", "service"],
+        host_header: Literal["url", "service", "pod"],
+        failure_statuses: Collection[int],
+        retry_methods: Collection[str],
+    ) -> None:
+        if not isinstance(service, ServiceView):
+            raise TypeError(f"service must be a HeadlessService or AsyncHeadlessService: {service!r}")
+        if key is not None and header is not None:
+            raise InvalidName("pass key= or header=, not both")
+        if key is not None and not callable(key):
+            raise TypeError(f"key must be a function of the request: {key!r}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise InvalidName(f"retries must be an int >= 0: {retries!r}")
+        if server_name not in ("pod", "service"):
+            raise InvalidName(f"server_name must be 'pod' or 'service': {server_name!r}")
+        if host_header not in ("url", "service", "pod"):
+            raise InvalidName(f"host_header must be 'url', 'service' or 'pod': {host_header!r}")
+        self.service = service
+        self.key = key
+        self.header = header
+        self.retries = retries
+        self.server_name = server_name
+        self.host_header = host_header
+        self.failure_statuses = frozenset(failure_statuses)
+        self.retry_methods = frozenset(m.upper() for m in retry_methods)
+
+    def plan(self, request: httpx.Request) -> ConnectPlan:
+        ext = request.extensions
+        ordinal = ext.get(ORDINAL_EXTENSION)
+        partition = ext.get(PARTITION_EXTENSION)
+        if KEY_EXTENSION in ext:
+            key = ext[KEY_EXTENSION]
+        elif self.key is not None:
+            key = self.key(request)
+        elif self.header is not None:
+            key = request.headers.get(self.header)
+        else:
+            key = None
+        pinned = ordinal is not None or partition is not None
+        return ConnectPlan(
+            self.service, key=key, partition=partition, ordinal=ordinal,
+            attempts=1 if pinned else 1 + self.retries,
+        )
+
+    def target(self, plan: ConnectPlan, request: httpx.Request) -> Endpoint:
+        try:
+            endpoint = plan.target()
+        except HeadlessClientError as exc:
+            message = f"no pod of {self.service.name} to send to: {exc}"
+            raise httpx.ConnectError(message, request=request) from exc
+        tracking = self.service.strategy
+        if isinstance(tracking, LoadTracking):
+            tracking.started(endpoint)
+        return endpoint
+
+    def rewrite(self, request: httpx.Request, endpoint: Endpoint) -> httpx.Request:
+        extensions = dict(request.extensions)
+        if request.url.scheme == "https":
+            name = endpoint.hostname if self.server_name == "pod" and endpoint.hostname else self.service.name
+            extensions["sni_hostname"] = name
+        headers = request.headers.copy()
+        if self.host_header != "url":
+            host = endpoint.hostname if self.host_header == "pod" and endpoint.hostname else self.service.name
+            port = request.url.port
+            headers["Host"] = host if port is None else f"{host}:{port}"
+        return httpx.Request(
+            request.method,
+            request.url.copy_with(host=endpoint.address, port=endpoint.port),
+            headers=headers,
+            stream=request.stream,
+            extensions=extensions,
+        )
+
+    def retryable(self, request: httpx.Request, error: Exception, plan: ConnectPlan) -> bool:
+        if len(plan.tried) >= plan.attempts:
+            return False
+        if isinstance(error, _NOTHING_SENT):
+            return True
+        return (
+            isinstance(error, _CONNECTION_LOST)
+            and request.method.upper() in self.retry_methods
+            and isinstance(request.stream, httpx.ByteStream)  # a body we can send again
+        )
+
+    def failed(self, endpoint: Endpoint) -> None:
+        self.service.report_failure(endpoint)
+
+    def neutral(self, endpoint: Endpoint) -> None:
+        """The request ended without a verdict on the pod (cancelled, interrupted)."""
+        tracking = self.service.strategy
+        if isinstance(tracking, LoadTracking):
+            tracking.finished(endpoint)
+
+    def outcome(self, response: httpx.Response, endpoint: Endpoint, latency: float) -> Callable[[bool], None]:
+        """The once-only callback that reports *response* when its body is closed."""
+        reported = False
+        bad_status = response.status_code in self.failure_statuses
+
+        def done(ok: bool) -> None:
+            nonlocal reported
+            if reported:
+                return
+            reported = True
+            if ok and not bad_status:
+                self.service.report_success(endpoint, latency)
+            else:
+                self.service.report_failure(endpoint)
+
+        return done
+
+    @staticmethod
+    def last_error(plan: ConnectPlan, request: httpx.Request) -> Exception:
+        if plan.tried and isinstance(plan.tried[-1][1], Exception):
+            return plan.tried[-1][1]
+        return httpx.ConnectError("no attempt made", request=request)  # pragma: no cover
+
+
+class _ReportedStream(httpx.SyncByteStream):
+    def __init__(self, inner: httpx.SyncByteStream, done: Callable[[bool], None]) -> None:
+        self._inner = inner
+        self._done = done
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            yield from self._inner
+        except httpx.TransportError:
+            self._done(False)
+            raise
+
+    def close(self) -> None:
+        try:
+            self._inner.close()
+        finally:
+            self._done(True)
+
+
+class _AsyncReportedStream(httpx.AsyncByteStream):
+    def __init__(self, inner: httpx.AsyncByteStream, done: Callable[[bool], None]) -> None:
+        self._inner = inner
+        self._done = done
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._inner:
+                yield chunk
+        except httpx.TransportError:
+            self._done(False)
+            raise
+
+    async def aclose(self) -> None:
+        try:
+            await self._inner.aclose()
+        finally:
+            self._done(True)
+
+
+class HeadlessTransport(httpx.BaseTransport):
+    """An ``httpx.Client`` transport sending each request to a pod of *service*.
+
+    See the module documentation for routing, health reporting and retries.
+
+    Args:
+        service: a started :class:`~headless_client.HeadlessService` (owned by the caller:
+            closing the transport does not close it).
+        key: a function ``request -> key`` for the strategy (e.g. a sticky key).
+        header: take the key from this request header instead.
+        retries: extra attempts on other pods (see the module docs for which errors).
+        transport: the ``httpx.HTTPTransport`` to send through (default: one built from
+            *transport_options*, e.g. ``verify=``, ``http2=``, ``limits=``).
+        server_name: the TLS name to verify: ``"pod"`` (its FQDN when known) or ``"service"``.
+        host_header: ``"url"`` (unchanged), ``"service"`` or ``"pod"`` (its FQDN).
+        failure_statuses: statuses that count as a pod failure (e.g. ``{502, 503, 504}``).
+        retry_methods: methods retried after a broken connection.
+    """
+
+    def __init__(
+        self,
+        service: HeadlessService,
+        *,
+        key: KeyFunction | None = None,
+        header: str | None = None,
+        retries: int = 2,
+        transport: httpx.BaseTransport | None = None,
+        server_name: Literal["pod", "service"] = "pod",
+        host_header: Literal["url", "service", "pod"] = "url",
+        failure_statuses: Collection[int] = (),
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        **transport_options: Any,
+    ) -> None:
+        if transport is not None and transport_options:
+            raise InvalidName("pass transport= or transport options, not both")
+        self._router = _Router(
+            service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
+        )
+        self._transport = transport if transport is not None else httpx.HTTPTransport(**transport_options)
+
+    @property
+    def service(self) -> HeadlessService:
+        """The service requests are routed over."""
+        service = self._router.service
+        assert isinstance(service, HeadlessService)
+        return service
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        router = self._router
+        plan = router.plan(request)
+        clock = time.monotonic
+        while True:  # bounded: each pass records an attempt, and plan.attempts caps them
+            try:
+                endpoint = router.target(plan, request)
+            except httpx.ConnectError:
+                if plan.tried:  # every pod left was tried: the last real error says more
+                    raise router.last_error(plan, request) from None
+                raise
+            start = clock()
+            try:
+                response = self._transport.handle_request(router.rewrite(request, endpoint))
+            except httpx.TransportError as exc:
+                router.failed(endpoint)
+                plan.record(endpoint, exc)
+                if router.retryable(request, exc, plan):
+                    continue
+                raise
+            except BaseException:
+                router.neutral(endpoint)
+                raise
+            stream = response.stream
+            assert isinstance(stream, httpx.SyncByteStream)
+            done = router.outcome(response, endpoint, clock() - start)
+            response.stream = _ReportedStream(stream, done)
+            response.extensions[ENDPOINT_EXTENSION] = endpoint
+            return response
+
+    def close(self) -> None:
+        """Close the pooled connections (not the service)."""
+        self._transport.close()
+
+
+class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
+    """:class:`HeadlessTransport` for ``httpx.AsyncClient`` and an
+    :class:`~headless_client.AsyncHeadlessService`; the same arguments (*transport*: an
+    ``httpx.AsyncHTTPTransport``)."""
+
+    def __init__(
+        self,
+        service: AsyncHeadlessService,
+        *,
+        key: KeyFunction | None = None,
+        header: str | None = None,
+        retries: int = 2,
+        transport: httpx.AsyncBaseTransport | None = None,
+        server_name: Literal["pod", "service"] = "pod",
+        host_header: Literal["url", "service", "pod"] = "url",
+        failure_statuses: Collection[int] = (),
+        retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        **transport_options: Any,
+    ) -> None:
+        if transport is not None and transport_options:
+            raise InvalidName("pass transport= or transport options, not both")
+        self._router = _Router(
+            service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
+        )
+        self._transport = (
+            transport if transport is not None else httpx.AsyncHTTPTransport(**transport_options)
+        )
+
+    @property
+    def service(self) -> AsyncHeadlessService:
+        """The service requests are routed over."""
+        service = self._router.service
+        assert isinstance(service, AsyncHeadlessService)
+        return service
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        router = self._router
+        plan = router.plan(request)
+        clock = time.monotonic
+        while True:  # bounded: each pass records an attempt, and plan.attempts caps them
+            try:
+                endpoint = router.target(plan, request)
+            except httpx.ConnectError:
+                if plan.tried:
+                    raise router.last_error(plan, request) from None
+                raise
+            start = clock()
+            try:
+                response = await self._transport.handle_async_request(router.rewrite(request, endpoint))
+            except httpx.TransportError as exc:
+                router.failed(endpoint)
+                plan.record(endpoint, exc)
+                if router.retryable(request, exc, plan):
+                    continue
+                raise
+            except BaseException:
+                router.neutral(endpoint)
+                raise
+            stream = response.stream
+            assert isinstance(stream, httpx.AsyncByteStream)
+            done = router.outcome(response, endpoint, clock() - start)
+            response.stream = _AsyncReportedStream(stream, done)
+            response.extensions[ENDPOINT_EXTENSION] = endpoint
+            return response
+
+    async def aclose(self) -> None:
+        """Close the pooled connections (not the service)."""
+        await self._transport.aclose()
