@@ -55,7 +55,13 @@ def best_ns(stmt: str, env: dict[str, object], number: int, repeat: int) -> floa
 
 
 def measure(
-    label: str, strategy: Strategy, endpoints: EndpointSet, key: object, number: int, repeat: int
+    label: str,
+    strategy: Strategy,
+    endpoints: EndpointSet,
+    key: object,
+    number: int,
+    repeat: int,
+    rounds: int = 4,
 ) -> float:
     view = view_with(strategy, endpoints)
     env: dict[str, object] = {
@@ -70,7 +76,7 @@ def measure(
     exec(svc_stmt, env)
     bare = svc = float("inf")
     # Alternate the two sides so a frequency change or a noisy neighbour hits both.
-    for _ in range(2):
+    for _ in range(rounds):
         bare = min(bare, best_ns(bare_stmt, env, number, repeat))
         svc = min(svc, best_ns(svc_stmt, env, number, repeat))
     overhead = svc - bare

@@ -117,6 +117,16 @@ def _ask(svc: HeadlessService, **how: object) -> str:
         return _read_line(sock)
 
 
+def _changed(old: EndpointSet, new: EndpointSet) -> str:
+    """``+ web-3, + web-4`` / ``- web-4``: pods added and removed, by identity (the SRV
+    weights of every pod change with the pod count, so endpoints are compared by name)."""
+    before = {ep.identity: ep for ep in old}
+    after = {ep.identity: ep for ep in new}
+    added = [f"+ {_short(ep)}" for i, ep in after.items() if i not in before]
+    removed = [f"- {_short(ep)}" for i, ep in before.items() if i not in after]
+    return ", ".join(added + removed) or "no change"
+
+
 def _table(story: _Story, endpoints: EndpointSet) -> None:
     story.say(f"   {'ORDINAL':<8} {'POD':<7} {'ADDRESS':<14} PORT")
     for ep in endpoints:
@@ -164,11 +174,12 @@ def _run(story: _Story) -> None:
         # 4. scale ----------------------------------------------------------------------------
         story.section(4, "Scale live, while the services run")
         story.say("   scale up 3 -> 5 (kubectl scale statefulset web --replicas=5)")
+        old_view = rr.endpoints
         with _changes(rr) as wait_rr, _changes(sticky) as wait_sticky:
             cluster.scale(STATEFULSET, NAMESPACE, 5)
             took_s = wait_rr(lambda view: len(view) == 5, "the scale-up")
             wait_sticky(lambda view: len(view) == 5, "the scale-up")
-        story.say(f"   the refresher saw it after {took_s:.2f} s: + web-3, + web-4")
+        story.say(f"   the refresher saw it after {took_s:.2f} s: {_changed(old_view, rr.endpoints)}")
         story.say("   round robin now: " + " ".join(_ask(rr) for _ in range(5)))
         after = {k: _short(sticky.pick(k)) for k in keys}
         moved = [k for k in keys if before[k] != after[k]]
@@ -176,10 +187,11 @@ def _run(story: _Story) -> None:
         story.say(f"   sticky keys that moved: {len(moved)} of {len(keys)} (about 2/5 expected), "
                   f"all to {' and '.join(targets) or 'nowhere'}")
         story.say("   scale down 5 -> 4")
+        old_view = rr.endpoints
         with _changes(rr) as wait_rr:
             cluster.scale(STATEFULSET, NAMESPACE, 4)
             took_s = wait_rr(lambda view: len(view) == 4, "the scale-down")
-        story.say(f"   the refresher saw it after {took_s:.2f} s: - web-4")
+        story.say(f"   the refresher saw it after {took_s:.2f} s: {_changed(old_view, rr.endpoints)}")
 
         # 5. crash ------------------------------------------------------------------------------
         story.section(5, "web-1 crashes: its process is gone, but DNS still lists it")

@@ -262,7 +262,8 @@ def glue_from_message(message: dns.message.Message) -> dict[str, AddressAnswer]:
     """Addresses in the additional section, by lower-cased owner name without the dot."""
     found: dict[str, tuple[list[str], int]] = {}
     for rrset in message.additional:
-        if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA):
+        # Class IN only: a CHAOS "A" record carries a domain and a 16-bit int, not an IP.
+        if rrset.rdtype not in (dns.rdatatype.A, dns.rdatatype.AAAA) or rrset.rdclass != dns.rdataclass.IN:
             continue
         owner = rrset.name.to_text().rstrip(".").lower()
         addrs, ttl = found.setdefault(owner, ([], rrset.ttl))

@@ -115,27 +115,27 @@ def test_killed_pod_is_routed_around_and_ejected(svc: HeadlessService, cluster: 
 def test_no_retries_surfaces_the_connect_error(svc: HeadlessService, cluster: FakeClusterDNS) -> None:
     for ordinal in range(3):
         cluster.kill_pod("web", "prod", ordinal)
-    with httpx.Client(transport=HeadlessTransport(svc, retries=5), base_url=URL) as client:
-        with pytest.raises(httpx.ConnectError):
-            client.get("/")
-    with httpx.Client(transport=HeadlessTransport(svc, retries=0), base_url=URL) as client:
-        with pytest.raises(httpx.ConnectError):
+    for retries in (5, 0):
+        client = httpx.Client(transport=HeadlessTransport(svc, retries=retries), base_url=URL)
+        with client, pytest.raises(httpx.ConnectError):
             client.get("/")
 
 
 def test_pinned_by_ordinal_and_by_partition(cluster: FakeClusterDNS) -> None:
     resolver = cluster.resolver()
     leaders = PartitionLeader({"orders": 2})
-    with HeadlessService("web.prod", port="http", resolver=resolver, strategy=leaders, **FAST) as svc:
-        with httpx.Client(transport=HeadlessTransport(svc), base_url=URL) as client:
-            assert client.get("/", extensions={"headless_client.ordinal": 1}).text == "web-1"
-            assert client.get("/", extensions={"headless_client.partition": "orders"}).text == "web-2"
-            with pytest.raises(httpx.ConnectError, match="ordinal 7") as info:
-                client.get("/", extensions={"headless_client.ordinal": 7})
-            assert info.value.__cause__ is not None
-            cluster.kill_pod("web", "prod", 2)
-            with pytest.raises(httpx.ConnectError):  # pinned: not sent anywhere else
-                client.get("/", extensions={"headless_client.partition": "orders"})
+    with (
+        HeadlessService("web.prod", port="http", resolver=resolver, strategy=leaders, **FAST) as svc,
+        httpx.Client(transport=HeadlessTransport(svc), base_url=URL) as client,
+    ):
+        assert client.get("/", extensions={"headless_client.ordinal": 1}).text == "web-1"
+        assert client.get("/", extensions={"headless_client.partition": "orders"}).text == "web-2"
+        with pytest.raises(httpx.ConnectError, match="ordinal 7") as info:
+            client.get("/", extensions={"headless_client.ordinal": 7})
+        assert info.value.__cause__ is not None
+        cluster.kill_pod("web", "prod", 2)
+        with pytest.raises(httpx.ConnectError):  # pinned: not sent anywhere else
+            client.get("/", extensions={"headless_client.partition": "orders"})
 
 
 def test_failure_statuses_eject_and_latency_is_reported(cluster: FakeClusterDNS) -> None:
@@ -161,10 +161,12 @@ def test_failure_statuses_eject_and_latency_is_reported(cluster: FakeClusterDNS)
 
 def test_empty_service_raises_an_httpx_error_caused_by_ours(cluster: FakeClusterDNS) -> None:
     cluster.scale("web", "prod", 0)
-    with HeadlessService("web.prod", port="http", resolver=cluster.resolver(), **FAST) as svc:
-        with httpx.Client(transport=HeadlessTransport(svc), base_url=URL) as client:
-            with pytest.raises(httpx.ConnectError) as info:
-                client.get("/")
+    with (
+        HeadlessService("web.prod", port="http", resolver=cluster.resolver(), **FAST) as svc,
+        httpx.Client(transport=HeadlessTransport(svc), base_url=URL) as client,
+        pytest.raises(httpx.ConnectError) as info,
+    ):
+        client.get("/")
     assert isinstance(info.value.__cause__, NoEndpointsAvailable)
 
 
@@ -255,9 +257,8 @@ def test_timeouts_are_not_retried() -> None:
     with static_service(n=2) as svc:
         recorder = Recorder({"10.0.0.1": httpx.ReadTimeout, "10.0.0.2": httpx.ReadTimeout})
         transport = HeadlessTransport(svc, transport=httpx.MockTransport(recorder))
-        with httpx.Client(transport=transport) as client:
-            with pytest.raises(httpx.ReadTimeout):
-                client.get("http://web.prod/")
+        with httpx.Client(transport=transport) as client, pytest.raises(httpx.ReadTimeout):
+            client.get("http://web.prod/")
         assert len(recorder.requests) == 1
 
 

@@ -367,14 +367,14 @@ def test_report_failure_refreshes_early_and_coalesces(made: list[HeadlessService
 
 def test_ejection_ends_by_itself(made: list[HeadlessService]) -> None:
     resolver = ScriptedResolver(pods(0, 1, 2, ttl=30))
-    with service(
-        made, resolver, min_refresh=1, max_refresh=30, health=HealthPolicy(base_ejection=0.2)
-    ) as svc:
+    period = 0.5
+    health = HealthPolicy(base_ejection=period)
+    with service(made, resolver, min_refresh=1, max_refresh=30, health=health) as svc:
         start = time.monotonic()
         svc.report_failure(pod(1))
-        assert pod(1) not in svc.healthy_endpoints
-        assert {svc.pick().ordinal for _ in range(30)} == {0, 2}
-        took = wait_until(lambda: pod(1) in svc.healthy_endpoints, 5, "ejection of web-1 ended")
-        assert time.monotonic() - start >= 0.2
-        assert took < 5
+        ejected = {svc.pick().ordinal for _ in range(30)}
+        if time.monotonic() - start < period:  # else a stalled machine outlived it
+            assert ejected == {0, 2}
+        wait_until(lambda: pod(1) in svc.healthy_endpoints, period + 5, "ejection of web-1 ended")
+        assert time.monotonic() - start >= period
         assert {svc.pick().ordinal for _ in range(30)} == {0, 1, 2}

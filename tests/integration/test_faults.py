@@ -86,7 +86,7 @@ OUTAGES = {
 def test_dns_down_serves_the_last_good_set_then_recovers(new_service, proxy, kind):
     """While DNS fails, 100 % of picks come from the last good set and nothing is
     published; once it answers again the view catches up within one backoff period."""
-    seconds = size(3.0, 30.0) if kind == "blackhole" else size(1.0, 5.0)
+    seconds = size(3.0, 30.0) if kind == "blackhole" else size(0.5, 5.0)
     max_refresh, timeout = 0.5, 0.5
     fresh = new_service(3)
     svc, resolver = service(proxy.nameserver, fresh, timeout=timeout, min_refresh=0.1, max_refresh=max_refresh)
@@ -276,23 +276,32 @@ def test_threads_pick_and_connect_during_refreshes(bind, new_service, loopback_p
     names = {f"{fresh.name}-{o}" for o in fresh.addresses}
     fresh.remove(8)
     errors: list[BaseException] = []
+    totals: list[int] = []
+    swaps = 6
     done = threading.Event()
     svc, resolver = service(bind.nameserver, fresh, timeout=1.0, min_refresh=0.05, max_refresh=0.1)
 
     def worker(n):
         try:
             every = max(picks // connects, 1)
-            made = 0
-            for i in range(picks):
+            made = done_picks = 0
+            deadline = time.monotonic() + 30
+            # At least `picks` picks, and on until the snapshot has been swapped a few
+            # times under them (bounded by the deadline).
+            while done_picks < picks or (len(watcher.events) < swaps and time.monotonic() < deadline):
+                i = done_picks
                 ep = svc.pick(key=f"user-{n}-{i}") if n % 2 else svc.pick()
                 assert (ep.hostname, ep.address, ep.port) in everyone, ep
+                done_picks += 1
                 if i % every == 0 and made < connects:
                     with svc.connection(timeout=2) as sock:
                         sock.settimeout(2)
-                        greeting = sock.makefile("rb").readline().decode().strip()
+                        with sock.makefile("rb") as stream:
+                            greeting = stream.readline().decode().strip()
                     assert greeting in names, greeting
                     made += 1
             assert made == connects
+            totals.append(done_picks)
         except BaseException as exc:
             errors.append(exc)
 
@@ -314,10 +323,10 @@ def test_threads_pick_and_connect_during_refreshes(bind, new_service, loopback_p
         assert refresher_threads(svc)
     assert not alive, "a worker hung"
     assert not errors, errors[:3]
-    assert len(watcher.events) >= 2, "the snapshot never changed during the run"
+    assert len(watcher.events) >= swaps, "the snapshot was not swapped during the run"
     scenario = f"{threads} threads x {picks:,} picks + {connects} connects"
     record(scenario, "errors", len(errors), bound="0")
-    record(scenario, "picks + connects per second", (threads * (picks + connects)) / elapsed, "/s")
+    record(scenario, "picks made (all threads) in", f"{sum(totals):,} in {elapsed:.2f} s")
     record(scenario, "snapshots published during the run", len(watcher.events))
     record(scenario, "refreshes during the run", resolver.counts.ok)
 
@@ -366,7 +375,7 @@ def test_close_during_an_in_flight_refresh(new_service, proxy):
 
 def test_close_during_an_in_flight_connect(bind, new_service, black_hole, monkeypatch):
     """A connect stuck on a black-holed pod: close() does not wait for it; the connect
-    ends by its own timeout and leaks nothing."""
+    ends within its own budget (it is not interrupted by close()) and leaks nothing."""
     hole = black_hole("127.0.0.1")
     fresh = new_service(1, port=hole.port)
     fresh.reip(0, "127.0.0.1")
@@ -384,7 +393,7 @@ def test_close_during_an_in_flight_connect(bind, new_service, black_hole, monkey
     def connect():
         start = time.monotonic()
         try:
-            svc.connect(timeout=1.0, attempts=3)
+            svc.connect(ordinal=0, timeout=0.5, attempts=3)  # pinned: retried on the same pod
         except hc.ConnectError as exc:
             outcome.append(exc)
         outcome.append(time.monotonic() - start)
@@ -403,12 +412,12 @@ def test_close_during_an_in_flight_connect(bind, new_service, black_hole, monkey
     assert isinstance(error, hc.ConnectError)
     assert not refresher_threads(svc)
     assert own_socket_count() <= sockets_before
-    scenario = "close() during a connect to a black-holed pod (timeout 1 s, 3 attempts)"
+    scenario = "close() during connect(ordinal=0) to a black-holed pod (timeout 0.5 s, 3 attempts)"
     record(scenario, "close() took", close_took, "s", bound="< 0.5 s")
-    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 attempts x 1 s")
-    record(scenario, "attempts made after close()", len(error.attempts), "of 3")
+    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 x 0.5 s")
+    record(scenario, "attempts made (close() came during the first)", len(error.attempts), "of 3")
     assert close_took < 0.5
-    assert connect_took < 3.5
+    assert connect_took < 2.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -522,7 +531,7 @@ def test_hostile_oversized_answer_is_refused_with_bounded_memory(new_service, pr
             tracemalloc.reset_peak()
             if port == 8080:
                 accepted = default.resolve(fresh.short, port)  # under the default bound of 10000
-                assert 3000 < len(accepted) < 4100
+                assert 3000 < sum(1 for e in accepted if e.family == 4) < 4100  # and ~2300 AAAA
             else:
                 # SRV targets of the synthesised answer are looked up: oversized too.
                 with pytest.raises(hc.ResolutionError):

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.integration
 MIN_REFRESH = 0.2
 MAX_REFRESH = 1.0
 #: Slack for one query round trip, thread wake-ups and a loaded CI machine.
-SLACK = 1.0
+SLACK = 1.5
 
 
 class CountingResolver(Resolver):
@@ -339,11 +339,11 @@ def test_events_come_in_publication_order_chained_and_isolated(
 # -- passive health ---------------------------------------------------------------------------
 
 
-def test_ejection_success_expiry_and_panic(
+def test_ejection_success_and_panic(
     new_service: Callable[..., FreshService], open_service: Callable[..., HeadlessService]
 ) -> None:
     fresh = new_service(4)
-    svc = open_service(fresh, strategy=RoundRobin(), health=HealthPolicy(base_ejection=0.5, max_ejected=0.5))
+    svc = open_service(fresh, strategy=RoundRobin(), health=HealthPolicy(base_ejection=30, max_ejected=0.5))
 
     def picked(n: int = 40) -> set[int | None]:
         return {svc.pick().ordinal for _ in range(n)}
@@ -352,14 +352,8 @@ def test_ejection_success_expiry_and_panic(
     assert picked() == {0, 1, 2, 3}
     svc.report_failure(ep0)
     assert picked() == {1, 2, 3}
+    assert len(svc.endpoints) == 4  # DNS's view is unchanged
     svc.report_success(ep0, latency=0.002)
-    assert picked() == {0, 1, 2, 3}
-    # The ejection ends by itself (the refresher rebuilds the healthy set at its end).
-    ejected_at = time.monotonic()
-    svc.report_failure(ep0)
-    assert picked() == {1, 2, 3}
-    wait_until(lambda: ep0 in svc.healthy_endpoints, 5, "ejection of pod 0 ended")
-    assert time.monotonic() - ejected_at >= 0.5
     assert picked() == {0, 1, 2, 3}
     # Panic threshold: half may be ejected, not more.
     svc.report_failure(ep0)
@@ -368,6 +362,26 @@ def test_ejection_success_expiry_and_panic(
     svc.report_failure(ep2)
     assert picked() == {0, 1, 2, 3}
     assert svc.healthy_endpoints == svc.endpoints
+    svc.report_success(ep2)
+    assert picked() == {2, 3}
+
+
+def test_ejection_ends_by_itself(
+    new_service: Callable[..., FreshService], open_service: Callable[..., HeadlessService]
+) -> None:
+    """The refresher rebuilds the healthy set when an ejection ends: nothing to report."""
+    period = 1.0
+    fresh = new_service(3)
+    svc = open_service(fresh, health=HealthPolicy(base_ejection=period))
+    ep1 = svc.endpoint(1)
+    ejected_at = time.monotonic()
+    svc.report_failure(ep1)
+    ejected = {svc.pick().ordinal for _ in range(30)}
+    if time.monotonic() - ejected_at < period:  # else a stalled machine outlived it
+        assert ejected == {0, 2}
+    wait_until(lambda: ep1 in svc.healthy_endpoints, period + 5, "ejection of pod 1 ended")
+    assert time.monotonic() - ejected_at >= period
+    assert {svc.pick().ordinal for _ in range(30)} == {0, 1, 2}
 
 
 def test_report_failure_triggers_an_early_coalesced_refresh(

@@ -1,0 +1,104 @@
+"""Every example runs to completion on the fake cluster, and in --real mode against a DNS
+server given with --nameserver (a FakeClusterDNS standing in for the cluster's)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from headless_client.testing import FakeClusterDNS
+
+HERE = Path(__file__).parent
+TIMEOUT = 60
+
+# script -> lines (regular expressions) its output must contain
+EXPECTED = {
+    "round_robin.py": [
+        r"web\.demo\.svc\.cluster\.local: 3 pods",
+        r"(?s)connected to web-0\n  connected to web-1\n  connected to web-2",
+        r"300 picks: \S+=100, \S+=100, \S+=100",
+    ],
+    "sticky_sessions.py": [
+        r"alice +-> web-\d",
+        r"scaled to 4 pods",
+        r"\d+ of 1000 keys moved \(about 1/4 expected\), all to: web-3$",
+    ],
+    "statefulset_pods.py": [
+        r"db\.demo\.svc\.cluster\.local: ordinals \[0, 1, 2\]",
+        r"primary \(ordinal 0\): db-0\.db\.demo\.svc\.cluster\.local",
+        r"without SRV: found ordinals \[0, 1, 2\]",
+        r"write connection to ordinal 0: 127\.",
+    ],
+    "asyncio_service.py": [
+        r"web\.demo\.svc\.cluster\.local: web-0 web-1 web-2",
+        r"change: 3 -> 5 pods: web-0 web-1 web-2 web-3 web-4",
+        r"the new pod web-4 says: web-4",
+    ],
+    "httpx_client.py": [
+        r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
+        r"sticky: X-User alice -> web-\d$",
+        r"web-1 crashed; 6 more requests: (?!.*web-1)",
+        r"ejected after failing: web-1\.web\.demo",
+    ],
+    "partition_leader.py": [
+        r"partition 0: leader kafka-0\.kafka\.demo",
+        r"order-1 -> partition 4 -> kafka-1: OK",
+        r"kafka-1 is not the leader of partition 4; hint: kafka-2",
+        r"(?s)hint: kafka-2\norder-1 -> partition 4 -> kafka-2: OK\norder-1 -> partition 4 -> kafka-2: OK",
+    ],
+}
+
+
+def run(script: str, *args: str) -> str:
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", str(HERE / script), *args],
+        capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=HERE.parent,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(HERE.parent)},
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stderr == "", proc.stderr
+    return proc.stdout
+
+
+def test_every_example_is_tested() -> None:
+    scripts = {p.name for p in HERE.glob("*.py") if not p.name.startswith(("test_", "_"))}
+    assert scripts == set(EXPECTED)
+
+
+@pytest.mark.parametrize("script", sorted(EXPECTED))
+def test_example_on_the_fake_cluster(script: str) -> None:
+    if script == "httpx_client.py" and importlib.util.find_spec("httpx") is None:
+        pytest.skip("httpx is not installed")
+    out = run(script)
+    for pattern in EXPECTED[script]:
+        assert re.search(pattern, out, re.M), f"{pattern!r} not in the output of {script}:\n{out}"
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[FakeClusterDNS]:
+    """Stands in for a cluster's DNS, with pods, for the examples' --real mode."""
+    with FakeClusterDNS() as c:
+        c.add_statefulset("web", "prod", 2, serve="tcp")
+        c.add_statefulset("db", "prod", 2, port_name="tcp-db", serve="tcp")
+        yield c
+
+
+@pytest.mark.parametrize(
+    ("script", "args", "expected"),
+    [
+        ("round_robin.py", ["--service", "web.prod"], r"connected to web-0\n  connected to web-1"),
+        ("sticky_sessions.py", ["--service", "web.prod"], r"alice +-> web-[01]"),
+        ("statefulset_pods.py", ["--namespace", "prod"], r"without SRV: found ordinals \[0, 1\]"),
+        ("asyncio_service.py", ["--service", "web.prod"], r"connected to 127\."),
+        ("partition_leader.py", ["--service", "web.prod", "--port", "http"], r"partition 1: leader web-1"),
+    ],
+)
+def test_example_in_real_mode(cluster: FakeClusterDNS, script: str, args: list[str], expected: str) -> None:
+    out = run(script, "--real", "--nameserver", cluster.nameserver, *args)
+    assert re.search(expected, out, re.M), out
