@@ -6,6 +6,8 @@ pick one per request with a pluggable strategy, keep the view fresh, and connect
 
 from __future__ import annotations
 
+import logging
+
 from . import errors
 from .aio import AsyncHeadlessService, AsyncResolver
 from .endpoints import Endpoint, EndpointDiff, EndpointSet
@@ -48,6 +50,10 @@ from .strategies import (
     kafka_partition,
     murmur2,
 )
+
+# A library never configures logging; this only keeps Python's last-resort handler from
+# printing our warnings when the application has not set logging up.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0.dev0"
 

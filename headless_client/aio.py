@@ -11,6 +11,7 @@ the event loop. The refresher is an :class:`asyncio.Task`, cancelled and awaited
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import inspect
 import logging
@@ -292,6 +293,8 @@ class AsyncHeadlessService(ServiceView):
         self._changed = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
         self._last_error: BaseException | None = None
+        self._outbox: collections.deque[Event] = collections.deque()
+        self._delivering = False
 
     # -- lifecycle -------------------------------------------------------------------
 
@@ -491,7 +494,7 @@ class AsyncHeadlessService(ServiceView):
     # -- the refresher -------------------------------------------------------------------
 
     async def _refresh_once(self) -> float:
-        # One resolution at a time, so events are delivered in publication order.
+        # One resolution at a time, so events queue in publication order.
         async with self._refresh_lock:
             answer: EndpointSet | None = None
             error: BaseException | None = None
@@ -505,10 +508,12 @@ class AsyncHeadlessService(ServiceView):
             event = self._apply(decision)
             self._last_error = error
             self._changed.set()
-            if event is not None:
-                await self._deliver(event)
             self._next_refresh = self._clock() + decision.delay
-            return decision.delay
+            if event is not None:
+                self._outbox.append(event)
+        # Outside the lock: a callback may await refresh() itself.
+        await self._deliver_pending()
+        return decision.delay
 
     async def _run(self) -> None:
         while not self._closed:
@@ -532,15 +537,22 @@ class AsyncHeadlessService(ServiceView):
                 log.exception("%s: refresh failed unexpectedly", self.name)
                 self._next_refresh = self._clock() + self._policy.max_refresh
 
-    async def _deliver(self, event: Event) -> None:
-        old, new = event
-        for callback in self._subscribers:
-            try:
-                result = callback(old, new)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("%s: subscriber %r raised", self.name, callback)
+    async def _deliver_pending(self) -> None:
+        if self._delivering:
+            return  # the task already delivering will take the queued events, in order
+        self._delivering = True
+        try:
+            while self._outbox:
+                old, new = self._outbox.popleft()
+                for callback in self._subscribers:
+                    try:
+                        result = callback(old, new)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        log.exception("%s: subscriber %r raised", self.name, callback)
+        finally:
+            self._delivering = False
 
     def _request_early_refresh(self) -> None:
         self._early = True

@@ -7,6 +7,7 @@ the blocking calls (``refresh``, ``wait_for``, ``connect``).
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import math
 import socket
@@ -97,6 +98,8 @@ class HeadlessService(ServiceView):
         self._manual_served = 0
         self._last_error: BaseException | None = None
         self._interrupt: Interrupt | None = None
+        self._outbox: collections.deque[Event] = collections.deque()
+        self._delivering = False
         self._closed_by_refresher = False  # close() called from a subscriber callback
 
     # -- lifecycle -------------------------------------------------------------------
@@ -171,7 +174,9 @@ class HeadlessService(ServiceView):
         with self._cv:
             if self._closed:
                 raise HeadlessClientError(f"{self.name}: service is closed")
-            running = self._thread is not None
+            # From the refresher itself (a subscriber callback), resolve inline: waiting for
+            # the refresher would wait for ourselves.
+            running = self._thread is not None and self._thread is not threading.current_thread()
             if running:
                 self._manual_wanted += 1
                 target = self._manual_wanted
@@ -440,6 +445,7 @@ class HeadlessService(ServiceView):
                 self._health_wake = self._next_health_expiry() or math.inf
                 continue
             if self._manual_wanted > self._manual_served:
+                self._early = False  # this refresh serves the early request too
                 return self._manual_wanted
             due = self._next_refresh
             if self._early:
@@ -451,12 +457,22 @@ class HeadlessService(ServiceView):
         return None
 
     def _deliver(self, event: Event) -> None:
-        old, new = event
-        for callback in self._subscribers:
-            try:
-                callback(old, new)
-            except Exception:
-                log.exception("%s: subscriber %r raised", self.name, callback)
+        # A callback may call refresh(), which publishes again from this same thread:
+        # that event waits in the queue until the current one reached every callback.
+        self._outbox.append(event)
+        if self._delivering:
+            return
+        self._delivering = True
+        try:
+            while self._outbox:
+                old, new = self._outbox.popleft()
+                for callback in self._subscribers:
+                    try:
+                        callback(old, new)
+                    except Exception:
+                        log.exception("%s: subscriber %r raised", self.name, callback)
+        finally:
+            self._delivering = False
 
     def _request_early_refresh(self) -> None:
         with self._cv:

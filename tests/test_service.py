@@ -378,3 +378,34 @@ def test_ejection_ends_by_itself(made: list[HeadlessService]) -> None:
         wait_until(lambda: pod(1) in svc.healthy_endpoints, period + 5, "ejection of web-1 ended")
         assert time.monotonic() - start >= period
         assert {svc.pick().ordinal for _ in range(30)} == {0, 1, 2}
+
+
+def test_refresh_from_a_subscriber_callback():
+    """A callback may call refresh(): it resolves inline on the refresher thread (no
+    self-wait), and its event reaches every callback after the current one, in order."""
+    resolver = ScriptedResolver(pods(0, 1))
+    events: list[tuple[int, int, str]] = []
+    refreshed: list[int] = []
+    done = threading.Event()
+
+    with HeadlessService("web.prod", "http", resolver=resolver, min_refresh=0.05, max_refresh=0.1) as svc:
+
+        def first(old: EndpointSet, new: EndpointSet) -> None:
+            events.append((len(old), len(new), "first"))
+            if len(new) == 3:
+                resolver.set(pods(0, 1, 2, 3))
+                start = time.monotonic()
+                refreshed.append(len(svc.refresh()))
+                assert time.monotonic() - start < 0.5
+            if len(new) == 4:
+                done.set()
+
+        def second(old: EndpointSet, new: EndpointSet) -> None:
+            events.append((len(old), len(new), "second"))
+
+        svc.subscribe(first)
+        svc.subscribe(second)
+        resolver.set(pods(0, 1, 2))
+        assert done.wait(5)
+    assert refreshed == [4]
+    assert events[:4] == [(2, 3, "first"), (2, 3, "second"), (3, 4, "first"), (3, 4, "second")]

@@ -355,3 +355,30 @@ def test_async_close_leaves_nothing(bind, new_service):
             await svc.refresh()
 
     run_strict(main)
+
+
+def test_async_refresh_from_a_callback(bind, new_service):
+    """An async callback may await refresh(): no deadlock, events stay in order."""
+    fresh = new_service(1)
+
+    async def main():
+        events = []
+        added = asyncio.Event()
+
+        async with service(bind, fresh, max_refresh=5.0, min_refresh=2.0) as svc:
+
+            async def on_change(old, new):
+                events.append((len(old), len(new)))
+                if len(new) == 2:
+                    await asyncio.to_thread(fresh.add)
+                    assert len(await asyncio.wait_for(svc.refresh(), 3)) == 3
+                if len(new) == 3:
+                    added.set()
+
+            svc.subscribe(on_change)
+            await asyncio.to_thread(fresh.add)
+            await svc.refresh()
+            await asyncio.wait_for(added.wait(), 5)
+        return events
+
+    assert run_strict(main) == [(1, 2), (2, 3)]
