@@ -163,7 +163,21 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"number of picks, 1..{MAX_PICKS} (default: 1)",
     )
     p.set_defaults(func=cmd_pick)
+
+    p = sub.add_parser(
+        "demo", help="the library at work on a fake cluster on this machine (no Kubernetes needed)"
+    )
+    p.add_argument("--fast", action="store_true", help="shorter refresh periods")
+    p.set_defaults(func=cmd_demo)
     return parser
+
+
+def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
+    """``demo``: a narrated tour against an in-process fake cluster DNS and loopback pods."""
+    # Imported here: the demo's fake cluster is not needed by the other commands.
+    from .demo import main as demo_main
+
+    return demo_main(out, fast=args.fast)
 
 
 def make_resolver(args: argparse.Namespace) -> Resolver:

@@ -15,7 +15,7 @@ import queue
 import socket
 import sys
 import time
-from collections.abc import Callable, Hashable, Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from typing import TextIO
 
@@ -257,8 +257,7 @@ def _produce(svc: HeadlessService, partition: int, attempts: int = 2) -> str:
                 steps.append(f"produce to partition {partition} -> {pod}: {reply}")
                 return "\n   ".join(steps)
         except NotLeader as exc:
-            hint_value: Hashable = exc.hint
-            svc.not_leader(exc.partition, hint_value if isinstance(hint_value, (int, str)) else None)
+            svc.not_leader(exc.partition, exc.hint)
     return "\n   ".join(steps)
 
 

@@ -32,8 +32,10 @@ class Endpoint:
     port: int
     hostname: str | None = None
     ordinal: int | None = None
-    priority: int = 0
-    weight: int = 0
+    # Not part of equality: CoreDNS writes weight = floor(100/N), so every scale would make
+    # every endpoint look new; like ttl, they describe the answer, not the pod.
+    priority: int = field(default=0, compare=False)
+    weight: int = field(default=0, compare=False)
     ttl: int | None = field(default=None, compare=False)
     # The stable name of this endpoint: pod hostname when known (a restarted pod with a
     # new IP keeps it), else address:port. Sticky hashing and health state key on it.

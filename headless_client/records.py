@@ -59,7 +59,9 @@ def parse_networks(networks: object) -> tuple[Network, ...]:
             bits set or an invalid prefix, or an empty list.
     """
     if isinstance(networks, (str, bytes)) or not isinstance(networks, Iterable):
-        raise InvalidName(f"allowed_networks must be a list of CIDRs, not {type(networks).__name__}: {networks!r}")
+        raise InvalidName(
+            f"allowed_networks must be a list of CIDRs, not {type(networks).__name__}: {networks!r}"
+        )
     parsed: list[Network] = []
     for net in networks:
         if isinstance(net, (ipaddress.IPv4Network, ipaddress.IPv6Network)):

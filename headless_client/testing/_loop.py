@@ -14,6 +14,7 @@ import ipaddress
 import logging
 import selectors
 import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -456,7 +457,7 @@ class Loop:
         if reset:
             # SO_LINGER 0: the peer sees a reset, like a killed process's socket.
             with contextlib.suppress(OSError):
-                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")
+                conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
         conn.sock.close()
 
     def close_listener(self, listener: Listener) -> None:

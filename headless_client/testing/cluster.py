@@ -593,7 +593,8 @@ class FakeClusterDNS:
         except OSError as exc:
             raise OSError(
                 f"fake pod {pod.name}: cannot listen on {address}:{listener.port}: {exc} "
-                "(all of 127/8 is local on Linux; elsewhere pass address_base='127.0.0.1' and port=0)"
+                "(all of 127/8 is local on Linux; on macOS add loopback aliases first, e.g. "
+                "`sudo ifconfig lo0 alias 127.42.0.1`, and pass that address_base)"
             ) from exc
         return listener
 

@@ -353,7 +353,7 @@ def test_close_during_an_in_flight_refresh(new_service, proxy):
     and leaves no thread and no socket behind."""
     fresh = new_service(3)
     sockets_before = own_socket_count()
-    svc, resolver = service(proxy.nameserver, fresh, timeout=3.0, min_refresh=0.1, max_refresh=0.2)
+    svc, _ = service(proxy.nameserver, fresh, timeout=3.0, min_refresh=0.1, max_refresh=0.2)
     svc.start()
     refresher = refresher_threads(svc)
     assert len(refresher) == 1
