@@ -11,7 +11,6 @@ the event loop. The refresher is an :class:`asyncio.Task`, cancelled and awaited
 from __future__ import annotations
 
 import asyncio
-import collections
 import contextlib
 import inspect
 import logging
@@ -19,7 +18,7 @@ import math
 import socket
 import ssl
 import time
-from collections.abc import AsyncIterator, Callable, Hashable
+from collections.abc import AsyncIterator, Hashable
 from typing import Any, TypeVar
 
 import tenacity
@@ -28,11 +27,9 @@ from typing_extensions import Self
 from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
-from .health import HealthPolicy
 from .lookup import Batch, Plan
 from .resolver import BaseResolver
-from .strategies import Strategy
-from .view import Event, ServiceView, log
+from .view import ServiceView, log
 from .wire import (
     MAX_UDP_BATCH,
     Nameserver,
@@ -240,7 +237,7 @@ class _Retry(Exception):
     """One attempt failed in a way another attempt may fix."""
 
 
-class AsyncHeadlessService(ServiceView):
+class AsyncHeadlessService(ServiceView[AsyncResolver]):
     """:class:`~headless_client.HeadlessService` for asyncio.
 
     ``async with AsyncHeadlessService("web.prod", port="http") as svc:`` resolves once,
@@ -250,51 +247,14 @@ class AsyncHeadlessService(ServiceView):
     functions or coroutine functions.
     """
 
-    def __init__(
-        self,
-        service: str,
-        port: int | str,
-        *,
-        resolver: AsyncResolver | None = None,
-        strategy: Strategy | None = None,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-        min_refresh: float = 1.0,
-        max_refresh: float = 30.0,
-        empty_grace: float = 5.0,
-        jitter: float = 0.1,
-        backoff: Any = None,
-        health: HealthPolicy | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            service,
-            port,
-            strategy=strategy,
-            protocol=protocol,
-            namespace=namespace,
-            min_refresh=min_refresh,
-            max_refresh=max_refresh,
-            empty_grace=empty_grace,
-            jitter=jitter,
-            backoff=backoff,
-            health=health,
-            clock=clock,
-        )
-        self._resolver = resolver if resolver is not None else AsyncResolver()
-        self._resolver._resolve_plan(service, port, protocol, namespace)[0].close()
-        self._set_name(self._resolver.qualify(service, namespace))
+    def _default_resolver(self) -> AsyncResolver:
+        return AsyncResolver()
+
+    def _init_shell(self) -> None:
         self._task: asyncio.Task[None] | None = None
-        self._closed = False
-        self._next_refresh = 0.0
-        self._early = False
-        self._health_wake = math.inf
         self._wake = asyncio.Event()
         self._changed = asyncio.Event()
         self._refresh_lock = asyncio.Lock()
-        self._last_error: BaseException | None = None
-        self._outbox: collections.deque[Event] = collections.deque()
-        self._delivering = False
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -13,7 +13,7 @@ import math
 import ssl
 from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import tenacity
 
@@ -57,7 +57,7 @@ def _number(name: str, value: object, *, integer: bool = False) -> float:
 class ConnectPlan:
     """The state of one connect call."""
 
-    view: ServiceView
+    view: ServiceView[Any]
     key: object | None = None
     partition: Hashable | None = None
     ordinal: int | None = None

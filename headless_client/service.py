@@ -7,15 +7,12 @@ the blocking calls (``refresh``, ``wait_for``, ``connect``).
 
 from __future__ import annotations
 
-import collections
 import contextlib
 import math
 import socket
 import ssl
 import threading
-import time
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any
+from collections.abc import Hashable, Iterator
 
 import tenacity
 from typing_extensions import Self
@@ -23,10 +20,8 @@ from typing_extensions import Self
 from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
-from .health import HealthPolicy
 from .resolver import Interrupt, Resolver
 from .sockets import open_socket
-from .strategies import Strategy
 from .view import Event, ServiceView, log
 
 __all__ = ["HeadlessService"]
@@ -36,7 +31,7 @@ class _Retry(Exception):
     """One attempt failed in a way another attempt may fix."""
 
 
-class HeadlessService(ServiceView):
+class HeadlessService(ServiceView[Resolver]):
     """All pods of a headless service, kept fresh by a background thread.
 
     ``with HeadlessService("web.prod", port="http") as svc:`` resolves once, starts the
@@ -53,54 +48,16 @@ class HeadlessService(ServiceView):
         InvalidName: a bad service name, port, or refresh/health setting.
     """
 
-    def __init__(
-        self,
-        service: str,
-        port: int | str,
-        *,
-        resolver: Resolver | None = None,
-        strategy: Strategy | None = None,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-        min_refresh: float = 1.0,
-        max_refresh: float = 30.0,
-        empty_grace: float = 5.0,
-        jitter: float = 0.1,
-        backoff: Any = None,
-        health: HealthPolicy | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        super().__init__(
-            service,
-            port,
-            strategy=strategy,
-            protocol=protocol,
-            namespace=namespace,
-            min_refresh=min_refresh,
-            max_refresh=max_refresh,
-            empty_grace=empty_grace,
-            jitter=jitter,
-            backoff=backoff,
-            health=health,
-            clock=clock,
-        )
-        self._resolver = resolver if resolver is not None else Resolver()
-        # Validates the name and port now, not in the background thread.
-        self._resolver._resolve_plan(service, port, protocol, namespace)[0].close()
-        self._set_name(self._resolver.qualify(service, namespace))
+    def _default_resolver(self) -> Resolver:
+        return Resolver()
+
+    def _init_shell(self) -> None:
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._closed = False
-        self._next_refresh = 0.0
-        self._early = False
-        self._health_wake = math.inf
         self._manual_wanted = 0
         self._manual_served = 0
-        self._last_error: BaseException | None = None
         self._interrupt: Interrupt | None = None
-        self._outbox: collections.deque[Event] = collections.deque()
-        self._delivering = False
-        self._closed_by_refresher = False  # close() called from a subscriber callback
+        self._closed_by_refresher = False
 
     # -- lifecycle -------------------------------------------------------------------
 

@@ -10,16 +10,19 @@ or callback ever runs under it. The shells (:mod:`headless_client.service`,
 
 from __future__ import annotations
 
+import collections
 import logging
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable
-from typing import Any
+from typing import Any, Generic, TypeVar, cast
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import EndpointNotFound, InvalidName, NoEndpointsAvailable, ServiceNotFound
 from .health import HealthPolicy, HealthTracker
 from .refresh import Decision, RefreshPolicy, RefreshState
+from .resolver import BaseResolver
 from .strategies import Fallback, LoadTracking, PartitionLeader, PrimaryReplica, RoundRobin, Strategy
 
 __all__ = ["ServiceView", "Subscriber"]
@@ -30,12 +33,16 @@ Subscriber = Callable[[EndpointSet, EndpointSet], Any]
 Event = tuple[EndpointSet, EndpointSet]
 
 
-class ServiceView:
+R = TypeVar("R", bound=BaseResolver)
+
+
+class ServiceView(Generic[R]):
     """Snapshot, health and strategy of one service; see :class:`HeadlessService`.
 
     Args:
         service: the service name as given (``web``, ``web.prod``, an FQDN).
-        port: a named port (SRV) or a number (A/AAAA).
+        port: a named port (SRV, gives pod identities) or a number (A/AAAA).
+        resolver: the resolver to use (default: a new one reading the system's resolv.conf).
         strategy: how to pick; default :class:`RoundRobin`.
         protocol: SRV protocol for named ports.
         namespace: namespace for one-label names (default: the resolver's).
@@ -49,6 +56,7 @@ class ServiceView:
         service: str,
         port: int | str,
         *,
+        resolver: R | None = None,
         strategy: Strategy | None = None,
         protocol: str = "tcp",
         namespace: str | None = None,
@@ -93,6 +101,27 @@ class ServiceView:
         self._snapshot = empty
         self._healthy = empty
         self._subscribers: tuple[Subscriber, ...] = ()
+        self._resolver: R = resolver if resolver is not None else self._default_resolver()
+        # Validates the name and port now, not in the background.
+        self._resolver._resolve_plan(service, port, protocol, namespace)[0].close()
+        self._set_name(self._resolver.qualify(service, namespace))
+        # Refresher bookkeeping both shells keep.
+        self._closed = False
+        self._next_refresh = 0.0
+        self._early = False
+        self._health_wake = math.inf
+        self._last_error: BaseException | None = None
+        self._outbox: collections.deque[Event] = collections.deque()
+        self._delivering = False
+        self._init_shell()
+
+    def _default_resolver(self) -> R:
+        """The resolver used when none is given (the shells make their own kind)."""
+        # A bare view (tests, tools) only qualifies and validates names with it.
+        return cast(R, BaseResolver())
+
+    def _init_shell(self) -> None:
+        """The shell's own state (thread and condition, or task and events)."""
 
     def _set_name(self, fqdn: str) -> None:
         self._name = fqdn

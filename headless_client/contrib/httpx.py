@@ -88,7 +88,7 @@ class _Router:
 
     def __init__(
         self,
-        service: ServiceView,
+        service: ServiceView[Any],
         key: KeyFunction | None,
         header: str | None,
         retries: int,
