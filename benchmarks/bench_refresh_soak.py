@@ -8,7 +8,7 @@ its ``big.prod`` service (1000 StatefulSet pods; SRV gives no glue above 13 targ
 ``http`` refresh is one SRV query over TCP plus 1000 address questions pipelined on one
 TCP connection; ``8080`` is one A query, truncated over UDP, then TCP).
 
-Two phases, each half of ``--seconds``:
+Two phases, 40 % and 60 % of ``--seconds``:
 
 1. CPU: process CPU time (``resource.getrusage``) and the refresher thread's own CPU
    time, divided by the refreshes done; resident set size at the start and the end.
@@ -40,6 +40,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import headless_client as hc
 
 WARMUP_REFRESHES = 2
+#: Refreshes traced after the warm-up, at least (for a meaningful slope).
+STEADY_REFRESHES = 3
 
 
 class _Counting(hc.Resolver):
@@ -150,8 +152,11 @@ class SoakResult:
 
 def soak(nameserver: str, seconds: float, *, port: str | int = "http", service: str = "big.prod",
          timeout: float = 5.0) -> SoakResult:
-    """Run a ``HeadlessService`` on *service* refreshing every second for *seconds*."""
-    half = seconds / 2
+    """Run a ``HeadlessService`` on *service* refreshing every second for *seconds*
+    (40 % CPU phase, 60 % memory phase; the memory phase lasts at least until
+    :data:`STEADY_REFRESHES` refreshes after the warm-up, however slow tracing makes them)."""
+    cpu_phase = seconds * 0.4
+    memory_phase = seconds - cpu_phase
     resolver = _Counting([nameserver], timeout=timeout)
     stop = threading.Event()
     with hc.HeadlessService(service, port, resolver=resolver, min_refresh=1.0, max_refresh=1.0) as svc:
@@ -160,7 +165,7 @@ def soak(nameserver: str, seconds: float, *, port: str | int = "http", service: 
         usage0 = resource.getrusage(resource.RUSAGE_SELF)
         rss0 = _rss_bytes()
         ok0, cpu0 = resolver.ok, len(resolver.cpu)
-        stop.wait(half)  # the soak's duration: nothing to synchronise with
+        stop.wait(cpu_phase)  # the soak's duration: nothing to synchronise with
         usage1 = resource.getrusage(resource.RUSAGE_SELF)
         rss1 = _rss_bytes()
         with resolver.lock:
@@ -173,8 +178,11 @@ def soak(nameserver: str, seconds: float, *, port: str | int = "http", service: 
         tracemalloc.start()
         try:
             start_ok = resolver.ok
+            began = time.monotonic()
             resolver.wait_refreshes(start_ok + WARMUP_REFRESHES, timeout=WARMUP_REFRESHES * 3 + timeout)
-            stop.wait(max(half - WARMUP_REFRESHES * 1.1, 1.0))
+            stop.wait(max(memory_phase - (time.monotonic() - began), 0.0))
+            resolver.wait_refreshes(start_ok + WARMUP_REFRESHES + STEADY_REFRESHES,
+                                    timeout=STEADY_REFRESHES * 3 + timeout)
             with resolver.lock:
                 samples = list(resolver.traced)
             _, peak = tracemalloc.get_traced_memory()

@@ -196,8 +196,11 @@ class RefreshState:
         return Decision(
             None,
             policy.empty_grace - waited,
-            info=(info or "")
-            + f"{self.name}: {what}, keeping {len(self.current)} endpoints until confirmed",
+            info="; ".join(
+                m
+                for m in (info, f"{self.name}: {what}, keeping {len(self.current)} endpoints until confirmed")
+                if m
+            ),
         )
 
     # -- scheduling ---------------------------------------------------------------

