@@ -55,7 +55,7 @@ from .strategies import (
 # printing our warnings when the application has not set logging up.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 
-__version__ = "0.1.0.dev0"
+__version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CLUSTER_DOMAIN",
