@@ -5,7 +5,8 @@
   conditions with a deadline (no sleeps standing in for synchronisation).
 - :class:`CountingResolver` / :class:`CountingAsyncResolver`: count refresh outcomes.
 - :func:`churn_step`: one random dynamic update (add, remove or re-IP a pod).
-- :func:`own_sockets_to`: this process's sockets connected to a port (leak checks).
+- :func:`check_chain`: subscription events form one unbroken chain.
+- :func:`own_sockets_to` / :func:`own_socket_count`: this process's sockets (leak checks).
 """
 
 from __future__ import annotations
@@ -26,9 +27,12 @@ __all__ = [
     "CountingAsyncResolver",
     "CountingResolver",
     "Watcher",
+    "check_chain",
     "churn_step",
+    "own_socket_count",
     "own_sockets_to",
     "refresher_threads",
+    "toggle_per_refresh",
     "truth",
     "view",
 ]
@@ -126,7 +130,7 @@ def check_chain(events: list[tuple[hc.EndpointSet, hc.EndpointSet]], first: hc.E
 
 class _Counts:
     def __init__(self) -> None:
-        self.lock = threading.Lock()
+        self.lock = threading.Condition()
         self.ok = 0
         self.failed = 0
         self.cpu = 0.0
@@ -140,6 +144,39 @@ class _Counts:
                 self.failed += 1
             self.cpu += cpu
             self.wall.append(wall)
+            self.lock.notify_all()
+
+    def wait_ok_beyond(self, count: int, timeout: float) -> bool:
+        """Block until more than *count* refreshes succeeded; False after *timeout*."""
+        deadline = time.monotonic() + timeout
+        with self.lock:
+            while self.ok <= count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self.lock.wait(left)
+        return True
+
+
+def toggle_per_refresh(fresh: FreshService, ordinal: int, address: str, counts: _Counts,
+                       done: threading.Event, limit: int = 10_000) -> int:
+    """Remove pod *ordinal*, or add it back with *address*, once after every successful
+    refresh, until *done*: each refresh then sees a change, so snapshots really swap under
+    concurrent pickers. Returns the number of toggles (bounded by *limit*)."""
+    toggles = 0
+    for _ in range(limit):
+        seen = counts.ok
+        while not counts.wait_ok_beyond(seen, 0.1):
+            if done.is_set():
+                return toggles
+        if done.is_set():
+            return toggles
+        if ordinal in fresh.addresses:
+            fresh.remove(ordinal)
+        else:
+            fresh.add(ordinal, address)
+        toggles += 1
+    return toggles
 
 
 class CountingResolver(hc.Resolver):
