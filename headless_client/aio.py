@@ -288,11 +288,6 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     # -- awaited calls -------------------------------------------------------------------
 
     async def refresh(self) -> EndpointSet:

@@ -141,14 +141,21 @@ class ConnectPlan:
         return _PINNED_BACKOFF(state) if self.pinned else 0.0
 
     def should_stop(self, state: tenacity.RetryCallState, now: float) -> bool:
-        """Stop at *attempts*, or when the next backoff would end past the deadline."""
-        return state.attempt_number >= self.attempts or now + self.backoff(state) >= self.deadline
+        """Stop at *attempts*, when the next backoff would end past the deadline, or once
+        the service is closed."""
+        return (
+            state.attempt_number >= self.attempts
+            or now + self.backoff(state) >= self.deadline
+            or self.view.closed
+        )
 
     def dial_timeout(self, now: float, endpoint: Endpoint) -> float:
         """The timeout of the next dial; raises the final error once no time is left."""
         left = self.deadline - now
         if left <= 0:  # no dial made: nothing to record
             raise self.final_error()
+        if self.view.closed:
+            raise self.error("the service was closed")
         return min(self.timeout, left)
 
     def failed(self, endpoint: Endpoint, error: BaseException, now: float, resolve_timeout: float) -> bool:

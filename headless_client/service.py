@@ -114,11 +114,6 @@ class HeadlessService(ServiceView[Resolver]):
                 self._interrupt = None
             interrupt.close()
 
-    @property
-    def closed(self) -> bool:
-        """True once :meth:`close` was called."""
-        return self._closed
-
     # -- blocking calls ----------------------------------------------------------------
 
     def refresh(self) -> EndpointSet:

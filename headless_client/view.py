@@ -142,6 +142,11 @@ class ServiceView(Generic[R]):
         return self._name
 
     @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._closed
+
+    @property
     def strategy(self) -> Strategy:
         """The pick strategy."""
         return self._strategy

@@ -409,3 +409,54 @@ def test_refresh_from_a_subscriber_callback():
         assert done.wait(5)
     assert refreshed == [4]
     assert events[:4] == [(2, 3, "first"), (2, 3, "second"), (3, 4, "first"), (3, 4, "second")]
+
+
+def test_connect_on_a_closed_service_does_not_dial():
+    """After close(), connect() stops with ConnectError without dialling a stale view."""
+    import headless_client as hc
+
+    svc = HeadlessService("web.prod", "http", resolver=ScriptedResolver(pods(0, 1)))
+    svc.start()
+    svc.close()
+    with pytest.raises(hc.ConnectError, match="closed") as info:
+        svc.connect(timeout=0.2)
+    assert info.value.attempts == ()
+
+
+def test_close_stops_a_connect_in_progress():
+    """A pinned connect backing off between attempts stops retrying once the service closes."""
+    import socket as socket_module
+
+    import headless_client as hc
+
+    with socket_module.socket() as probe:  # a loopback port nobody listens on: refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    target = EndpointSet([Endpoint("127.0.0.1", port, hostname=f"web-0.{NAME}", ordinal=0)], name=NAME)
+    svc = HeadlessService("web.prod", "http", resolver=ScriptedResolver(target, timeout=5.0))
+    svc.start()
+    attempted = threading.Event()
+    original = svc.report_failure
+
+    def report_failure(ep: Endpoint) -> None:
+        original(ep)
+        attempted.set()
+
+    svc.report_failure = report_failure  # type: ignore[method-assign]
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            svc.connect(ordinal=0, timeout=0.5, attempts=50, total_timeout=20)
+        except hc.ConnectError as exc:
+            errors.append(exc)
+
+    worker = threading.Thread(target=run)
+    start = time.monotonic()
+    worker.start()
+    assert attempted.wait(5)
+    svc.close()
+    worker.join(5)
+    assert not worker.is_alive()
+    assert time.monotonic() - start < 3
+    assert len(errors[0].attempts) < 50
