@@ -39,16 +39,17 @@ from .wire import (
     build_queries,
     drain_stream,
     exhausted,
+    retransmit_intervals,
     screen_all,
     server_budgets,
     stream_payload,
+    udp_give_up_at,
 )
 
 __all__ = ["AsyncHeadlessService", "AsyncResolver"]
 
 T = TypeVar("T")
 _rlog = logging.getLogger("headless_client.resolver")
-_RETRANSMIT_SHARE = 0.25
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -167,7 +168,9 @@ async def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[in
     loop = asyncio.get_running_loop()
     waiting = set(range(len(pending.wires)))
     truncated: list[int] = []
-    retransmit_every = max((deadline - time.monotonic()) * _RETRANSMIT_SHARE, 0.05)
+    start = time.monotonic()
+    intervals = retransmit_intervals(deadline - start)
+    to_tcp_at = udp_give_up_at(start, deadline)
     family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
     try:
         transport, proto = await loop.create_datagram_endpoint(
@@ -182,10 +185,15 @@ async def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[in
             now = time.monotonic()
             if now >= deadline:
                 raise ResolutionError(f"{server} did not answer in time (UDP)")
+            if now >= to_tcp_at:
+                # Lossy path: TCP's own retransmission does better than more datagrams.
+                truncated.extend(sorted(waiting))
+                waiting.clear()
+                break
             for i in list(waiting):
                 transport.sendto(pending.wires[i])
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(proto.changed.wait(), min(retransmit_every, deadline - now))
+                await asyncio.wait_for(proto.changed.wait(), min(next(intervals), to_tcp_at - now))
             error = proto.error
             if error is not None:
                 raise ResolutionError(f"{server}: {error.strerror or error} (UDP)") from error

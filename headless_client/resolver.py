@@ -42,9 +42,11 @@ from .wire import (
     drain_stream,
     exhausted,
     parse_nameserver,
+    retransmit_intervals,
     screen_all,
     server_budgets,
     stream_payload,
+    udp_give_up_at,
 )
 
 __all__ = ["BaseResolver", "Interrupt", "KubernetesContext", "Resolver", "kubernetes_context"]
@@ -56,8 +58,6 @@ T = TypeVar("T")
 RESOLV_CONF: Final = "/etc/resolv.conf"
 NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 DEFAULT_TIMEOUT: Final = 2.0
-#: Retransmit an unanswered UDP question after this share of the attempt's budget.
-_RETRANSMIT_SHARE: Final = 0.25
 
 
 class Interrupt:
@@ -491,11 +491,17 @@ def _family(server: Nameserver) -> socket.AddressFamily:
 def _udp(
     server: Nameserver, pending: Pending, deadline: float, interrupt: Interrupt | None = None
 ) -> list[int]:
-    """Send every query in one datagram each; return the indexes answered with TC."""
+    """Send every query in one datagram each; return the indexes to ask over TCP.
+
+    Those are the answers that came back truncated and, past half the budget, the
+    questions still unanswered: on a lossy path TCP's own retransmission does better than
+    more datagrams.
+    """
     truncated: list[int] = []
     waiting = set(range(len(pending.wires)))
     start = time.monotonic()
-    retransmit_every = max((deadline - start) * _RETRANSMIT_SHARE, 0.05)
+    intervals = retransmit_intervals(deadline - start)
+    to_tcp_at = udp_give_up_at(start, deadline)
     try:
         with socket.socket(_family(server), socket.SOCK_DGRAM) as sock:
             sock.setblocking(False)
@@ -506,15 +512,18 @@ def _udp(
                 now = time.monotonic()
                 if now >= deadline:
                     raise ResolutionError(f"{server} did not answer in time (UDP)")
+                if now >= to_tcp_at:
+                    truncated.extend(sorted(waiting))
+                    break
                 if now >= next_send:
                     for i in waiting:
                         sock.send(pending.wires[i])
-                    next_send = now + retransmit_every
+                    next_send = now + next(intervals)
                 with selectors.DefaultSelector() as sel:
                     sel.register(sock, selectors.EVENT_READ)
                     if interrupt is not None:
                         sel.register(interrupt, selectors.EVENT_READ)
-                    ready = sel.select(min(deadline, next_send) - now)
+                    ready = sel.select(min(deadline, next_send, to_tcp_at) - now)
                 if interrupt is not None and interrupt.is_set():
                     raise ResolutionError(f"{server}: interrupted (closing)")
                 if not ready:

@@ -245,6 +245,25 @@ def screen(reply: Reply, server: Nameserver) -> None:
         raise ResolutionError(f"{server} answered {what} for {reply.qname!r}")
 
 
+#: UDP retransmission: the first after 100 ms (cluster DNS answers in about a millisecond),
+#: then doubling up to 250 ms, so a lossy path gets many tries within one timeout.
+RETRANSMIT_FIRST = 0.1
+RETRANSMIT_MAX = 0.25
+
+
+def retransmit_intervals(budget: float) -> Iterator[float]:
+    """Seconds to wait for answers before each resend of the unanswered questions."""
+    interval = max(min(RETRANSMIT_FIRST, budget / 4), 0.01)
+    while True:
+        yield interval
+        interval = min(interval * 2, max(RETRANSMIT_MAX, interval))
+
+
+def udp_give_up_at(start: float, deadline: float) -> float:
+    """When questions still unanswered over UDP move to TCP: half the budget."""
+    return start + (deadline - start) / 2
+
+
 def screen_all(replies: list[Reply], server: Nameserver) -> list[Reply]:
     """*replies* if none of them reports a server failure (see :func:`screen`)."""
     for reply in replies:

@@ -64,12 +64,20 @@ def test_pass_through_udp_and_tcp(proxy, upstream):
 
 
 def test_drop_all_times_out_and_counts(proxy):
-    proxy.set(drop=1.0)
+    """Every datagram lost and TCP hanging: the resolver gives up within its timeout."""
+    proxy.set(drop=1.0, tcp="hang")
     start = time.monotonic()
     with pytest.raises(hc.ResolutionError, match="did not answer"):
         resolver(proxy, timeout=0.25).resolve("web.prod", 80)
     assert time.monotonic() - start < 1.0
     assert proxy.stats["dropped_queries"] >= 2  # retransmissions were dropped too
+
+
+def test_all_datagrams_lost_then_tcp_answers(proxy):
+    """Every datagram lost but TCP served: past half its budget the resolver asks over TCP."""
+    proxy.set(drop=1.0)
+    assert len(resolver(proxy, timeout=1.0).resolve("web.prod", 80)) == 3
+    assert proxy.stats["dropped_queries"] >= 2
 
 
 def test_drop_share_applies_both_ways(proxy):

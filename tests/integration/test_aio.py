@@ -18,6 +18,7 @@ import pytest
 import headless_client as hc
 from tests.aio_support import run_strict
 from tests.integration.dnsground import GROUND
+from tests.integration.test_resolver import silent_server
 
 pytestmark = pytest.mark.integration
 
@@ -75,9 +76,9 @@ def test_async_pod_and_statefulset(resolvers):
 
 def test_async_timeout_on_silent_server():
     """A server that never answers fails within the timeout, without blocking the loop."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-        silent.bind(("127.0.0.1", 0))
-        aio = hc.AsyncResolver([f"127.0.0.1:{silent.getsockname()[1]}"], timeout=0.5)
+    udp, tcp, port = silent_server()
+    with udp, tcp:
+        aio = hc.AsyncResolver([f"127.0.0.1:{port}"], timeout=0.5)
 
         async def main():
             ticks = 0

@@ -173,11 +173,22 @@ def test_dynamic_update_seen(resolver, fresh_service):
     assert after.by_ordinal(ordinal) is not None
 
 
+def silent_server():
+    """A DNS port that never answers: UDP bound but never read, TCP listening but never
+    accepting (the kernel completes the handshake; no reply ever comes)."""
+    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    udp.bind(("127.0.0.1", 0))
+    port = udp.getsockname()[1]
+    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    tcp.bind(("127.0.0.1", port))
+    tcp.listen(16)
+    return udp, tcp, port
+
+
 def test_unreachable_nameserver_fails_within_timeout():
-    """A server that never answers (nothing listens, ICMP dropped) fails within the timeout."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
-        silent.bind(("127.0.0.1", 0))  # bound but never read: queries vanish
-        port = silent.getsockname()[1]
+    """A server that never answers (UDP nor TCP) fails within the timeout."""
+    udp, tcp, port = silent_server()
+    with udp, tcp:
         resolver = Resolver([f"127.0.0.1:{port}"], timeout=0.5)
         start = time.monotonic()
         with pytest.raises(ResolutionError, match="did not answer"):
