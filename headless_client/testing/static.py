@@ -89,6 +89,13 @@ class _StaticBase:
 
         def qualify(self, service: str, namespace: str | None = None) -> str: ...  # BaseResolver's
 
+    def _init_table(
+        self, services: Mapping[str, Iterable[EndpointLike]] | None, table: _Table | None
+    ) -> None:
+        self._table = table if table is not None else _Table()
+        for name, endpoints in (services or {}).items():
+            self.set(name, endpoints)
+
     # -- changing the answers --------------------------------------------------------
 
     def set(
@@ -288,9 +295,7 @@ class StaticResolver(_StaticBase, Resolver):
             self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
             context=_context(namespace, cluster_domain),
         )
-        self._table = _table if _table is not None else _Table()
-        for name, endpoints in (services or {}).items():
-            self.set(name, endpoints)
+        self._init_table(services, _table)
 
     def as_async(self) -> AsyncStaticResolver:
         """An :class:`AsyncStaticResolver` over the same table (changes show in both)."""
@@ -383,9 +388,7 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
             self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
             context=_context(namespace, cluster_domain),
         )
-        self._table = _table if _table is not None else _Table()
-        for name, endpoints in (services or {}).items():
-            self.set(name, endpoints)
+        self._init_table(services, _table)
 
     async def resolve(
         self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
