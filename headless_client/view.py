@@ -178,9 +178,16 @@ class ServiceView(Generic[R]):
     ) -> Endpoint:
         strategy = self._strategy
         assert isinstance(strategy, PrimaryReplica)
-        if partition is None and key is not None and strategy.is_write(key):
-            return strategy.pick(self._snapshot, key)
-        return ServiceView.pick(self, key, partition=partition)
+        if partition is not None:
+            return ServiceView.pick(self, key, partition=partition)
+        snapshot, healthy = self._snapshot, self._healthy
+        if key is not None and strategy.is_write(key):
+            return strategy.pick(snapshot, key)
+        if healthy is not snapshot and healthy and strategy.primary(snapshot) not in healthy:
+            # The primary is ejected: every healthy pod is a replica; do not let the lowest
+            # of them pose as primary and lose its share of the reads.
+            return strategy.pick_replica(healthy)
+        return strategy.pick(healthy, key)
 
     def _pick_partition(self, partition: Hashable) -> Endpoint:
         if self._leaders is None:

@@ -102,5 +102,16 @@ class PrimaryReplica:
             return primary
         return replicas[next(self._counter) % len(replicas)]
 
+    def pick_replica(self, replicas: EndpointSet) -> Endpoint:
+        """Round-robin over *replicas*, all of them (the caller knows none is the primary).
+
+        Raises:
+            NoEndpointsAvailable: *replicas* is empty.
+        """
+        pods = distinct_pods(replicas)
+        if not pods:
+            raise no_endpoints(replicas, self)
+        return pods[next(self._counter) % len(pods)]
+
     def __repr__(self) -> str:
         return f"PrimaryReplica(write_keys={self._write_keys!r})"

@@ -80,3 +80,17 @@ def test_write_keys_must_not_be_a_string() -> None:
     """write_keys='write' (a str) would make every letter a key: refused."""
     with pytest.raises(TypeError, match="write_keys"):
         PrimaryReplica(write_keys="write")
+
+
+def test_pick_replica_rotates_over_all_given() -> None:
+    """pick_replica round-robins over every pod given (the caller vouches none is primary)."""
+    from headless_client import EndpointSet, NoEndpointsAvailable
+    from headless_client.strategies import PrimaryReplica
+
+    from ._helpers import pods as make_pods
+
+    strategy = PrimaryReplica()
+    replicas = make_pods(range(1, 4))
+    assert sorted(strategy.pick_replica(replicas).ordinal for _ in range(6)) == [1, 1, 2, 2, 3, 3]
+    with pytest.raises(NoEndpointsAvailable):
+        strategy.pick_replica(EndpointSet())
