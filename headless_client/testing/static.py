@@ -9,14 +9,14 @@ import collections
 import ipaddress
 import threading
 from collections.abc import Iterable, Mapping, Sequence
-from typing import TYPE_CHECKING, TypeVar
+from typing import TypeVar
 
 from ..aio import AsyncResolver
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidName, ResolutionError, ServiceNotFound
 from ..lookup import Plan
 from ..names import DEFAULT_CLUSTER_DOMAIN, pod_fqdn, service_fqdn, try_parse_pod_fqdn
-from ..resolver import KubernetesContext, Resolver
+from ..resolver import BaseResolver, KubernetesContext, Resolver
 from ..wire import Nameserver
 
 __all__ = ["AsyncStaticResolver", "EndpointLike", "StaticResolver", "statefulset_endpoints"]
@@ -79,15 +79,11 @@ class _Table:
         self.calls: collections.deque[tuple[str, str]] = collections.deque(maxlen=10_000)
 
 
-class _StaticBase:
-    """The table and its controls, shared by :class:`StaticResolver` and
-    :class:`AsyncStaticResolver` (mixed into a :class:`~headless_client.BaseResolver`)."""
+class _StaticBase(BaseResolver):
+    """The table, its controls and the answers, shared by :class:`StaticResolver` and
+    :class:`AsyncStaticResolver`; the twins only wrap the ``_answer_*`` methods."""
 
     _table: _Table
-
-    if TYPE_CHECKING:
-
-        def qualify(self, service: str, namespace: str | None = None) -> str: ...  # BaseResolver's
 
     def _init_table(
         self, services: Mapping[str, Iterable[EndpointLike]] | None, table: _Table | None
@@ -188,6 +184,49 @@ class _StaticBase:
                 # A fresh copy per call: one exception object raised from many threads
                 # would share (and grow) one traceback.
                 raise type(error)(*error.args)
+
+    # -- answers: the same checks as the real lookups, then the table ------------------
+
+    def _answer_resolve(
+        self, service: str, port: int | str, protocol: str, namespace: str | None
+    ) -> EndpointSet:
+        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        plan.close()
+        return self._service(fqdn, port)
+
+    def _answer_pod(
+        self,
+        statefulset: str,
+        ordinal: int,
+        namespace: str | None,
+        service: str | None,
+        port: int | None,
+    ) -> EndpointSet:
+        self._pod_plan(statefulset, ordinal, namespace, service, port).close()
+        ns = self._namespace(namespace, statefulset)
+        fqdn = pod_fqdn(
+            statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
+        )
+        return self._host("resolve_pod", fqdn, port or 0)
+
+    def _answer_host(self, hostname: str, port: int) -> EndpointSet:
+        self._host_plan(hostname, port).close()
+        return self._host("resolve_host", hostname, port)
+
+    def _answer_statefulset(
+        self,
+        statefulset: str,
+        namespace: str | None,
+        service: str | None,
+        port: int | None,
+        start: int,
+        replicas: int | None,
+        max_gap: int,
+    ) -> EndpointSet:
+        self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap).close()
+        ns = self._namespace(namespace, statefulset)
+        svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
+        return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
 
     def _service(self, fqdn: str, port: int | str) -> EndpointSet:
         self._check("resolve", fqdn, fqdn)
@@ -308,9 +347,7 @@ class StaticResolver(_StaticBase, Resolver):
         self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
     ) -> EndpointSet:
         """The configured endpoints of *service* (see the class docs)."""
-        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
-        plan.close()
-        return self._service(fqdn, port)
+        return self._answer_resolve(service, port, protocol, namespace)
 
     def resolve_pod(
         self,
@@ -322,7 +359,7 @@ class StaticResolver(_StaticBase, Resolver):
         port: int | None = None,
     ) -> Endpoint:
         """The configured endpoint whose hostname is the pod's FQDN."""
-        return self.resolve_pod_all(statefulset, ordinal, namespace=namespace, service=service, port=port)[0]
+        return self._answer_pod(statefulset, ordinal, namespace, service, port)[0]
 
     def resolve_pod_all(
         self,
@@ -334,18 +371,11 @@ class StaticResolver(_StaticBase, Resolver):
         port: int | None = None,
     ) -> EndpointSet:
         """Every configured endpoint whose hostname is the pod's FQDN."""
-        plan = self._pod_plan(statefulset, ordinal, namespace, service, port)
-        plan.close()
-        ns = self._namespace(namespace, statefulset)
-        fqdn = pod_fqdn(
-            statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
-        )
-        return self._host("resolve_pod", fqdn, port or 0)
+        return self._answer_pod(statefulset, ordinal, namespace, service, port)
 
     def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
         """The configured endpoints whose hostname is *hostname*."""
-        self._host_plan(hostname, port).close()
-        return self._host("resolve_host", hostname, port)
+        return self._answer_host(hostname, port)
 
     def resolve_statefulset(
         self,
@@ -360,11 +390,7 @@ class StaticResolver(_StaticBase, Resolver):
     ) -> EndpointSet:
         """Configured endpoints named ``<statefulset>-<n>.<service>...``, walked like the
         real lookup (from *start*, up to *replicas*, stopping after *max_gap* missing)."""
-        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
-        plan.close()
-        ns = self._namespace(namespace, statefulset)
-        svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
-        return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
+        return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
 
     def _run(self, plan: Plan[T]) -> T:
         plan.close()
@@ -394,9 +420,7 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
         self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
     ) -> EndpointSet:
         """See :meth:`StaticResolver.resolve`."""
-        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
-        plan.close()
-        return self._service(fqdn, port)
+        return self._answer_resolve(service, port, protocol, namespace)
 
     async def resolve_pod(
         self,
@@ -408,10 +432,7 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
         port: int | None = None,
     ) -> Endpoint:
         """See :meth:`StaticResolver.resolve_pod`."""
-        found = await self.resolve_pod_all(
-            statefulset, ordinal, namespace=namespace, service=service, port=port
-        )
-        return found[0]
+        return self._answer_pod(statefulset, ordinal, namespace, service, port)[0]
 
     async def resolve_pod_all(
         self,
@@ -423,17 +444,11 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
         port: int | None = None,
     ) -> EndpointSet:
         """See :meth:`StaticResolver.resolve_pod_all`."""
-        self._pod_plan(statefulset, ordinal, namespace, service, port).close()
-        ns = self._namespace(namespace, statefulset)
-        fqdn = pod_fqdn(
-            statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
-        )
-        return self._host("resolve_pod", fqdn, port or 0)
+        return self._answer_pod(statefulset, ordinal, namespace, service, port)
 
     async def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
         """See :meth:`StaticResolver.resolve_host`."""
-        self._host_plan(hostname, port).close()
-        return self._host("resolve_host", hostname, port)
+        return self._answer_host(hostname, port)
 
     async def resolve_statefulset(
         self,
@@ -447,10 +462,7 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
         max_gap: int = 8,
     ) -> EndpointSet:
         """See :meth:`StaticResolver.resolve_statefulset`."""
-        self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap).close()
-        ns = self._namespace(namespace, statefulset)
-        svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
-        return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
+        return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
 
     async def _run(self, plan: Plan[T]) -> T:
         plan.close()
