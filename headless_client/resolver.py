@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
-import selectors
-import socket
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from pathlib import Path
 from typing import Final, TypeVar
 
 from .endpoints import Endpoint, EndpointSet
+from .environment import KubernetesContext, kubernetes_context
 from .errors import InvalidName, ResolutionError
+from .interrupt import Interrupt
 from .lookup import Batch, LookupOptions, Plan, plan_addresses, plan_pod, plan_srv, plan_statefulset
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
-    parse_resolv_conf,
     pod_fqdn,
     service_fqdn,
     srv_name,
@@ -32,115 +29,24 @@ from .names import (
     validate_ordinal,
 )
 from .records import DEFAULT_MAX_RECORDS, Network, parse_networks
+from .transport import exchange_with
 from .wire import (
-    MAX_UDP_BATCH,
     Nameserver,
-    Pending,
     Reply,
-    accept_datagram,
-    build_queries,
-    drain_stream,
     exhausted,
     parse_nameserver,
-    retransmit_intervals,
     screen_all,
     server_budgets,
-    stream_payload,
-    udp_give_up_at,
 )
 
 __all__ = ["BaseResolver", "Interrupt", "KubernetesContext", "Resolver", "kubernetes_context"]
+
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-RESOLV_CONF: Final = "/etc/resolv.conf"
-NAMESPACE_FILE: Final = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
 DEFAULT_TIMEOUT: Final = 2.0
-
-
-class Interrupt:
-    """A wake-up a blocked resolver call can select on: ``set()`` ends it early."""
-
-    def __init__(self) -> None:
-        self._r, self._w = socket.socketpair()
-        self._r.setblocking(False)
-        self._w.setblocking(False)
-        self._set = False
-
-    def fileno(self) -> int:
-        """The readable end, for selectors."""
-        return self._r.fileno()
-
-    def set(self) -> None:
-        """Wake every call waiting on this interrupt (idempotent)."""
-        self._set = True
-        try:
-            self._w.send(b"!")
-        except OSError:
-            pass
-
-    def is_set(self) -> bool:
-        """True once :meth:`set` was called."""
-        return self._set
-
-    def close(self) -> None:
-        """Release the socket pair."""
-        self._r.close()
-        self._w.close()
-
-
-class KubernetesContext:
-    """Where this process runs: nameservers, namespace and cluster domain, as detected."""
-
-    __slots__ = ("cluster_domain", "nameservers", "namespace")
-
-    def __init__(
-        self, nameservers: tuple[Nameserver, ...], namespace: str | None, cluster_domain: str | None
-    ) -> None:
-        self.nameservers = nameservers
-        self.namespace = namespace
-        self.cluster_domain = cluster_domain
-
-    def __repr__(self) -> str:
-        return (
-            f"KubernetesContext(nameservers={[str(n) for n in self.nameservers]}, "
-            f"namespace={self.namespace!r}, cluster_domain={self.cluster_domain!r})"
-        )
-
-
-def kubernetes_context(
-    resolv_conf: str | os.PathLike[str] = RESOLV_CONF,
-    namespace_file: str | os.PathLike[str] = NAMESPACE_FILE,
-) -> KubernetesContext:
-    """Read the pod's resolv.conf and service-account namespace file (missing files are fine).
-
-    The namespace comes from the service-account file, else from the search list; the
-    cluster domain from the search entry that starts with ``svc.``.
-    """
-    try:
-        text = Path(resolv_conf).read_text(encoding="utf-8", errors="replace")
-    except OSError:
-        text = ""
-    conf = parse_resolv_conf(text)
-    servers: list[Nameserver] = []
-    for entry in conf.nameservers:
-        try:
-            servers.append(parse_nameserver(entry.split("%", 1)[0]))
-        except InvalidName:
-            log.warning("ignoring unusable nameserver %r in %s", entry, resolv_conf)
-    namespace = conf.namespace
-    try:
-        sa_namespace = Path(namespace_file).read_text(encoding="utf-8").strip()
-        if sa_namespace:
-            namespace = validate_label(sa_namespace, "namespace")
-    except (OSError, InvalidName):
-        pass
-    # glibc's default when resolv.conf names no server.
-    return KubernetesContext(tuple(servers) or (Nameserver("127.0.0.1"),), namespace, conf.cluster_domain)
-
-
 class BaseResolver:
     """Configuration and lookup plans shared by :class:`Resolver` and ``AsyncResolver``.
 
@@ -463,134 +369,10 @@ class Resolver(BaseResolver):
         errors: list[str] = []
         for server, budget_end in server_budgets(self.nameservers, deadline, time.monotonic):
             try:
-                return screen_all(_exchange_with(server, batch, budget_end, interrupt), server)
+                return screen_all(exchange_with(server, batch, budget_end, interrupt), server)
             except ResolutionError as exc:
                 errors.append(str(exc))
                 log.debug("nameserver %s failed: %s", server, exc)
         raise exhausted(batch, self.timeout, errors)
 
 
-def _exchange_with(
-    server: Nameserver, batch: Batch, deadline: float, interrupt: Interrupt | None = None
-) -> list[Reply]:
-    pending = build_queries(batch)
-    tcp_indexes: list[int]
-    if len(batch) <= MAX_UDP_BATCH:
-        tcp_indexes = _udp(server, pending, deadline, interrupt)
-    else:
-        tcp_indexes = list(range(len(batch)))
-    if tcp_indexes:
-        _tcp(server, pending, tcp_indexes, deadline, interrupt)
-    return [r for r in pending.replies if r is not None]
-
-
-def _family(server: Nameserver) -> socket.AddressFamily:
-    return socket.AF_INET6 if server.family == 6 else socket.AF_INET
-
-
-def _udp(
-    server: Nameserver, pending: Pending, deadline: float, interrupt: Interrupt | None = None
-) -> list[int]:
-    """Send every query in one datagram each; return the indexes to ask over TCP.
-
-    Those are the answers that came back truncated and, past half the budget, the
-    questions still unanswered: on a lossy path TCP's own retransmission does better than
-    more datagrams.
-    """
-    truncated: list[int] = []
-    waiting = set(range(len(pending.wires)))
-    start = time.monotonic()
-    intervals = retransmit_intervals(deadline - start)
-    to_tcp_at = udp_give_up_at(start, deadline)
-    try:
-        with socket.socket(_family(server), socket.SOCK_DGRAM) as sock:
-            sock.setblocking(False)
-            # connect() makes the kernel drop datagrams from any other source.
-            sock.connect((server.host, server.port))
-            next_send = start
-            while waiting:
-                now = time.monotonic()
-                if now >= deadline:
-                    raise ResolutionError(f"{server} did not answer in time (UDP)")
-                if now >= to_tcp_at:
-                    truncated.extend(sorted(waiting))
-                    break
-                if now >= next_send:
-                    for i in waiting:
-                        sock.send(pending.wires[i])
-                    next_send = now + next(intervals)
-                with selectors.DefaultSelector() as sel:
-                    sel.register(sock, selectors.EVENT_READ)
-                    if interrupt is not None:
-                        sel.register(interrupt, selectors.EVENT_READ)
-                    ready = sel.select(min(deadline, next_send, to_tcp_at) - now)
-                if interrupt is not None and interrupt.is_set():
-                    raise ResolutionError(f"{server}: interrupted (closing)")
-                if not ready:
-                    continue
-                while True:
-                    try:
-                        wire = sock.recv(65535)
-                    except BlockingIOError:
-                        break
-                    accept_datagram(pending, wire, waiting, truncated)
-    except OSError as exc:
-        raise ResolutionError(f"{server}: {exc.strerror or exc} (UDP)") from exc
-    return truncated
-
-
-def _tcp(
-    server: Nameserver,
-    pending: Pending,
-    indexes: list[int],
-    deadline: float,
-    interrupt: Interrupt | None = None,
-) -> None:
-    """Ask *indexes* over one TCP connection, pipelined; answers may come in any order."""
-    outgoing = stream_payload(pending, indexes)
-    waiting = set(indexes)
-    inbox = bytearray()
-    sent = 0
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ResolutionError(f"{server} did not answer in time (TCP)")
-        with socket.create_connection((server.host, server.port), timeout=remaining) as sock:
-            sock.setblocking(False)
-            with selectors.DefaultSelector() as sel:
-                sel.register(sock, selectors.EVENT_READ | selectors.EVENT_WRITE)
-                if interrupt is not None:
-                    sel.register(interrupt, selectors.EVENT_READ)
-                while waiting:
-                    if interrupt is not None and interrupt.is_set():
-                        raise ResolutionError(f"{server}: interrupted (closing)")
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise ResolutionError(
-                            f"{server} did not answer {len(waiting)} of {len(indexes)} questions "
-                            "in time (TCP)"
-                        )
-                    for key, events in sel.select(remaining):
-                        if key.fileobj is interrupt:
-                            continue
-                        if events & selectors.EVENT_WRITE and sent < len(outgoing):
-                            try:
-                                sent += sock.send(memoryview(outgoing)[sent : sent + 65536])
-                            except BlockingIOError:
-                                pass
-                            if sent >= len(outgoing):
-                                sel.modify(sock, selectors.EVENT_READ)
-                        if events & selectors.EVENT_READ:
-                            try:
-                                chunk = sock.recv(262144)
-                            except BlockingIOError:
-                                continue
-                            if not chunk:
-                                raise ResolutionError(
-                                    f"{server} closed the TCP connection with {len(waiting)} "
-                                    "questions unanswered"
-                                )
-                            inbox += chunk
-                            drain_stream(pending, inbox, waiting)
-    except OSError as exc:
-        raise ResolutionError(f"{server}: {exc.strerror or exc} (TCP)") from exc

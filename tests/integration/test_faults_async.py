@@ -311,7 +311,7 @@ def test_async_close_during_an_in_flight_connect(bind, new_service, black_hole, 
     hole = black_hole("127.0.0.1")
     fresh = new_service(1, port=hole.port)
     fresh.reip(0, "127.0.0.1")
-    real_open = aio_module.open_streams
+    real_open = aio_module.service._streams.open_streams
 
     async def main():
         dialling = asyncio.Event()
@@ -320,7 +320,7 @@ def test_async_close_during_an_in_flight_connect(bind, new_service, black_hole, 
             dialling.set()
             return await real_open(*args, **kwargs)
 
-        monkeypatch.setattr(aio_module, "open_streams", open_and_signal)
+        monkeypatch.setattr(aio_module.service._streams, "open_streams", open_and_signal)
         svc, _ = service(bind.nameserver, fresh)
         await svc.start()
 

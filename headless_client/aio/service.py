@@ -1,244 +1,26 @@
-"""The asyncio twins: :class:`AsyncResolver` and :class:`AsyncHeadlessService`.
-
-Same arguments, methods, errors and behaviour as :class:`~headless_client.Resolver` and
-:class:`~headless_client.HeadlessService`: every decision lives in the shared pure
-modules (:mod:`~headless_client.lookup`, :mod:`~headless_client.wire`,
-:mod:`~headless_client.refresh`, :mod:`~headless_client.view`,
-:mod:`~headless_client.connect`); this module only does the I/O, with no blocking call on
-the event loop. The refresher is an :class:`asyncio.Task`, cancelled and awaited on exit.
-"""
+"""AsyncHeadlessService: :class:`~headless_client.HeadlessService` for asyncio."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
-import logging
 import math
-import socket
 import ssl
-import time
 from collections.abc import AsyncIterator, Hashable
-from typing import Any, TypeVar
 
 import tenacity
 from typing_extensions import Self
 
-from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
-from .endpoints import Endpoint, EndpointSet
-from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
-from .lookup import Batch, Plan
-from .resolver import BaseResolver
-from .view import ServiceView, log
-from .wire import (
-    MAX_UDP_BATCH,
-    Nameserver,
-    Pending,
-    Reply,
-    accept_datagram,
-    build_queries,
-    drain_stream,
-    exhausted,
-    retransmit_intervals,
-    screen_all,
-    server_budgets,
-    stream_payload,
-    udp_give_up_at,
-)
+from ..connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
+from ..endpoints import Endpoint, EndpointSet
+from ..errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
+from ..view import ServiceView, log
+from . import streams as _streams
+from .resolver import AsyncResolver
+from .streams import Streams
 
-__all__ = ["AsyncHeadlessService", "AsyncResolver"]
-
-T = TypeVar("T")
-_rlog = logging.getLogger("headless_client.resolver")
-
-Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
-
-
-class AsyncResolver(BaseResolver):
-    """:class:`~headless_client.Resolver` for asyncio: the same methods, awaited."""
-
-    async def resolve(
-        self,
-        service: str,
-        port: int | str,
-        *,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-    ) -> EndpointSet:
-        """See :meth:`headless_client.Resolver.resolve`."""
-        plan, options, fqdn = self._resolve_plan(service, port, protocol, namespace)
-        result = await self._run(plan)
-        self._log_dropped(options, fqdn)
-        return result
-
-    async def resolve_pod(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> Endpoint:
-        """See :meth:`headless_client.Resolver.resolve_pod`."""
-        found = await self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
-        return found[0]
-
-    async def resolve_pod_all(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> EndpointSet:
-        """See :meth:`headless_client.Resolver.resolve_pod_all`."""
-        return await self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
-
-    async def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
-        """See :meth:`headless_client.Resolver.resolve_host`."""
-        return await self._run(self._host_plan(hostname, port))
-
-    async def resolve_statefulset(
-        self,
-        statefulset: str,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-        start: int = 0,
-        replicas: int | None = None,
-        max_gap: int = 8,
-    ) -> EndpointSet:
-        """See :meth:`headless_client.Resolver.resolve_statefulset`."""
-        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
-        return await self._run(plan)
-
-    async def _run(self, plan: Plan[T]) -> T:
-        deadline = time.monotonic() + self.timeout
-        try:
-            batch = next(plan)
-            while True:
-                batch = plan.send(await self._exchange(batch, deadline))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    async def _exchange(self, batch: Batch, deadline: float) -> list[Reply]:
-        errors: list[str] = []
-        for server, budget_end in server_budgets(self.nameservers, deadline, time.monotonic):
-            try:
-                return screen_all(await _exchange_with(server, batch, budget_end), server)
-            except ResolutionError as exc:
-                errors.append(str(exc))
-                _rlog.debug("nameserver %s failed: %s", server, exc)
-        raise exhausted(batch, self.timeout, errors)
-
-
-async def _exchange_with(server: Nameserver, batch: Batch, deadline: float) -> list[Reply]:
-    pending = build_queries(batch)
-    if len(batch) <= MAX_UDP_BATCH:
-        tcp_indexes = await _udp(server, pending, deadline)
-    else:
-        tcp_indexes = list(range(len(batch)))
-    if tcp_indexes:
-        await _tcp(server, pending, tcp_indexes, deadline)
-    return [r for r in pending.replies if r is not None]
-
-
-class _Datagrams(asyncio.DatagramProtocol):
-    def __init__(self, pending: Pending, waiting: set[int], truncated: list[int]) -> None:
-        self.pending = pending
-        self.waiting = waiting
-        self.truncated = truncated
-        self.changed = asyncio.Event()
-        self.error: OSError | None = None
-
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        accept_datagram(self.pending, data, self.waiting, self.truncated)
-        if not self.waiting:
-            self.changed.set()
-
-    def error_received(self, exc: Exception) -> None:
-        self.error = exc if isinstance(exc, OSError) else OSError(str(exc))
-        self.changed.set()
-
-
-async def _udp(server: Nameserver, pending: Pending, deadline: float) -> list[int]:
-    loop = asyncio.get_running_loop()
-    waiting = set(range(len(pending.wires)))
-    truncated: list[int] = []
-    start = time.monotonic()
-    intervals = retransmit_intervals(deadline - start)
-    to_tcp_at = udp_give_up_at(start, deadline)
-    family = socket.AF_INET6 if server.family == 6 else socket.AF_INET
-    try:
-        transport, proto = await loop.create_datagram_endpoint(
-            lambda: _Datagrams(pending, waiting, truncated),
-            remote_addr=(server.host, server.port),
-            family=family,
-        )
-    except OSError as exc:
-        raise ResolutionError(f"{server}: {exc.strerror or exc} (UDP)") from exc
-    try:
-        while waiting:
-            now = time.monotonic()
-            if now >= deadline:
-                raise ResolutionError(f"{server} did not answer in time (UDP)")
-            if now >= to_tcp_at:
-                # Lossy path: TCP's own retransmission does better than more datagrams.
-                truncated.extend(sorted(waiting))
-                waiting.clear()
-                break
-            for i in list(waiting):
-                transport.sendto(pending.wires[i])
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(proto.changed.wait(), min(next(intervals), to_tcp_at - now))
-            error = proto.error
-            if error is not None:
-                raise ResolutionError(f"{server}: {error.strerror or error} (UDP)") from error
-    finally:
-        transport.close()
-    return truncated
-
-
-async def _tcp(server: Nameserver, pending: Pending, indexes: list[int], deadline: float) -> None:
-    waiting = set(indexes)
-    inbox = bytearray()
-    writer: asyncio.StreamWriter | None = None
-    try:
-        remaining = deadline - time.monotonic()
-        if remaining <= 0:
-            raise ResolutionError(f"{server} did not answer in time (TCP)")
-        reader, opened = await asyncio.wait_for(
-            asyncio.open_connection(server.host, server.port, limit=1 << 20), remaining
-        )
-        writer = opened
-        # No drain() before reading: the transport flushes as the socket allows, and
-        # reading meanwhile keeps the server from blocking on its replies.
-        opened.write(stream_payload(pending, indexes))
-        while waiting:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise ResolutionError(
-                    f"{server} did not answer {len(waiting)} of {len(indexes)} questions in time (TCP)"
-                )
-            chunk = await asyncio.wait_for(reader.read(262144), remaining)
-            if not chunk:
-                raise ResolutionError(
-                    f"{server} closed the TCP connection with {len(waiting)} questions unanswered"
-                )
-            inbox += chunk
-            drain_stream(pending, inbox, waiting)
-    except asyncio.TimeoutError as exc:
-        raise ResolutionError(f"{server} did not answer in time (TCP)") from exc
-    except OSError as exc:
-        raise ResolutionError(f"{server}: {exc.strerror or exc} (TCP)") from exc
-    finally:
-        if writer is not None:
-            writer.close()
-            with contextlib.suppress(OSError, asyncio.TimeoutError):
-                await asyncio.wait_for(writer.wait_closed(), 1.0)
+__all__ = ["AsyncHeadlessService"]
 
 
 class _Retry(Exception):
@@ -382,7 +164,7 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
         timeout = plan.dial_timeout(self._clock(), endpoint)
         self._started(endpoint)
         try:
-            streams = await open_streams(
+            streams = await _streams.open_streams(
                 endpoint, timeout, ssl_context, plan.server_hostname(endpoint), source_address
             )
         except OSError as exc:
@@ -532,29 +314,3 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
             f"{len(self.endpoints)} endpoints>"
         )
 
-
-async def open_streams(
-    endpoint: Endpoint,
-    timeout: float,
-    ssl_context: ssl.SSLContext | None = None,
-    server_hostname: str | None = None,
-    source_address: tuple[str, int] | None = None,
-) -> Streams:
-    """:func:`asyncio.open_connection` to *endpoint* within *timeout* (TCP and TLS).
-
-    Raises:
-        OSError: refused, unreachable, timed out (:class:`TimeoutError`), or TLS failed.
-    """
-    try:
-        return await asyncio.wait_for(
-            asyncio.open_connection(
-                endpoint.address,
-                endpoint.port,
-                ssl=ssl_context,
-                server_hostname=server_hostname if ssl_context is not None else None,
-                local_addr=source_address,
-            ),
-            timeout,
-        )
-    except asyncio.TimeoutError as exc:
-        raise TimeoutError(f"connect to {endpoint} timed out after {timeout:g}s") from exc
