@@ -7,22 +7,27 @@ pick one per request with a pluggable strategy, keep the view fresh, and connect
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING, Any
 
 from . import errors
-from .aio import AsyncHeadlessService, AsyncResolver
+from .connect import ConnectPolicy
 from .endpoints import Endpoint, EndpointDiff, EndpointSet
 from .errors import (
     ConnectError,
     EndpointNotFound,
     HeadlessClientError,
+    InvalidArgument,
     InvalidName,
     LeaderNotAvailable,
     NoEndpointsAvailable,
     NotLeader,
     ResolutionError,
+    ServiceClosed,
     ServiceNotFound,
+    ServiceNotStarted,
     WaitTimeout,
 )
+from .events import EndpointsChanged
 from .health import HealthPolicy
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -35,6 +40,7 @@ from .names import (
     service_fqdn,
 )
 from .refresh import RefreshPolicy
+from .request import Request
 from .resolver import BaseResolver, KubernetesContext, Resolver, kubernetes_context
 from .service import HeadlessService
 from .strategies import (
@@ -44,12 +50,30 @@ from .strategies import (
     PartitionLeader,
     PrimaryReplica,
     Random,
+    RequestStrategy,
     RoundRobin,
     Sticky,
     Strategy,
     kafka_partition,
     murmur2,
 )
+
+if TYPE_CHECKING:
+    from .aio import AsyncHeadlessService, AsyncResolver
+
+# The asyncio twins load asyncio; a sync-only program never pays for it.
+_LAZY = {"AsyncHeadlessService": ".aio", "AsyncResolver": ".aio"}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
 
 # A library never configures logging; this only keeps Python's last-resort handler from
 # printing our warnings when the application has not set logging up.
@@ -63,14 +87,17 @@ __all__ = [
     "AsyncResolver",
     "BaseResolver",
     "ConnectError",
+    "ConnectPolicy",
     "Endpoint",
     "EndpointDiff",
     "EndpointNotFound",
     "EndpointSet",
+    "EndpointsChanged",
     "Fallback",
     "HeadlessClientError",
     "HeadlessService",
     "HealthPolicy",
+    "InvalidArgument",
     "InvalidName",
     "KubernetesContext",
     "LeaderNotAvailable",
@@ -83,11 +110,15 @@ __all__ = [
     "PrimaryReplica",
     "Random",
     "RefreshPolicy",
+    "Request",
+    "RequestStrategy",
     "ResolutionError",
     "ResolvConf",
     "Resolver",
     "RoundRobin",
+    "ServiceClosed",
     "ServiceNotFound",
+    "ServiceNotStarted",
     "Sticky",
     "Strategy",
     "WaitTimeout",

@@ -248,7 +248,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     svc.subscribe(lambda old, new: changes.put((timestamp(), new)))
     try:
         svc.start()
-        error = svc._last_error
+        error = svc.last_error
         if error is not None and not isinstance(error, ServiceNotFound):
             raise error
         shown = svc.endpoints

@@ -1,36 +1,142 @@
-"""Which endpoint to dial next, and when to give up. Sans-I/O, shared by both services.
+"""Which endpoint to dial next, and when to give up. Sans-I/O, driven by both services.
 
-A :class:`ConnectPlan` is one ``connect()`` call: it picks a target per attempt (the
-strategy's choice among endpoints not tried yet, a pinned ordinal, a partition's leader,
-or :class:`~headless_client.PrimaryReplica`'s primary for a write key), records each
-failure, and turns the record into a :class:`~headless_client.errors.ConnectError`
-listing every endpoint tried and its error. The shells do the dialling and drive retries with tenacity.
+A :class:`ConnectPlan` is one ``connect()`` call. The driver asks it :meth:`~ConnectPlan.next`
+and carries out what it says: :class:`Dial` an endpoint within a timeout, :class:`Backoff`
+(sleep, cut short by ``close()``), :class:`Reresolve` a pinned pod's name (it may have
+restarted with a new address), or :class:`GiveUp` with an error. The driver reports each
+failed dial back (:meth:`~ConnectPlan.failed`); everything else, which pod, how many
+attempts, how long, which error, is decided here, once for both services.
+
+Unpinned calls go to the strategy's choice among pods not tried yet in this call; pinned
+calls (an ordinal, a hostname, a partition's leader, a primary for a write) retry the same
+pod after a short back-off, re-resolving its name when time allows.
 """
 
 from __future__ import annotations
 
-import math
 import ssl
-from collections.abc import Hashable, Iterable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Iterable
+from dataclasses import dataclass, replace
+from typing import Final, Protocol
 
-import tenacity
+from ._validate import count, seconds
+from .endpoints import Endpoint
+from .errors import ConnectAborted, ConnectError, HeadlessClientError, NoEndpointsAvailable
+from .request import Request
 
-from .endpoints import Endpoint, EndpointSet
-from .errors import ConnectError, InvalidName
-from .strategies import PrimaryReplica
+__all__ = [
+    "DEFAULT_ATTEMPTS",
+    "DEFAULT_CONNECT_TIMEOUT",
+    "Backoff",
+    "ConnectPlan",
+    "ConnectPolicy",
+    "Dial",
+    "GiveUp",
+    "Reresolve",
+    "fresh_endpoint",
+    "is_retryable",
+]
 
-if TYPE_CHECKING:
-    from .view import ServiceView
-
-__all__ = ["DEFAULT_ATTEMPTS", "DEFAULT_CONNECT_TIMEOUT", "ConnectPlan", "is_retryable"]
-
-DEFAULT_CONNECT_TIMEOUT = 2.0
-DEFAULT_ATTEMPTS = 3
+DEFAULT_CONNECT_TIMEOUT: Final = 2.0
+DEFAULT_ATTEMPTS: Final = 3
+#: Back-off before re-dialling a pinned pod: 50 ms doubling, at most 1 s.
+PINNED_BACKOFF_FIRST: Final = 0.05
+PINNED_BACKOFF_MAX: Final = 1.0
 
 
-_PINNED_BACKOFF = tenacity.wait_exponential(multiplier=0.05, max=1.0)
+@dataclass(frozen=True, slots=True)
+class ConnectPolicy:
+    """How ``connect()`` dials: defaults for every call of a service (a call may override).
+
+    Args:
+        timeout: One dial: the TCP handshake and, with TLS, the TLS handshake (seconds).
+        attempts: Dials at most, over all pods.
+        total_timeout: The whole call, dials and back-offs included; default
+            ``timeout * attempts``. No dial or back-off runs past it.
+
+    Raises:
+        InvalidName: a value that is not finite, not positive or above one day.
+        InvalidArgument: a value of the wrong type.
+    """
+
+    timeout: float = DEFAULT_CONNECT_TIMEOUT
+    attempts: int = DEFAULT_ATTEMPTS
+    total_timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "timeout", seconds("timeout", self.timeout))
+        count("attempts", self.attempts, maximum=1000)
+        if self.total_timeout is not None:
+            object.__setattr__(self, "total_timeout", seconds("total_timeout", self.total_timeout))
+
+    @property
+    def budget(self) -> float:
+        """Seconds the whole call may take."""
+        return self.total_timeout if self.total_timeout is not None else self.timeout * self.attempts
+
+    def override(
+        self, *, timeout: float | None = None, attempts: int | None = None, total_timeout: float | None = None
+    ) -> ConnectPolicy:
+        """This policy with the given fields replaced (``None`` keeps a field)."""
+        changes: dict[str, object] = {}
+        if timeout is not None:
+            changes["timeout"] = timeout
+            if total_timeout is None and self.total_timeout is None:
+                pass  # the default budget follows the new timeout
+        if attempts is not None:
+            changes["attempts"] = attempts
+        if total_timeout is not None:
+            changes["total_timeout"] = total_timeout
+        return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True, slots=True)
+class Dial:
+    """Open a connection to *endpoint* within *timeout* seconds, verifying TLS against
+    *server_hostname*."""
+
+    endpoint: Endpoint
+    timeout: float
+    server_hostname: str
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Wait *seconds* before the next attempt (``close()`` cuts it short)."""
+
+    seconds: float
+
+
+@dataclass(frozen=True, slots=True)
+class Reresolve:
+    """Look up *endpoint*'s pod name again and report the result with
+    :meth:`ConnectPlan.reresolved`."""
+
+    endpoint: Endpoint
+
+
+@dataclass(frozen=True, slots=True)
+class GiveUp:
+    """Stop: raise *error*."""
+
+    error: BaseException
+
+
+Action = Dial | Backoff | Reresolve | GiveUp
+
+
+class PlanHost(Protocol):
+    """What a plan needs from the service core."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def closed(self) -> bool: ...
+
+    def pick(self, request: Request) -> Endpoint: ...
+
+    def pins(self, request: Request) -> bool: ...
 
 
 def fresh_endpoint(endpoint: Endpoint, found: Iterable[Endpoint]) -> Endpoint | None:
@@ -46,161 +152,143 @@ def is_retryable(error: BaseException) -> bool:
     return not isinstance(error, ssl.SSLCertVerificationError)
 
 
-def _number(name: str, value: object, *, integer: bool = False) -> float:
-    kinds = (int,) if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kinds) or not value > 0:
-        raise InvalidName(f"{name} must be a positive {'int' if integer else 'number'}: {value!r}")
-    return float(value)
-
-
-@dataclass(slots=True)
 class ConnectPlan:
-    """The state of one connect call."""
+    """The decisions of one connect call (see the module docs).
 
-    view: ServiceView[Any]
-    key: object | None = None
-    partition: Hashable | None = None
-    ordinal: int | None = None
-    timeout: float = DEFAULT_CONNECT_TIMEOUT
-    attempts: int = DEFAULT_ATTEMPTS
-    total_timeout: float | None = None
-    tried: list[tuple[Endpoint, BaseException]] = field(default_factory=list)
-    #: A pinned target's fresh address after re-resolving its pod name.
-    override: Endpoint | None = None
-    #: The PrimaryReplica strategy when *key* is one of its write keys: a write goes to
-    #: the primary on every attempt, never to a replica.
-    primary_of: PrimaryReplica | None = field(default=None, init=False)
-    deadline: float = field(default=math.inf, init=False)
+    Args:
+        host: The service core (picks, pinning, closed state, name).
+        request: What the call asked for.
+        policy: Timeouts and attempts.
+        now: The clock when the call started (fixes the deadline).
+        resolve_timeout: How long a re-resolve may take; it is only asked for when that
+            much time is left.
+    """
 
-    def __post_init__(self) -> None:
-        _number("timeout", self.timeout)
-        _number("attempts", self.attempts, integer=True)
-        if self.total_timeout is None:
-            self.total_timeout = self.timeout * self.attempts
-        _number("total_timeout", self.total_timeout)
-        if self.ordinal is not None and self.partition is not None:
-            raise InvalidName("pass ordinal= or partition=, not both")
-        strategy = self.view.strategy
-        if (
-            self.ordinal is None
-            and self.partition is None
-            and isinstance(strategy, PrimaryReplica)
-            and self.key is not None
-            and strategy.is_write(self.key)
-        ):
-            self.primary_of = strategy
+    __slots__ = (
+        "_pending",
+        "deadline",
+        "host",
+        "override",
+        "pinned",
+        "policy",
+        "request",
+        "resolve_timeout",
+        "tried",
+    )
 
-    @property
-    def pinned(self) -> bool:
-        """True when every attempt must go to the same pod (ordinal, partition leader,
-        or the primary for a write)."""
-        return self.ordinal is not None or self.partition is not None or self.primary_of is not None
+    def __init__(
+        self, host: PlanHost, request: Request, policy: ConnectPolicy, now: float, resolve_timeout: float
+    ) -> None:
+        self.host = host
+        self.request = request
+        self.policy = policy
+        self.resolve_timeout = resolve_timeout
+        self.pinned = host.pins(request)
+        self.deadline = now + policy.budget
+        self.tried: list[tuple[Endpoint, BaseException]] = []
+        #: A pinned pod's fresh address after re-resolving its name.
+        self.override: Endpoint | None = None
+        self._pending: list[Action] = []
 
-    def target(self) -> Endpoint:
-        """The endpoint for the next attempt.
+    # -- the driver's questions -------------------------------------------------------------
 
-        Raises:
-            EndpointNotFound: the pinned ordinal is not in the view.
-            NoEndpointsAvailable / LeaderNotAvailable: nothing left to try.
-        """
-        view = self.view
-        if self.ordinal is not None:
-            return self.override or view.endpoint(self.ordinal)
-        if self.partition is not None or self.primary_of is not None:
-            if self.primary_of is not None:
-                # From the whole snapshot: while the primary is ejected, the healthy set's
-                # "lowest ordinal" would be a replica.
-                leader = self.primary_of.primary(view.endpoints)
-            else:
-                leader = view.pick(partition=self.partition)
-            if self.override is not None and self.override.identity == leader.identity:
-                return self.override
-            return leader
-        tried = {ep.identity for ep, _ in self.tried}
-        if not tried:
-            return view.pick(self.key)
-        # Another endpoint than those that failed in this call; past the panic threshold
-        # the ejected ones are candidates again, but never one that failed just now.
-        healthy = view.healthy_endpoints
-        remaining = [ep for ep in healthy if ep.identity not in tried] or [
-            ep for ep in view.endpoints if ep.identity not in tried
-        ]
-        if not remaining:
-            raise self.error("no endpoint left to try")
-        return view.strategy.pick(EndpointSet(remaining, name=healthy.name), self.key)
-
-    # -- timing and retry rules (both shells drive these) -----------------------------
-
-    def start(self, now: float) -> None:
-        """Fix the deadline: *now* + ``total_timeout``."""
-        assert self.total_timeout is not None
-        self.deadline = now + self.total_timeout
-
-    def backoff(self, state: tenacity.RetryCallState) -> float:
-        """The wait before the next attempt: a short backoff for a pinned pod, none else."""
-        return _PINNED_BACKOFF(state) if self.pinned else 0.0
-
-    def should_stop(self, state: tenacity.RetryCallState, now: float) -> bool:
-        """Stop at *attempts*, when the next backoff would end past the deadline, or once
-        the service is closed."""
-        return (
-            state.attempt_number >= self.attempts
-            or now + self.backoff(state) >= self.deadline
-            or self.view.closed
-        )
-
-    def dial_timeout(self, now: float, endpoint: Endpoint) -> float:
-        """The timeout of the next dial; raises the final error once no time is left."""
+    def next(self, now: float) -> Action:
+        """What to do now."""
+        if self.host.closed:
+            return GiveUp(self._closed())
+        if self._pending:
+            return self._pending.pop(0)
+        if len(self.tried) >= self.policy.attempts:
+            return GiveUp(self.final_error())
         left = self.deadline - now
-        if left <= 0:  # no dial made: nothing to record
-            raise self.final_error()
-        if self.view.closed:
-            raise self.error("the service was closed")
-        return min(self.timeout, left)
+        if left <= 0:
+            return GiveUp(self.final_error())
+        try:
+            endpoint = self._target()
+        except NoEndpointsAvailable as exc:
+            if not self.tried:
+                return GiveUp(exc)
+            error = self.error("no endpoint left to try")
+            error.__cause__ = self.tried[-1][1]
+            return GiveUp(error)
+        except HeadlessClientError as exc:
+            return GiveUp(exc)
+        return Dial(endpoint, min(self.policy.timeout, left), self.server_hostname(endpoint))
 
-    def failed(self, endpoint: Endpoint, error: BaseException, now: float, resolve_timeout: float) -> bool:
-        """Record a failed dial; True if the pinned pod's name should be re-resolved.
-
-        Raises:
-            ConnectError: the error cannot be fixed by another attempt (a certificate).
-        """
-        self.record(endpoint, error)
+    def failed(self, endpoint: Endpoint, error: BaseException, now: float) -> None:
+        """A dial of *endpoint* failed with *error*."""
+        self.tried.append((endpoint, error))
         if not is_retryable(error):
-            raise self.error("certificate verification failed") from error
-        # Re-resolving may have moved the pod to a new IP; only when time is left for it.
-        return (
-            self.pinned
-            and endpoint.hostname is not None
-            and len(self.tried) < self.attempts
-            and self.deadline - now >= resolve_timeout
-        )
+            failure = self.error("certificate verification failed")
+            failure.__cause__ = error
+            self._pending = [GiveUp(failure)]
+            return
+        attempts_left = len(self.tried) < self.policy.attempts
+        if not (self.pinned and attempts_left):
+            return
+        if endpoint.hostname is not None and self.deadline - now >= self.resolve_timeout:
+            self._pending.append(Reresolve(endpoint))
+        delay = min(PINNED_BACKOFF_FIRST * 2 ** (len(self.tried) - 1), PINNED_BACKOFF_MAX)
+        if now + delay >= self.deadline:
+            self._pending.append(GiveUp(self.final_error()))
+        else:
+            self._pending.append(Backoff(delay))
 
-    def final_error(self) -> ConnectError:
-        """The error after the last attempt, chained to the last real error."""
-        timed_out = len(self.tried) < self.attempts
-        error = self.error(f"total timeout of {self.total_timeout:g}s reached" if timed_out else "")
-        error.__cause__ = self.tried[-1][1] if self.tried else None
-        return error
+    def reresolved(self, endpoint: Endpoint, found: Iterable[Endpoint] | None) -> None:
+        """The result of a :class:`Reresolve` (``None``: the lookup failed)."""
+        fresh = fresh_endpoint(endpoint, found) if found is not None else None
+        if fresh is not None:
+            self.override = fresh
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _target(self) -> Endpoint:
+        if self.pinned:
+            target = self.host.pick(self.request)
+            override = self.override
+            if override is not None and override.identity == target.identity:
+                return override
+            return target
+        if not self.tried:
+            return self.host.pick(self.request)
+        exclude = frozenset(ep.identity for ep, _ in self.tried)
+        return self.host.pick(replace(self.request, exclude=self.request.exclude | exclude))
 
     def server_hostname(self, endpoint: Endpoint) -> str:
         """The TLS name to verify: the pod's FQDN when known, else the service's."""
-        return endpoint.hostname or self.view.name
+        return endpoint.hostname or self.host.name
 
-    def record(self, endpoint: Endpoint, error: BaseException) -> None:
-        """Note a failed attempt."""
-        self.tried.append((endpoint, error))
+    def describe(self) -> str:
+        """What the call connects to, for messages."""
+        what = self.request.describe()
+        if self.pinned and what == "a pod":
+            # Pinned by the strategy itself: the one built-in case is a write to a primary.
+            return "the primary"
+        return what
+
+    def _closed(self) -> ConnectAborted:
+        what = self.describe()
+        tried = f" after {len(self.tried)} attempts" if self.tried else ""
+        error = ConnectAborted(
+            f"{self.host.name}: the service was closed while connecting to {what}{tried}",
+            [(str(ep), err) for ep, err in self.tried],
+        )
+        error.__cause__ = self.tried[-1][1] if self.tried else None
+        return error
+
+    def final_error(self) -> ConnectError:
+        """The error after the last attempt, chained to the last real error."""
+        timed_out = len(self.tried) < self.policy.attempts
+        error = self.error(f"total timeout of {self.policy.budget:g}s reached" if timed_out else "")
+        error.__cause__ = self.tried[-1][1] if self.tried else None
+        return error
 
     def error(self, reason: str = "") -> ConnectError:
         """The ConnectError summarising every attempt."""
-        if self.ordinal is not None:
-            what = f"ordinal {self.ordinal}"
-        elif self.partition is not None:
-            what = f"the leader of partition {self.partition!r}"
-        elif self.primary_of is not None:
-            what = "the primary"
-        else:
-            what = "a pod"
-        msg = f"could not connect to {what} of {self.view.name} after {len(self.tried)} attempts"
+        msg = (
+            f"could not connect to {self.describe()} of {self.host.name} "
+            f"after {len(self.tried)} attempts"
+        )
         if reason:
             msg += f": {reason}"
         return ConnectError(msg, [(str(ep), err) for ep, err in self.tried])

@@ -11,15 +11,19 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 __all__ = [
+    "ConnectAborted",
     "ConnectError",
     "EndpointNotFound",
     "HeadlessClientError",
+    "InvalidArgument",
     "InvalidName",
     "LeaderNotAvailable",
     "NoEndpointsAvailable",
     "NotLeader",
     "ResolutionError",
+    "ServiceClosed",
     "ServiceNotFound",
+    "ServiceNotStarted",
     "WaitTimeout",
 ]
 
@@ -30,6 +34,19 @@ class HeadlessClientError(Exception):
 
 class InvalidName(HeadlessClientError, ValueError):
     """A name, ordinal, port, nameserver or other argument is not valid."""
+
+
+class InvalidArgument(InvalidName, TypeError):
+    """An argument of the wrong type (a class where an instance is wanted, a str where a
+    resolver is wanted...). Both an :class:`InvalidName` and a :class:`TypeError`, so either
+    ``except`` clause catches it."""
+
+
+class ServiceClosed(HeadlessClientError):
+    """The service was closed: it neither resolves, waits nor connects any more.
+
+    Also raised by a call that ``close()`` interrupted (a refresh or connect in progress).
+    """
 
 
 class ResolutionError(HeadlessClientError):
@@ -46,6 +63,11 @@ class ServiceNotFound(ResolutionError):
 
 class NoEndpointsAvailable(HeadlessClientError):
     """There is no endpoint to pick from (empty set, or every candidate filtered out)."""
+
+
+class ServiceNotStarted(NoEndpointsAvailable):
+    """``pick()`` (or a connect) on a service that was never started: call ``start()`` or
+    use it in a ``with`` / ``async with`` block first."""
 
 
 class WaitTimeout(NoEndpointsAvailable, TimeoutError):
@@ -91,3 +113,11 @@ class ConnectError(HeadlessClientError, OSError):
     def __str__(self) -> str:
         # OSError.__str__ formats errno/strerror; we carry only a message.
         return str(self.args[0]) if self.args else ""
+
+
+class ConnectAborted(ConnectError, ServiceClosed):
+    """A connect stopped because the service was closed (before it or while it ran).
+
+    Both a :class:`ConnectError` (what 0.1.0 raised) and a :class:`ServiceClosed`.
+    ``attempts`` lists the dials made before the close.
+    """

@@ -10,10 +10,12 @@ and spreading load over all endpoints beats hammering the few left.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+from ._validate import seconds
 from .endpoints import Endpoint, EndpointSet
-from .errors import InvalidName
+from .errors import InvalidArgument, InvalidName
 
 __all__ = ["HealthPolicy", "HealthTracker"]
 
@@ -36,11 +38,11 @@ class HealthPolicy:
 
     def __post_init__(self) -> None:
         for name in ("base_ejection", "max_ejection"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidName(f"{name} must be a positive number of seconds: {value!r}")
+            object.__setattr__(self, name, seconds(name, getattr(self, name)))
         share = self.max_ejected
-        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 <= share <= 1:
+        if isinstance(share, bool) or not isinstance(share, (int, float)):
+            raise InvalidArgument(f"max_ejected must be a share in [0, 1]: {share!r}")
+        if not 0 <= share <= 1:
             raise InvalidName(f"max_ejected must be a share in [0, 1]: {share!r}")
 
     def ejection(self, count: int) -> float:
@@ -92,17 +94,31 @@ class HealthTracker:
         for identity in [i for i in self._entries if i not in keep]:
             del self._entries[identity]
 
-    def healthy(self, snapshot: EndpointSet, now: float) -> EndpointSet:
-        """*snapshot* without ejected endpoints, or all of it past the panic threshold."""
+    def healthy(
+        self, snapshot: EndpointSet, now: float, pools: Sequence[Sequence[Endpoint]] | None = None
+    ) -> EndpointSet:
+        """*snapshot* without ejected endpoints, the panic rule applied per pool.
+
+        Each pool (by default the whole snapshot is one) loses its ejected endpoints
+        unless more than ``max_ejected`` of it is ejected: then the whole pool stays in
+        (panic). Endpoints of *snapshot* in no pool form one more pool.
+        """
         if not self._entries or not snapshot:
             return snapshot
-        ejected = [ep for ep in snapshot if self.is_ejected(ep, now)]
+        ejected = {ep for ep in snapshot if self.is_ejected(ep, now)}
         if not ejected:
             return snapshot
-        allowed = math.floor(len(snapshot) * self.policy.max_ejected)
-        if len(ejected) > allowed:
-            return snapshot
-        return snapshot.without(ejected)
+        groups: list[Sequence[Endpoint]] = list(pools) if pools else []
+        covered = {ep for group in groups for ep in group}
+        rest = [ep for ep in snapshot if ep not in covered]
+        if rest:
+            groups.append(rest)
+        dropped: list[Endpoint] = []
+        for group in groups:
+            out = [ep for ep in group if ep in ejected]
+            if out and len(out) <= math.floor(len(group) * self.policy.max_ejected):
+                dropped.extend(out)
+        return snapshot.without(dropped) if dropped else snapshot
 
     def next_expiry(self, now: float) -> float | None:
         """The earliest future end of an ejection (when the healthy view must be rebuilt)."""

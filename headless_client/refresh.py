@@ -11,29 +11,31 @@ The rules (design.md section 4):
   least ``empty_grace`` seconds later confirms it (rollouts and negative caches produce
   brief false empties);
 * early refreshes (after connect failures) are coalesced and rate-limited to one per
-  ``min_refresh``.
+  ``min_refresh``;
+* no scheduled delay is longer than ``max_refresh``, the empty-grace recheck included:
+  while an empty answer waits for confirmation the service keeps asking, so pods that
+  replaced the old ones are seen at once.
 """
 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
 
-import tenacity
-from tenacity.wait import wait_base
-
+from ._validate import seconds
 from .endpoints import EndpointSet
-from .errors import InvalidName
+from .errors import InvalidArgument, InvalidName
 
-__all__ = ["Decision", "RefreshPolicy", "RefreshState"]
+if TYPE_CHECKING:
+    import tenacity
 
+__all__ = ["MIN_REFRESH_FLOOR", "Decision", "RefreshPolicy", "RefreshState"]
 
-def _positive(name: str, value: object, *, zero_ok: bool = False) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value != value:
-        raise InvalidName(f"{name} must be a number of seconds: {value!r}")
-    if value < 0 or (value == 0 and not zero_ok):
-        raise InvalidName(f"{name} must be {'>= 0' if zero_ok else '> 0'}: {value!r}")
-    return float(value)
+#: The smallest ``min_refresh`` accepted: 20 questions a second from one service is
+#: already more than any cluster DNS should see from a single client.
+MIN_REFRESH_FLOOR: Final = 0.05
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,43 +48,75 @@ class RefreshPolicy:
         jitter: share of randomisation around each delay (0.1 = +-10 %).
         empty_grace: how long an empty answer must persist before it empties a non-empty
             view (0 applies it at once).
-        backoff: a tenacity wait object for failure ``n`` (attempt_number = n);
-            default: exponential from ``min_refresh`` doubling, plus random jitter.
+        backoff: a tenacity wait object (or any callable taking a
+            ``tenacity.RetryCallState``) for failure ``n`` (``attempt_number = n``);
+            default: exponential from ``min_refresh`` doubling, plus up to
+            ``min_refresh`` of random jitter.
+
+    Every delay is capped at ``max_refresh``.
+
+    Raises:
+        InvalidName: a value that is not finite, out of range (``min_refresh`` below
+            0.05 s, anything above one day), or ``max_refresh < min_refresh``.
+        InvalidArgument: a value of the wrong type (``backoff`` not callable).
     """
 
     min_refresh: float = 1.0
     max_refresh: float = 30.0
     jitter: float = 0.1
     empty_grace: float = 5.0
-    backoff: wait_base | None = field(default=None, compare=False)
+    backoff: Callable[[tenacity.RetryCallState], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
-        _positive("min_refresh", self.min_refresh)
-        _positive("max_refresh", self.max_refresh)
-        _positive("empty_grace", self.empty_grace, zero_ok=True)
-        if self.max_refresh < self.min_refresh:
+        minimum = seconds("min_refresh", self.min_refresh, minimum=MIN_REFRESH_FLOOR, allow_minimum=True)
+        maximum = seconds("max_refresh", self.max_refresh)
+        grace = seconds("empty_grace", self.empty_grace, allow_minimum=True)
+        jitter = self.jitter
+        if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
+            raise InvalidArgument(f"jitter must be a number in [0, 1): {jitter!r}")
+        if not 0 <= jitter < 1:
+            raise InvalidName(f"jitter must be in [0, 1): {jitter!r}")
+        if maximum < minimum:
             raise InvalidName(
                 f"max_refresh ({self.max_refresh!r}) must be >= min_refresh ({self.min_refresh!r})"
             )
-        if not 0 <= _positive("jitter", self.jitter, zero_ok=True) < 1:
-            raise InvalidName(f"jitter must be in [0, 1): {self.jitter!r}")
-        if self.backoff is None:
-            wait = tenacity.wait_exponential(
-                multiplier=self.min_refresh, max=self.max_refresh
-            ) + tenacity.wait_random(0, self.min_refresh)
-            object.__setattr__(self, "backoff", wait)
+        if self.backoff is not None and not callable(self.backoff):
+            raise InvalidArgument(
+                f"backoff must be a tenacity wait object or a callable of a RetryCallState: {self.backoff!r}"
+            )
+        for name, value in (("min_refresh", minimum), ("max_refresh", maximum), ("empty_grace", grace)):
+            object.__setattr__(self, name, value)
+        object.__setattr__(self, "jitter", float(jitter))
 
     def period(self, ttl: int | None, rng: random.Random) -> float:
-        """Seconds until the next refresh after a good answer with this TTL."""
+        """Seconds until the next refresh after a good answer with this TTL.
+
+        Jittered around the clamped TTL; at the ceiling, a draw above ``max_refresh`` is
+        reflected below it, so a fleet still spreads out without any delay passing it.
+        """
         base = self.min_refresh if ttl is None else min(max(float(ttl), self.min_refresh), self.max_refresh)
-        return self._jittered(base, rng)
+        delay = self._jittered(base, rng)
+        if delay > self.max_refresh:
+            delay = max(2 * self.max_refresh - delay, self.min_refresh)
+        return delay
 
     def failure_delay(self, failures: int, rng: random.Random) -> float:
-        """Seconds until the retry after *failures* consecutive failures (>= 1)."""
-        state = tenacity.RetryCallState(_RETRYING, None, (), {})
-        state.attempt_number = failures
-        assert self.backoff is not None
-        return min(float(self.backoff(state)), self.max_refresh)
+        """Seconds until the retry after *failures* consecutive failures (>= 1).
+
+        A custom *backoff* that raises or returns nonsense (negative, NaN, infinite) is
+        clamped: the refresher must never stop over it.
+        """
+        if self.backoff is None:
+            exponential = self.min_refresh * 2.0 ** min(failures - 1, 64)
+            delay = exponential + rng.uniform(0, self.min_refresh)
+        else:
+            try:
+                delay = float(self.backoff(_retry_state(failures)))
+            except Exception:
+                delay = self.max_refresh
+            if not delay >= 0:  # NaN included
+                delay = self.max_refresh
+        return min(delay, self.max_refresh)
 
     def _jittered(self, base: float, rng: random.Random) -> float:
         if not self.jitter:
@@ -90,7 +124,13 @@ class RefreshPolicy:
         return base * (1.0 + rng.uniform(-self.jitter, self.jitter))
 
 
-_RETRYING = tenacity.Retrying()
+def _retry_state(failures: int) -> Any:
+    """A tenacity RetryCallState for attempt *failures* (tenacity imported only here)."""
+    import tenacity
+
+    state = tenacity.RetryCallState(tenacity.Retrying(), None, (), {})
+    state.attempt_number = failures
+    return state
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,7 +216,7 @@ class RefreshState:
             # seen as soon as DNS has it.
             return Decision(
                 self.current if changed else None,
-                policy._jittered(policy.min_refresh, self.rng),
+                min(policy._jittered(policy.min_refresh, self.rng), policy.max_refresh),
                 warning=warning,
                 info=info,
             )
@@ -188,14 +228,15 @@ class RefreshState:
             self.current = EndpointSet(name=self.name)
             return Decision(
                 self.current,
-                policy._jittered(policy.min_refresh, self.rng),
+                min(policy._jittered(policy.min_refresh, self.rng), policy.max_refresh),
                 warning=f"{self.name}: {what} confirmed after {waited:.1f}s, view is now empty",
                 info=info,
             )
-        # Ask again once the grace has passed; until then the last good set stays.
+        # Ask again (at least every max_refresh) until the grace has passed; until then the
+        # last good set stays, and new pods replacing it are seen at the next answer.
         return Decision(
             None,
-            policy.empty_grace - waited,
+            min(policy.empty_grace - waited, policy.max_refresh),
             info="; ".join(
                 m
                 for m in (info, f"{self.name}: {what}, keeping {len(self.current)} endpoints until confirmed")

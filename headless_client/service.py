@@ -1,65 +1,250 @@
 """HeadlessService: a live, self-refreshing view of a headless service (threads).
 
-The I/O-free half (snapshot, health, strategy, refresh rules) is
-:class:`~headless_client.view.ServiceView`; this module adds the refresher thread and
-the blocking calls (``refresh``, ``wait_for``, ``connect``).
+Every decision lives in :class:`~headless_client.core.ServiceCore`; this shell owns one
+and does only the blocking I/O: the first resolution in ``start()``, waiting
+(``refresh``, ``wait_for``, back-offs), and dialling in ``connect()``. Background
+refreshes and subscriber callbacks run on the process-wide refresher and events threads
+(:mod:`headless_client.refresher`), shared by every service.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
+import logging
 import socket
 import ssl
 import threading
-from collections.abc import Hashable, Iterator
+import warnings
+import weakref
+from collections.abc import Callable, Hashable, Iterator
+from typing import Any, Final
 
-import tenacity
 from typing_extensions import Self
 
-from .connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
+from ._settings import ServiceSettings, settings_from
+from .clock import Clock, real_timeout, register_waker
+from .connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
+from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
-from .errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
-from .resolver import Interrupt, Resolver
-from .sockets import open_socket
-from .view import Event, ServiceView, log
+from .errors import ResolutionError, ServiceClosed, ServiceNotFound
+from .health import HealthPolicy
+from .lookup_runner import LookupRunner, check_resolver
+from .refresh import RefreshPolicy
+from .refresher import ServiceEntry, dispatcher, refresher_for
+from .request import Request, Role
+from .resolver import Resolver
+from .sockets import check_dial_options, open_socket
+from .strategies import Strategy
 
 __all__ = ["HeadlessService"]
 
+log = logging.getLogger("headless_client.service")
 
-class _Retry(Exception):
-    """One attempt failed in a way another attempt may fix."""
+#: How long ``close()`` waits for the refresher to let go of the service.
+CLOSE_WAIT: Final = 2.0
 
 
-class HeadlessService(ServiceView[Resolver]):
-    """All pods of a headless service, kept fresh by a background thread.
+class _Waiters:
+    """The condition a service's blocking calls wait on; woken by the core and by a fake
+    clock. Holds no reference to the service."""
 
-    ``with HeadlessService("web.prod", port="http") as svc:`` resolves once, starts the
-    refresher, and stops it on exit. See :class:`~headless_client.view.ServiceView` for
-    the picking and health methods and the refresh arguments.
+    __slots__ = ("__weakref__", "cv")
+
+    def __init__(self) -> None:
+        self.cv = threading.Condition()
+
+    def wake(self) -> None:
+        with self.cv:
+            self.cv.notify_all()
+
+
+class HeadlessService:
+    """All pods of a headless service, kept fresh in the background.
+
+    ``with HeadlessService("web.prod", port="http") as svc:`` resolves once, starts
+    refreshing, and stops on exit. Picks (:meth:`pick`, :meth:`endpoint`) read an
+    immutable view and take no lock.
 
     Args:
         service: ``web``, ``web.prod``, ``web.prod.svc.cluster.local``...
         port: a named port (``"http"``: SRV, gives pod identities) or a number (A/AAAA).
-        resolver: the :class:`Resolver` to use (default: the system's resolv.conf).
-        strategy: the pick strategy (default :class:`~headless_client.RoundRobin`).
+        resolver: the resolver (default: a :class:`~headless_client.Resolver` reading the
+            system's resolv.conf). Anything with ``qualify``, ``resolve``, ``resolve_host``
+            and ``timeout`` works.
+        strategy: the pick strategy instance (default :class:`~headless_client.RoundRobin`).
+        protocol: the SRV protocol of a named port.
+        namespace: the namespace of one-label names (default: the resolver's).
+        refresh: refresh timing (:class:`~headless_client.RefreshPolicy`).
+        health: passive health (:class:`~headless_client.HealthPolicy`).
+        connect: defaults of :meth:`connect` (:class:`~headless_client.ConnectPolicy`).
+        min_refresh, max_refresh, empty_grace, jitter, backoff: 0.1.0's flat spelling of
+            the :class:`~headless_client.RefreshPolicy` fields; they override *refresh*.
+        clock: monotonic seconds (tests pass :class:`headless_client.testing.FakeClock`).
 
     Raises:
-        InvalidName: a bad service name, port, or refresh/health setting.
+        InvalidName: a bad service name, port, or setting (naming the value).
+        InvalidArgument: an argument of the wrong type (a strategy class, a str resolver).
     """
 
-    def _default_resolver(self) -> Resolver:
-        return Resolver()
+    def __init__(
+        self,
+        service: str,
+        port: int | str | None = None,
+        *,
+        resolver: Any = None,
+        strategy: Strategy | object | None = None,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+        refresh: RefreshPolicy | None = None,
+        health: HealthPolicy | None = None,
+        connect: ConnectPolicy | None = None,
+        min_refresh: float | None = None,
+        max_refresh: float | None = None,
+        empty_grace: float | None = None,
+        jitter: float | None = None,
+        backoff: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
+        settings = settings_from(
+            service, port, resolver, strategy, protocol, namespace, refresh, health, connect,
+            min_refresh, max_refresh, empty_grace, jitter, backoff, clock,
+            default_resolver=Resolver, awaited=False,
+        )
+        self._init(settings)
 
-    def _init_shell(self) -> None:
-        self._cv = threading.Condition()
-        self._thread: threading.Thread | None = None
-        self._manual_wanted = 0
-        self._manual_served = 0
-        self._interrupt: Interrupt | None = None
-        self._closed_by_refresher = False
+    def _init(self, settings: ServiceSettings) -> None:
+        check_resolver(settings.resolver, awaited=False)
+        self._settings = settings
+        self._clock = settings.clock
+        self._resolver = settings.resolver
+        self._core = core = settings.core()
+        self._runner = LookupRunner(
+            settings.resolver, settings.service, settings.port, settings.protocol, settings.namespace
+        )
+        self._waiters = waiters = _Waiters()
+        register_waker(self._clock, waiters)
+        self._entry: ServiceEntry | None = None
+        self._remove_listener = core.listen(waiters.wake)
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- reading (no lock, no I/O) ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The service's FQDN."""
+        return self._core.name
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._core.closed
+
+    @property
+    def strategy(self) -> Any:
+        """The pick strategy."""
+        return self._core.strategy
+
+    @property
+    def resolver(self) -> Any:
+        """The resolver."""
+        return self._resolver
+
+    @property
+    def endpoints(self) -> EndpointSet:
+        """The current view from DNS (ejected endpoints included)."""
+        return self._core.view.snapshot
+
+    @property
+    def healthy_endpoints(self) -> EndpointSet:
+        """What strategies see: the view without ejected endpoints (panic rule applied)."""
+        return self._core.view.usable
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the latest resolution, or None if it succeeded (or found nothing)."""
+        return self._core.last_error
+
+    @property
+    def core(self) -> ServiceCore:
+        """The sans-I/O core this service drives (integrations and tools read it)."""
+        return self._core
+
+    def pick(
+        self,
+        key: object | None = None,
+        *,
+        partition: Hashable | None = None,
+        ordinal: int | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        any_pod: bool = False,
+        request: Request | None = None,
+    ) -> Endpoint:
+        """One endpoint for a call, chosen by the strategy from the current view.
+
+        Args:
+            key: strategy input (a sticky key, a write key...).
+            partition: the partition whose leader is wanted (ejected or not).
+            ordinal, hostname: a specific pod (ejected or not).
+            role: ``"read"`` or ``"write"`` (:class:`~headless_client.PrimaryReplica`).
+            any_pod: any pod will do (metadata calls to a partitioned service).
+            request: a whole :class:`~headless_client.Request` instead of the fields.
+
+        Raises:
+            ServiceNotStarted: the service was never started (nor refreshed).
+            NoEndpointsAvailable: the view is empty (or the strategy found none).
+            LeaderNotAvailable: ``partition`` has no leader in the view.
+            EndpointNotFound: the pinned pod is not in the view.
+            TypeError: the key or partition does not suit the strategy.
+        """
+        if (
+            request is None
+            and partition is None
+            and ordinal is None
+            and hostname is None
+            and role is None
+            and not any_pod
+        ):
+            return self._core.quick(key)
+        if request is None:
+            request = Request(key, partition, ordinal, hostname, role, any_pod)
+        return self._core.pick(request)
+
+    def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
+        """A specific pod by StatefulSet ordinal or hostname (ejected or not).
+
+        Raises:
+            EndpointNotFound: no such pod in the current view.
+            InvalidName: neither or both of ordinal/hostname, or a bad ordinal.
+        """
+        return self._core.endpoint(ordinal, hostname)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def report_failure(self, endpoint: Endpoint | int | str) -> None:
+        """A call to *endpoint* (an endpoint, a pod ordinal or hostname) failed: eject it
+        for a while and refresh DNS early.
+
+        Raises:
+            EndpointNotFound: an ordinal or hostname not in the view.
+            InvalidArgument: another type.
+        """
+        self._core.report_failure(endpoint, self._clock())
+
+    def report_success(self, endpoint: Endpoint | int | str, latency: float | None = None) -> None:
+        """A call to *endpoint* succeeded (in *latency* seconds): clear its ejection."""
+        self._core.report_success(endpoint, latency, self._clock())
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(old, new)`` on every published change; returns an unsubscribe.
+
+        Callbacks run on the library's events thread, in order of publication, one at a
+        time; one may call :meth:`refresh` or :meth:`close`. An exception in one is logged
+        and affects neither the refresher nor the other callbacks.
+        """
+        return self._core.subscribe(callback)
+
+    # -- lifecycle -----------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
         self.start()
@@ -69,109 +254,129 @@ class HeadlessService(ServiceView[Resolver]):
         self.close()
 
     def start(self) -> None:
-        """Resolve once, then start the refresher thread (idempotent)."""
-        with self._cv:
-            if self._closed:
-                raise HeadlessClientError(f"{self.name}: service is closed")
-            if self._thread is not None:
-                return
-            if self._interrupt is None:
-                self._interrupt = Interrupt()
-        event, decision_delay = self._refresh_once()
-        next_refresh = self._clock() + decision_delay
-        # Deliver the first event before the refresher exists: delivered after, a slow
-        # callback would let the refresher deliver the next event first, concurrently.
-        if event is not None:
-            self._deliver(event)
-        with self._cv:
-            if self._closed or self._thread is not None:
-                return  # closed (or started) meanwhile, by a callback or another thread
-            self._next_refresh = next_refresh
-            self._thread = threading.Thread(
-                target=self._run, name=f"headless-client-refresh[{self.name}]", daemon=True
-            )
-            self._thread.start()
+        """Resolve once (on this thread), then refresh in the background (idempotent;
+        concurrent calls wait for the first).
+
+        Raises:
+            ServiceClosed: the service was closed.
+        """
+        core = self._core
+        if not core.begin_start():
+            self._wait_started()
+            return
+        ok = False
+        try:
+            self._resolve_inline()
+            ok = True
+        finally:
+            core.start_done(ok=ok)
+        if core.closed:
+            return
+        entry = ServiceEntry(weakref.ref(core), self._runner, core.name)
+        self._entry = entry
+        refresher = refresher_for(self._clock)
+        core.listen(lambda: refresher.poke(entry))
+        refresher.add(entry)
+        # Not started without close(): collected, the service stops and says so.
+        self._finalizer = weakref.finalize(self, _collected, entry, repr(self))
+
+    def _wait_started(self) -> None:
+        core = self._core
+        cv = self._waiters.cv
+        with cv:
+            while core.phase == "starting":
+                cv.wait(real_timeout(self._clock, self._clock() + 1.0))
+        if core.phase == "new":  # the first caller failed unexpectedly: try ourselves
+            self.start()
+
+    def _resolve_inline(self) -> None:
+        core = self._core
+        action = core.begin_resolve()
+        answer: EndpointSet | None = None
+        error: BaseException | None = None
+        try:
+            answer = self._runner.resolve_blocking()
+        except ResolutionError as exc:
+            error = exc
+        except Exception as exc:  # a custom resolver's bug: logged by the core, not fatal
+            error = exc
+        except BaseException:
+            core.resolved(self._clock(), action.previous, None)
+            raise
+        core.resolved(self._clock(), answer, error)
+        if core.has_events():
+            dispatcher().post(core)
 
     def close(self) -> None:
-        """Stop the refresher and wait for it; harmless to call twice."""
-        with self._cv:
-            self._closed = True
-            self._cv.notify_all()
-            thread = self._thread
-            interrupt = self._interrupt
-            if thread is threading.current_thread():
-                self._closed_by_refresher = True
-        if interrupt is not None:
-            # Ends a query in flight at once instead of at the resolver's timeout.
-            interrupt.set()
-        if thread is not None and thread is not threading.current_thread():
-            thread.join(self._resolver.timeout + 1.0)
-            if thread.is_alive():  # pragma: no cover - resolver timeouts bound every query
-                log.warning("%s: refresher did not stop in time", self.name)
-                return
-        if interrupt is not None and (thread is None or not thread.is_alive()):
-            with self._cv:
-                self._interrupt = None
-            interrupt.close()
+        """Stop refreshing; harmless to call twice. Waits briefly for the refresher to let
+        go of the service (not when called from a subscriber callback)."""
+        core = self._core
+        if not core.close():
+            return
+        finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer.detach()
+        entry = self._entry
+        if entry is not None and not dispatcher().on_thread:
+            entry.stopped.wait(CLOSE_WAIT)
+        self._remove_listener()
 
-    # -- blocking calls ----------------------------------------------------------------
+    # -- blocking calls -------------------------------------------------------------------------
 
     def refresh(self) -> EndpointSet:
         """Resolve now and return the resulting view.
 
+        Before ``start()``, resolves on this thread (without starting the refresher).
+
         Raises:
             ResolutionError: this resolution failed (the last good view is kept).
-            HeadlessClientError: the service is closed.
+            ServiceClosed: the service is (or was meanwhile) closed.
         """
-        with self._cv:
-            if self._closed:
-                raise HeadlessClientError(f"{self.name}: service is closed")
-            # From the refresher itself (a subscriber callback), resolve inline: waiting for
-            # the refresher would wait for ourselves.
-            running = self._thread is not None and self._thread is not threading.current_thread()
-            if running:
-                self._manual_wanted += 1
-                target = self._manual_wanted
-                self._cv.notify_all()
-                deadline = self._clock() + 2 * self._resolver.timeout + 1.0
-                while self._manual_served < target and not self._closed:
-                    left = deadline - self._clock()
-                    if left <= 0:
-                        raise ResolutionError(f"{self.name}: refresh did not complete in time")
-                    self._cv.wait(left)
-                error = self._last_error
-        if not running:
-            event, _ = self._refresh_once()
-            if event is not None:
-                self._deliver(event)
-            error = self._last_error
+        core = self._core
+        if core.closed:
+            raise core.closed_error("refresh")
+        if core.phase == "new":
+            self._resolve_inline()
+        else:
+            ticket = core.want_refresh()
+            budget = 2 * self._runner.timeout + 1.0
+            deadline = self._clock() + budget
+            cv = self._waiters.cv
+            with cv:
+                while not core.served(ticket):
+                    if core.closed:
+                        raise ServiceClosed(f"{core.name}: closed while refreshing")
+                    if self._clock() >= deadline:
+                        raise ResolutionError(f"{core.name}: refresh did not complete within {budget:g}s")
+                    cv.wait(real_timeout(self._clock, deadline))
+        error = core.last_error
         if error is not None and not isinstance(error, ServiceNotFound):
             raise error
-        return self.endpoints
+        return core.view.snapshot
 
     def wait_for(self, min_endpoints: int = 1, timeout: float | None = None) -> EndpointSet:
         """Block until the view holds at least *min_endpoints*; returns it.
 
+        *timeout* ``None`` (or infinity) waits as long as it takes.
+
         Raises:
             WaitTimeout: not reached within *timeout* seconds (names the service).
+            ServiceClosed: the service is (or was meanwhile) closed.
+            InvalidName: a negative *min_endpoints* or *timeout*.
         """
-        if isinstance(min_endpoints, bool) or not isinstance(min_endpoints, int) or min_endpoints < 0:
-            raise ValueError(f"min_endpoints must be an int >= 0: {min_endpoints!r}")
-        deadline = None if timeout is None else self._clock() + timeout
-        with self._cv:
-            while len(self.endpoints) < min_endpoints:
-                if self._closed:
-                    raise HeadlessClientError(f"{self.name}: service is closed")
-                left = None if deadline is None else deadline - self._clock()
-                if left is not None and left <= 0:
-                    raise WaitTimeout(
-                        f"{self.name}: {len(self.endpoints)} endpoints after {timeout}s, "
-                        f"wanted {min_endpoints}"
-                    )
-                self._cv.wait(left)
-            return self.endpoints
+        core = self._core
+        deadline = self._settings.wait_deadline(min_endpoints, timeout, self._clock())
+        cv = self._waiters.cv
+        with cv:
+            while len(core.view.snapshot) < min_endpoints:
+                if core.closed:
+                    raise core.closed_error("wait_for")
+                if self._clock() >= deadline:
+                    raise self._settings.wait_timeout(core, min_endpoints, timeout)
+                cv.wait(real_timeout(self._clock, deadline))
+            return core.view.snapshot
 
-    # -- connecting ------------------------------------------------------------------------
+    # -- connecting ----------------------------------------------------------------------------
 
     def connect(
         self,
@@ -179,98 +384,93 @@ class HeadlessService(ServiceView[Resolver]):
         *,
         partition: Hashable | None = None,
         ordinal: int | None = None,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
+        timeout: float | None = None,
+        attempts: int | None = None,
         total_timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         source_address: tuple[str, int] | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        request: Request | None = None,
     ) -> socket.socket:
         """A connected socket (TLS-wrapped with *ssl_context*) to a pod.
 
-        By default to the strategy's pick for *key*, retrying on other pods; with
-        ``ordinal=`` to that pod only, with ``partition=`` to that partition's leader
-        (both retried on the same pod after a short backoff, re-resolving its name in
-        case it moved). A failed attempt ejects the endpoint and schedules an early DNS
-        refresh. With TLS the certificate must match the pod's FQDN (else the service's);
-        a certificate that does not verify is not retried.
+        By default to the strategy's pick for *key*, retrying on other pods; pinned (with
+        ``ordinal=``/``hostname=``, ``partition=``, or a write to a primary) to that pod
+        only, retried after a short back-off, re-resolving its name in case it moved. A
+        failed attempt ejects the endpoint and schedules an early DNS refresh. With TLS the
+        certificate must match the pod's FQDN (else the service's); a certificate that
+        does not verify is not retried.
 
         At most *attempts* dials, each within *timeout* seconds, all within
-        *total_timeout* (default ``timeout * attempts``): no attempt or backoff runs past
-        it. A pinned pod's name is re-resolved between attempts only when the resolver's
-        own timeout fits in the time left.
+        *total_timeout* (defaults: the service's :class:`~headless_client.ConnectPolicy`).
 
         Raises:
-            EndpointNotFound: ``ordinal`` is not in the view (at once, no retry).
+            EndpointNotFound: a pinned pod is not in the view (at once, no retry).
             NoEndpointsAvailable / LeaderNotAvailable: nothing to connect to.
-            ConnectError: every attempt failed; lists each endpoint tried and its error,
-                in order (``__cause__``: the last error).
+            ConnectError: every attempt failed; lists each endpoint tried and its error.
+            ServiceClosed: the service is closed (or was closed while connecting).
+            InvalidName / InvalidArgument: a bad timeout, TLS context or source address.
         """
         sock, endpoint = self._connect(
-            ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
+            self._settings.request(key, partition, ordinal, hostname, role, request),
+            self._settings.connect_policy(timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
         # The socket is the caller's now: this call's in-flight count ends here.
-        self._finish(endpoint)
+        self._core.finished(endpoint)
         return sock
 
     def _connect(
         self,
-        plan: ConnectPlan,
+        request: Request,
+        policy: ConnectPolicy,
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[socket.socket, Endpoint]:
-        plan.start(self._clock())
-        retrying = tenacity.Retrying(
-            stop=lambda state: plan.should_stop(state, self._clock()),
-            wait=plan.backoff,
-            retry=tenacity.retry_if_exception_type(_Retry),
-            sleep=self._sleep_unless_closed,
-            reraise=True,
-        )
-        try:
-            for attempt in retrying:
-                with attempt:
-                    return self._attempt(plan, ssl_context, source_address)
-        except _Retry:
-            pass
-        raise plan.final_error()
+        check_dial_options(ssl_context, source_address)
+        core, clock = self._core, self._clock
+        plan = core.connect_plan(request, policy, clock(), self._runner.timeout)
+        while True:
+            action = plan.next(clock())
+            if isinstance(action, Dial):
+                endpoint = action.endpoint
+                # Counted in flight while dialling, so report_failure's decrement balances it.
+                core.started(endpoint)
+                try:
+                    sock = _dial(endpoint, action, ssl_context, source_address)
+                except OSError as exc:
+                    # Through the public method, so a subclass hooking it sees dial failures.
+                    self.report_failure(endpoint)
+                    plan.failed(endpoint, exc, clock())
+                    continue
+                except BaseException:
+                    core.finished(endpoint)
+                    raise
+                return sock, endpoint
+            if isinstance(action, Backoff):
+                self._sleep(action.seconds)
+            elif isinstance(action, Reresolve):
+                try:
+                    found: EndpointSet | None = self._runner.resolve_host_blocking(
+                        action.endpoint.hostname or "", action.endpoint.port
+                    )
+                except ResolutionError:
+                    found = None
+                plan.reresolved(action.endpoint, found)
+            else:
+                assert isinstance(action, GiveUp)
+                raise action.error
 
-    def _attempt(
-        self,
-        plan: ConnectPlan,
-        ssl_context: ssl.SSLContext | None,
-        source_address: tuple[str, int] | None,
-    ) -> tuple[socket.socket, Endpoint]:
-        endpoint = plan.target()
-        timeout = plan.dial_timeout(self._clock(), endpoint)
-        # Counted in flight while dialling, so report_failure's decrement balances it
-        # (instead of taking one off a request of another thread).
-        self._started(endpoint)
-        try:
-            sock = open_socket(endpoint, timeout, ssl_context, plan.server_hostname(endpoint), source_address)
-        except OSError as exc:
-            self.report_failure(endpoint)
-            if plan.failed(endpoint, exc, self._clock(), self._resolver.timeout):
-                plan.override = self._reresolve(endpoint)
-            raise _Retry from exc
-        except BaseException:
-            self._finish(endpoint)
-            raise
-        return sock, endpoint
-
-    def _reresolve(self, endpoint: Endpoint) -> Endpoint | None:
-        """The pod's current endpoint by its name: it may have restarted with a new IP."""
-        assert endpoint.hostname is not None
-        try:
-            return fresh_endpoint(endpoint, self._resolver.resolve_host(endpoint.hostname, endpoint.port))
-        except ResolutionError:
-            return None
-
-    def _sleep_unless_closed(self, seconds: float) -> None:
-        with self._cv:
-            if not self._closed:
-                self._cv.wait(seconds)
+    def _sleep(self, seconds: float) -> None:
+        """Wait *seconds*, or less if the service is closed meanwhile."""
+        core = self._core
+        deadline = self._clock() + seconds
+        cv = self._waiters.cv
+        with cv:
+            while not core.closed and self._clock() < deadline:
+                cv.wait(real_timeout(self._clock, deadline))
 
     @contextlib.contextmanager
     def connection(
@@ -279,163 +479,80 @@ class HeadlessService(ServiceView[Resolver]):
         *,
         partition: Hashable | None = None,
         ordinal: int | None = None,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
+        timeout: float | None = None,
+        attempts: int | None = None,
         total_timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         source_address: tuple[str, int] | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        request: Request | None = None,
     ) -> Iterator[socket.socket]:
         """``with svc.connection(key) as sock:`` connect, then report the outcome.
 
         On a clean exit the endpoint's latency (connect to exit) is reported as a success
         (feeding LeastLoaded); an ``OSError`` inside the block reports a failure. Any
-        other exception ends the request's in-flight count without judging the pod (a
+        other exception ends the call's in-flight count without judging the pod (a
         ``NotLeader`` says nothing about its health). The socket is closed on exit.
         Arguments and errors as :meth:`connect`.
         """
         sock, endpoint = self._connect(
-            ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
+            self._settings.request(key, partition, ordinal, hostname, role, request),
+            self._settings.connect_policy(timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
-        # In flight since _attempt counted it.
         start = self._clock()
         try:
             with sock:
                 yield sock
         except OSError:
-            self.report_failure(endpoint)
+            self._core.report_failure(endpoint, self._clock())
             raise
         except BaseException:
-            self._finish(endpoint)
+            self._core.finished(endpoint)
             raise
-        self.report_success(endpoint, self._clock() - start)
+        self._core.report_success(endpoint, self._clock() - start, self._clock())
 
     def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """A pod answered "not the leader" for *partition*: update routing.
 
         The strategy's leader map is re-read (rate-limited) and *hint*, when given, is
         used at once; if the hinted pod is not in the view, DNS is refreshed now (even
-        when re-reading the map failed), so the next ``connect(partition=...)`` finds it.
-        The usual loop::
+        when re-reading the map failed), so the next ``connect(partition=...)`` finds it::
 
             except NotLeader as exc:
                 svc.not_leader(exc.partition, exc.hint)
 
         Raises:
-            TypeError: the strategy is not a :class:`PartitionLeader`, or a bad hint.
+            InvalidArgument: the strategy routes no partitions, or a bad hint.
             Exception: whatever the leader map's callable raised (the hint still applies).
         """
-        strategy = self._leaders
-        if strategy is None:
-            raise TypeError(
-                f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
-            )
         try:
-            strategy.not_leader(partition, hint)
+            self._core.not_leader(partition, hint)
         finally:
-            if self._unknown_pod(hint):
+            if self._core.lacks_pod(hint):
                 try:
                     self.refresh()
                 except ResolutionError as exc:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
-    # -- the refresher -------------------------------------------------------------------
-
-    def _refresh_once(self) -> tuple[Event | None, float]:
-        """One resolution, applied; returns the event to deliver and the next delay."""
-        answer: EndpointSet | None = None
-        error: BaseException | None = None
-        interrupt = self._interrupt
-        try:
-            with self._resolver._interruptible(interrupt) if interrupt else contextlib.nullcontext():
-                answer = self._resolver.resolve(
-                    self._service, self._port, protocol=self._protocol, namespace=self._namespace
-                )
-        except ResolutionError as exc:
-            if self._closed:
-                # Interrupted by close(): not a DNS failure worth a warning.
-                return None, 0.0
-            error = exc
-        decision = self._publish_result(answer, error)
-        event = self._apply(decision)
-        with self._cv:
-            self._last_error = error
-            self._cv.notify_all()
-        return event, decision.delay
-
-    def _run(self) -> None:
-        while True:
-            with self._cv:
-                manual = self._wait_until_due()
-                if manual is None:
-                    # close() releases the interrupt after joining us, except when it was
-                    # called from a subscriber, on this thread: then nobody else will.
-                    interrupt = self._interrupt
-                    if interrupt is not None and self._closed_by_refresher:
-                        self._interrupt = None
-                        interrupt.close()
-                    return
-            try:
-                event, delay = self._refresh_once()
-            except Exception:  # never let the refresher die
-                log.exception("%s: refresh failed unexpectedly", self.name)
-                event, delay = None, self._policy.max_refresh
-            with self._cv:
-                self._next_refresh = self._clock() + delay
-                self._manual_served = max(self._manual_served, manual)
-                self._cv.notify_all()
-            if event is not None:
-                self._deliver(event)
-
-    def _wait_until_due(self) -> int | None:
-        """Under the condition: sleep until a refresh is due; None once closed."""
-        while not self._closed:
-            now = self._clock()
-            if now >= self._health_wake:
-                self._rebuild_healthy()
-                self._health_wake = self._next_health_expiry() or math.inf
-                continue
-            if self._manual_wanted > self._manual_served:
-                self._early = False  # this refresh serves the early request too
-                return self._manual_wanted
-            due = self._next_refresh
-            if self._early:
-                due = min(due, self._state.earliest_early_refresh(now))
-            if now >= due:
-                self._early = False
-                return self._manual_wanted
-            self._cv.wait(min(due, self._health_wake) - now)
-        return None
-
-    def _deliver(self, event: Event) -> None:
-        # A callback may call refresh(), which publishes again from this same thread:
-        # that event waits in the queue until the current one reached every callback.
-        self._outbox.append(event)
-        if self._delivering:
-            return
-        self._delivering = True
-        try:
-            while self._outbox:
-                old, new = self._outbox.popleft()
-                for callback in self._subscribers:
-                    try:
-                        callback(old, new)
-                    except Exception:
-                        log.exception("%s: subscriber %r raised", self.name, callback)
-        finally:
-            self._delivering = False
-
-    def _request_early_refresh(self) -> None:
-        with self._cv:
-            self._early = True
-            self._cv.notify_all()
-
-    def _health_changed(self) -> None:
-        with self._cv:
-            self._health_wake = min(self._health_wake, self._next_health_expiry() or math.inf)
-            self._cv.notify_all()
-
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("running" if self._thread else "new")
-        return f"<HeadlessService {self.name} port={self._port!r} {state} {len(self.endpoints)} endpoints>"
+        return f"<HeadlessService {self._core.describe()}>"
+
+
+def _dial(
+    endpoint: Endpoint,
+    action: Dial,
+    ssl_context: ssl.SSLContext | None,
+    source_address: tuple[str, int] | None,
+) -> socket.socket:
+    return open_socket(endpoint, action.timeout, ssl_context, action.server_hostname, source_address)
+
+
+def _collected(entry: ServiceEntry, text: str) -> None:
+    """A started service was garbage-collected without ``close()``."""
+    core = entry.core()
+    if core is not None and not core.closed:
+        core.close()
+    warnings.warn(f"unclosed {text}: call close() or use 'with'", ResourceWarning, stacklevel=2)

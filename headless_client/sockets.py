@@ -6,8 +6,36 @@ import socket
 import ssl
 
 from .endpoints import Endpoint
+from .errors import InvalidArgument, InvalidName
 
-__all__ = ["open_socket"]
+__all__ = ["check_dial_options", "open_socket"]
+
+
+def check_dial_options(ssl_context: object, source_address: object) -> None:
+    """Refuse a TLS context or source address that would fail deep inside a dial.
+
+    Raises:
+        InvalidArgument: *ssl_context* is not an :class:`ssl.SSLContext`, or
+            *source_address* is not a ``(host, port)`` tuple.
+        InvalidName: a source port outside 0..65535.
+    """
+    if ssl_context is not None and not isinstance(ssl_context, ssl.SSLContext):
+        raise InvalidArgument(
+            f"ssl_context must be an ssl.SSLContext (e.g. ssl.create_default_context()), "
+            f"not {type(ssl_context).__name__}: {ssl_context!r}"
+        )
+    if source_address is None:
+        return
+    if (
+        not isinstance(source_address, tuple)
+        or len(source_address) != 2
+        or not isinstance(source_address[0], str)
+        or isinstance(source_address[1], bool)
+        or not isinstance(source_address[1], int)
+    ):
+        raise InvalidArgument(f"source_address must be a (host, port) tuple: {source_address!r}")
+    if not 0 <= source_address[1] <= 65535:
+        raise InvalidName(f"source_address port must be in 0..65535: {source_address!r}")
 
 
 def open_socket(

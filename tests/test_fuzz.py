@@ -34,7 +34,7 @@ import headless_client as hc
 from headless_client.errors import HeadlessClientError, InvalidName, ResolutionError
 from headless_client.lookup import LookupOptions, plan_srv
 from headless_client.records import glue_from_message, in_domain, is_host_name, parse_networks, srv_targets
-from headless_client.view import ServiceView
+from headless_client.testing import StaticResolver
 from headless_client.wire import (
     Nameserver,
     Pending,
@@ -140,13 +140,13 @@ def test_ordinals(ordinal, statefulset_name):
 @INPUT
 @given(ordinal=st.one_of(st.integers(min_value=-5, max_value=10**20), st.booleans(), st.floats(), st.text(max_size=3)))
 def test_endpoint_by_ordinal(ordinal):
-    view = ServiceView("web.prod", 80)
-    try:
-        view.endpoint(ordinal=ordinal)
-    except (InvalidName, hc.EndpointNotFound) as exc:
-        assert names_value(str(exc), ordinal), str(exc)
-    else:  # pragma: no cover - the view is empty
-        raise AssertionError("an empty view found an endpoint")
+    with hc.HeadlessService("web.prod", 80, resolver=StaticResolver()) as view:
+        try:
+            view.endpoint(ordinal=ordinal)
+        except (InvalidName, hc.EndpointNotFound) as exc:
+            assert names_value(str(exc), ordinal), str(exc)
+        else:  # pragma: no cover - the view is empty
+            raise AssertionError("an empty view found an endpoint")
 
 
 @INPUT
@@ -238,7 +238,8 @@ PARTITION = st.one_of(st.integers(-3, 10), st.text(max_size=5), st.tuples(st.tex
 @given(partition=PARTITION)
 def test_partitions(partition):
     leaders = {0: 0, 1: 1, ("orders", 2): "web-2", "p": 4}
-    view = ServiceView("web.prod", 80, strategy=hc.PartitionLeader(leaders))
+    view = hc.HeadlessService("web.prod", 80, resolver=StaticResolver(), strategy=hc.PartitionLeader(leaders))
+    view.start()
     strategy = view.strategy
     try:
         leader = strategy.pick(ENDPOINTS, partition)
@@ -252,6 +253,8 @@ def test_partitions(partition):
         view.pick(partition=partition)
     except (hc.NoEndpointsAvailable, TypeError) as exc:
         assert isinstance(exc, HeadlessClientError | TypeError)
+    finally:
+        view.close()
 
 
 @INPUT

@@ -26,7 +26,7 @@ from headless_client import (
 )
 
 NAME = "web.prod.svc.cluster.local"
-THREAD = f"headless-client-refresh[{NAME}]"
+THREAD = "headless-client-refresher"
 
 
 def pod(i: int, ttl: int | None = None) -> Endpoint:
@@ -71,7 +71,15 @@ class ScriptedResolver(Resolver):
 
 
 def refresher_threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name.startswith("headless-client-refresh[")]
+    return [t for t in threading.enumerate() if t.name == THREAD]
+
+
+def driven() -> int:
+    """Services the process-wide refresher drives now."""
+    from headless_client.clock import monotonic
+    from headless_client.refresher import refresher_for
+
+    return refresher_for(monotonic).service_count()
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
@@ -105,32 +113,43 @@ def service(made: list[HeadlessService], resolver: Resolver, **kwargs: object) -
 # -- lifecycle ------------------------------------------------------------------------------
 
 
-def test_context_manager_resolves_once_and_starts_a_named_daemon_thread(made: list[HeadlessService]) -> None:
+def test_context_manager_resolves_once_and_starts_the_shared_refresher(made: list[HeadlessService]) -> None:
+    """Entering resolves once and hands the service to the process's refresher thread,
+    a named daemon; closing takes it off again."""
     resolver = ScriptedResolver(pods(0, 1, 2))
     svc = service(made, resolver)
+    base = driven()
     assert svc.name == NAME
     assert "new" in repr(svc)
-    assert refresher_threads() == []
     with svc:
         assert resolver.calls >= 1
         assert svc.endpoints == pods(0, 1, 2)
-        threads = [t for t in refresher_threads() if t.name == THREAD]
+        assert driven() == base + 1
+        threads = refresher_threads()
         assert len(threads) == 1
         assert threads[0].daemon
         assert "running 3 endpoints" in repr(svc)
     assert svc.closed
-    assert refresher_threads() == []
-    assert not threads[0].is_alive()
+    assert driven() == base
     svc.close()  # twice: harmless
     assert "closed" in repr(svc)
 
 
 def test_start_is_idempotent_and_closed_service_refuses_work(made: list[HeadlessService]) -> None:
+    """A second start() changes nothing; a closed service refuses start, refresh and
+    wait_for with ServiceClosed, and its last view stays readable."""
+    from headless_client import ServiceClosed
+
     svc = service(made, ScriptedResolver(pods(0)))
+    base = driven()
     svc.start()
     svc.start()
+    assert driven() == base + 1
     assert len(refresher_threads()) == 1
     svc.close()
+    for call in (svc.start, svc.refresh, lambda: svc.wait_for(5, timeout=1)):
+        with pytest.raises(ServiceClosed, match="closed"):
+            call()
     with pytest.raises(HeadlessClientError, match="closed"):
         svc.start()
     with pytest.raises(HeadlessClientError, match="closed"):
@@ -146,16 +165,13 @@ def test_close_without_start_and_close_from_a_callback(made: list[HeadlessServic
     idle = service(made, resolver)
     idle.close()
     assert idle.closed
+    base = driven()
     svc = service(made, resolver)
     svc.start()
-    thread = next(t for t in refresher_threads() if t.name == THREAD)
+    assert driven() == base + 1
     svc.subscribe(lambda old, new: svc.close())
     resolver.set(pods(0, 1))
-    thread.join(5.0)
-    assert not thread.is_alive()
-    assert svc.closed
-    # Nobody else will call close(): the refresher released its wake-up socket pair itself.
-    assert svc._interrupt is None
+    wait_until(lambda: svc.closed and driven() == base, 5, "closed from its own callback")
 
 
 @pytest.mark.parametrize(
@@ -253,11 +269,15 @@ def test_refresh_resolves_now_and_keeps_the_last_good_set_on_error(made: list[He
 
 
 def test_refresh_before_start_resolves_inline(made: list[HeadlessService]) -> None:
+    """refresh() before start() resolves on the caller's thread, publishes the view (picks
+    work), and does not hand the service to the refresher."""
     resolver = ScriptedResolver(pods(2))
     svc = service(made, resolver)
+    base = driven()
     assert svc.refresh() == pods(2)
-    assert refresher_threads() == []
+    assert driven() == base
     assert svc.endpoint(ordinal=2) == pod(2)
+    assert svc.pick() == pod(2)
 
 
 # -- subscriptions ------------------------------------------------------------------------
@@ -289,7 +309,7 @@ def test_events_are_ordered_and_chained_and_a_raising_callback_is_isolated(
         assert events[-1][1] is svc.endpoints
         assert len(raised) == 4
         assert "subscriber bug" in caplog.text
-        assert any(t.name == THREAD and t.is_alive() for t in refresher_threads())
+        assert any(t.is_alive() for t in refresher_threads())
 
 
 def test_unsubscribed_callback_is_not_called(made: list[HeadlessService]) -> None:
@@ -412,7 +432,8 @@ def test_refresh_from_a_subscriber_callback():
 
 
 def test_connect_on_a_closed_service_does_not_dial():
-    """After close(), connect() stops with ConnectError without dialling a stale view."""
+    """After close(), connect() stops without dialling a stale view: a ConnectAborted,
+    both the ConnectError of 0.1.0 and a ServiceClosed."""
     import headless_client as hc
 
     svc = HeadlessService("web.prod", "http", resolver=ScriptedResolver(pods(0, 1)))
@@ -420,6 +441,7 @@ def test_connect_on_a_closed_service_does_not_dial():
     svc.close()
     with pytest.raises(hc.ConnectError, match="closed") as info:
         svc.connect(timeout=0.2)
+    assert isinstance(info.value, hc.ServiceClosed)
     assert info.value.attempts == ()
 
 

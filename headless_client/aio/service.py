@@ -1,52 +1,304 @@
-"""AsyncHeadlessService: :class:`~headless_client.HeadlessService` for asyncio."""
+"""AsyncHeadlessService: :class:`~headless_client.HeadlessService` for asyncio.
+
+The same core (:class:`~headless_client.core.ServiceCore`) as the sync service, driven by
+a short asyncio loop: one refresher task per service, on the loop that started it.
+Every decision (schedule, lifecycle, health, connect retries) is the core's; this module
+only awaits.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import inspect
-import math
+import logging
+import os
 import ssl
-from collections.abc import AsyncIterator, Hashable
+import warnings
+import weakref
+from collections.abc import AsyncIterator, Callable, Hashable
+from typing import Any
 
-import tenacity
 from typing_extensions import Self
 
-from ..connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, fresh_endpoint
+from .._settings import settings_from
+from ..clock import Clock, real_timeout, register_waker
+from ..connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
+from ..core import STOP, Resolve, ServiceCore, Subscriber, WaitUntil
 from ..endpoints import Endpoint, EndpointSet
-from ..errors import HeadlessClientError, ResolutionError, ServiceNotFound, WaitTimeout
-from ..view import ServiceView, log
+from ..errors import ResolutionError, ServiceClosed, ServiceNotFound
+from ..health import HealthPolicy
+from ..lookup_runner import LookupRunner, check_resolver
+from ..refresh import RefreshPolicy
+from ..request import Request, Role
+from ..sockets import check_dial_options
+from ..strategies import Strategy
 from . import streams as _streams
 from .resolver import AsyncResolver
 from .streams import Streams
 
 __all__ = ["AsyncHeadlessService"]
 
-
-class _Retry(Exception):
-    """One attempt failed in a way another attempt may fix."""
+log = logging.getLogger("headless_client.service")
 
 
-class AsyncHeadlessService(ServiceView[AsyncResolver]):
-    """:class:`~headless_client.HeadlessService` for asyncio.
+class _Signal:
+    """Wakes whatever a service awaits (its refresher task, ``wait_for``, back-offs) when
+    the core changes or a fake clock moves. Callable from any thread; holds no reference
+    to the service."""
+
+    __slots__ = ("__weakref__", "event", "loop")
+
+    def __init__(self) -> None:
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.event: asyncio.Event | None = None
+
+    def bind(self) -> asyncio.Event:
+        """The event of the running loop (a new one after moving to another loop)."""
+        loop = asyncio.get_running_loop()
+        if self.loop is not loop or self.event is None:
+            self.loop = loop
+            self.event = asyncio.Event()
+        return self.event
+
+    def wake(self) -> None:
+        loop, event = self.loop, self.event
+        if loop is None or event is None or loop.is_closed():
+            return
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            event.set()
+            return
+        with contextlib.suppress(RuntimeError):  # the loop closed meanwhile
+            loop.call_soon_threadsafe(event.set)
+
+    async def wait(self, clock: Clock, deadline: float, ready: Callable[[], bool]) -> None:
+        """Return once *ready()* holds or *deadline* passes (on *clock*)."""
+        event = self.bind()
+        while not ready() and clock() < deadline:
+            event.clear()
+            if ready():
+                return
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), real_timeout(clock, deadline))
+
+
+class _Delivery:
+    """Delivers a core's events on the loop, one at a time, in order; subscribers may be
+    coroutine functions (awaited) and may await ``refresh()``."""
+
+    __slots__ = ("busy",)
+
+    def __init__(self) -> None:
+        self.busy = False
+
+    async def run(self, core: ServiceCore) -> None:
+        if self.busy:
+            return  # the delivery in progress takes the queued events, in order
+        self.busy = True
+        try:
+            while core.has_events():
+                for event in core.take_events():
+                    for callback in core.subscribers:
+                        try:
+                            result = callback(event.old, event.new)
+                            if inspect.isawaitable(result):
+                                await result
+                        except Exception:
+                            log.exception("%s: subscriber %r raised", core.name, callback)
+        finally:
+            self.busy = False
+
+
+async def _refresher(
+    core_ref: weakref.ReferenceType[ServiceCore],
+    runner: LookupRunner,
+    clock: Clock,
+    signal: _Signal,
+    delivery: _Delivery,
+) -> None:
+    """The refresher task: ask the core, resolve or wait, report; until closed.
+
+    It holds the core only weakly between steps, so a service dropped without close()
+    can be collected (its finalizer then cancels this task).
+    """
+    event = signal.bind()
+    while True:
+        core = core_ref()
+        if core is None:
+            return
+        try:
+            action = core.next_action(clock())
+        except Exception:
+            log.exception("%s: planning the next refresh failed", core.name)
+            action = WaitUntil(clock() + core.refresh_policy.max_refresh)
+        if action is STOP:
+            return
+        if isinstance(action, Resolve):
+            del core
+            answer: EndpointSet | None = None
+            error: BaseException | None = None
+            try:
+                answer = await runner.resolve_async(action.previous)
+            except Exception as exc:  # the core logs what is not a ResolutionError
+                error = exc
+            core = core_ref()
+            if core is None:
+                return
+            core.resolved(clock(), answer, error)
+            if core.has_events():
+                await delivery.run(core)
+            continue
+        assert isinstance(action, WaitUntil)
+        del core
+        event.clear()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(event.wait(), real_timeout(clock, action.deadline))
+
+
+class AsyncHeadlessService:
+    """:class:`~headless_client.HeadlessService` for asyncio: the same arguments, errors
+    and behaviour.
 
     ``async with AsyncHeadlessService("web.prod", port="http") as svc:`` resolves once,
     starts the refresher task, and cancels and awaits it on exit. ``pick``, ``endpoint``,
-    ``subscribe`` and ``report_*`` are plain methods (no I/O); ``refresh``, ``wait_for``,
-    ``connect``, ``not_leader`` and ``close`` are awaited. Subscribers may be plain
-    functions or coroutine functions.
+    ``subscribe`` and ``report_*`` are plain methods (no I/O); ``start``, ``refresh``,
+    ``wait_for``, ``connect``, ``not_leader`` and ``close`` are awaited. Subscribers may
+    be plain functions or coroutine functions; they run on the refresher task, in order.
+
+    The service belongs to the loop that started it. ``close()`` from another loop (or
+    thread) cancels its task without waiting for it; in a forked child, a service started
+    in the parent moves to the child's loop at its first awaited call.
     """
 
-    def _default_resolver(self) -> AsyncResolver:
-        return AsyncResolver()
-
-    def _init_shell(self) -> None:
+    def __init__(
+        self,
+        service: str,
+        port: int | str | None = None,
+        *,
+        resolver: Any = None,
+        strategy: Strategy | object | None = None,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+        refresh: RefreshPolicy | None = None,
+        health: HealthPolicy | None = None,
+        connect: ConnectPolicy | None = None,
+        min_refresh: float | None = None,
+        max_refresh: float | None = None,
+        empty_grace: float | None = None,
+        jitter: float | None = None,
+        backoff: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
+        settings = settings_from(
+            service, port, resolver, strategy, protocol, namespace, refresh, health, connect,
+            min_refresh, max_refresh, empty_grace, jitter, backoff, clock,
+            default_resolver=AsyncResolver, awaited=True,
+        )
+        check_resolver(settings.resolver, awaited=True)
+        self._settings = settings
+        self._clock = settings.clock
+        self._resolver = settings.resolver
+        self._core = core = settings.core()
+        self._runner = LookupRunner(
+            settings.resolver, settings.service, settings.port, settings.protocol, settings.namespace
+        )
+        self._signal = signal = _Signal()
+        self._delivery = _Delivery()
+        register_waker(self._clock, signal)
+        core.listen(signal.wake)
         self._task: asyncio.Task[None] | None = None
-        self._wake = asyncio.Event()
-        self._changed = asyncio.Event()
-        self._refresh_lock = asyncio.Lock()
+        self._pid = os.getpid()
+        self._finalizer: weakref.finalize[Any, Any] | None = None
 
-    # -- lifecycle -------------------------------------------------------------------
+    # -- reading (no lock, no I/O) ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The service's FQDN."""
+        return self._core.name
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._core.closed
+
+    @property
+    def strategy(self) -> Any:
+        """The pick strategy."""
+        return self._core.strategy
+
+    @property
+    def resolver(self) -> Any:
+        """The resolver."""
+        return self._resolver
+
+    @property
+    def endpoints(self) -> EndpointSet:
+        """The current view from DNS (ejected endpoints included)."""
+        return self._core.view.snapshot
+
+    @property
+    def healthy_endpoints(self) -> EndpointSet:
+        """What strategies see: the view without ejected endpoints (panic rule applied)."""
+        return self._core.view.usable
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the latest resolution, or None if it succeeded (or found nothing)."""
+        return self._core.last_error
+
+    @property
+    def core(self) -> ServiceCore:
+        """The sans-I/O core this service drives (integrations and tools read it)."""
+        return self._core
+
+    def pick(
+        self,
+        key: object | None = None,
+        *,
+        partition: Hashable | None = None,
+        ordinal: int | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        any_pod: bool = False,
+        request: Request | None = None,
+    ) -> Endpoint:
+        """See :meth:`headless_client.HeadlessService.pick`."""
+        if (
+            request is None
+            and partition is None
+            and ordinal is None
+            and hostname is None
+            and role is None
+            and not any_pod
+        ):
+            return self._core.quick(key)
+        if request is None:
+            request = Request(key, partition, ordinal, hostname, role, any_pod)
+        return self._core.pick(request)
+
+    def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
+        """See :meth:`headless_client.HeadlessService.endpoint`."""
+        return self._core.endpoint(ordinal, hostname)
+
+    def report_failure(self, endpoint: Endpoint | int | str) -> None:
+        """See :meth:`headless_client.HeadlessService.report_failure`."""
+        self._core.report_failure(endpoint, self._clock())
+
+    def report_success(self, endpoint: Endpoint | int | str, latency: float | None = None) -> None:
+        """See :meth:`headless_client.HeadlessService.report_success`."""
+        self._core.report_success(endpoint, latency, self._clock())
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """See :meth:`headless_client.HeadlessService.subscribe` (callbacks run on the
+        refresher task; coroutine functions are awaited)."""
+        return self._core.subscribe(callback)
+
+    # -- lifecycle -----------------------------------------------------------------------------
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -56,60 +308,134 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
         await self.close()
 
     async def start(self) -> None:
-        """Resolve once, then start the refresher task (idempotent)."""
-        if self._closed:
-            raise HeadlessClientError(f"{self.name}: service is closed")
-        if self._task is not None:
+        """Resolve once, then start the refresher task (idempotent; concurrent calls wait
+        for the first).
+
+        Raises:
+            ServiceClosed: the service was closed.
+        """
+        self._adopt_after_fork()
+        core = self._core
+        if not core.begin_start():
+            await self._signal.wait(self._clock, float("inf"), lambda: core.phase != "starting")
+            if core.phase == "new":  # the first caller failed unexpectedly
+                await self.start()
             return
-        delay = await self._refresh_once()
-        self._next_refresh = self._clock() + delay
+        ok = False
+        try:
+            await self._resolve_inline()
+            ok = True
+        finally:
+            core.start_done(ok=ok)
+        if not core.closed:
+            self._start_task()
+            self._finalizer = weakref.finalize(self, _collected, self._task, repr(self))
+
+    def _start_task(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
-            self._run(), name=f"headless-client-refresh[{self.name}]"
+            _refresher(weakref.ref(self._core), self._runner, self._clock, self._signal, self._delivery),
+            name=f"headless-client-refresh[{self.name}]",
         )
 
-    async def close(self) -> None:
-        """Cancel the refresher task and wait for it; harmless to call twice."""
-        self._closed = True
-        self._wake.set()
-        self._changed.set()
-        task, self._task = self._task, None
-        if task is not None and task is not asyncio.current_task():
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+    async def _resolve_inline(self) -> None:
+        core = self._core
+        action = core.begin_resolve()
+        answer: EndpointSet | None = None
+        error: BaseException | None = None
+        try:
+            answer = await self._runner.resolve_async(action.previous)
+        except Exception as exc:
+            error = exc
+        except BaseException:
+            core.resolved(self._clock(), action.previous, None)
+            raise
+        core.resolved(self._clock(), answer, error)
+        if core.has_events():
+            await self._delivery.run(core)
 
-    # -- awaited calls -------------------------------------------------------------------
+    async def close(self) -> None:
+        """Cancel the refresher task and wait for it; harmless to call twice.
+
+        From another loop, or in a forked child, the task is cancelled (thread-safely)
+        without waiting for it.
+        """
+        core = self._core
+        core.close()
+        finalizer = self._finalizer
+        if finalizer is not None:
+            finalizer.detach()
+        task, self._task = self._task, None
+        if task is None or task.done():
+            return
+        if os.getpid() != self._pid:
+            return  # the parent's task: not ours to touch (it does not run here)
+        loop = task.get_loop()
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:  # pragma: no cover - close() is a coroutine
+            running = None
+        if running is not loop:
+            if not loop.is_closed():
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(task.cancel)
+            return
+        if task is asyncio.current_task():
+            return  # closed from a subscriber: the task ends at its next step
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    def _adopt_after_fork(self) -> None:
+        """In a forked child, forget the parent's task and loop; restart on this one."""
+        if os.getpid() == self._pid:
+            return
+        self._pid = os.getpid()
+        self._task = None
+        self._signal.loop = None
+        self._signal.event = None
+        if self._core.phase == "running":
+            self._start_task()
+
+    # -- awaited calls -----------------------------------------------------------------------------
 
     async def refresh(self) -> EndpointSet:
         """See :meth:`headless_client.HeadlessService.refresh`."""
-        if self._closed:
-            raise HeadlessClientError(f"{self.name}: service is closed")
-        await self._refresh_once()
-        error = self._last_error
+        self._adopt_after_fork()
+        core = self._core
+        if core.closed:
+            raise core.closed_error("refresh")
+        if core.phase == "new":
+            await self._resolve_inline()
+        else:
+            ticket = core.want_refresh()
+            budget = 2 * self._runner.timeout + 1.0
+            deadline = self._clock() + budget
+            await self._signal.wait(self._clock, deadline, lambda: core.served(ticket) or core.closed)
+            if not core.served(ticket):
+                if core.closed:
+                    raise ServiceClosed(f"{core.name}: closed while refreshing")
+                raise ResolutionError(f"{core.name}: refresh did not complete within {budget:g}s")
+        error = core.last_error
         if error is not None and not isinstance(error, ServiceNotFound):
             raise error
-        return self.endpoints
+        return core.view.snapshot
 
     async def wait_for(self, min_endpoints: int = 1, timeout: float | None = None) -> EndpointSet:
         """See :meth:`headless_client.HeadlessService.wait_for`."""
-        if isinstance(min_endpoints, bool) or not isinstance(min_endpoints, int) or min_endpoints < 0:
-            raise ValueError(f"min_endpoints must be an int >= 0: {min_endpoints!r}")
-        deadline = None if timeout is None else self._clock() + timeout
-        while len(self.endpoints) < min_endpoints:
-            if self._closed:
-                raise HeadlessClientError(f"{self.name}: service is closed")
-            left = None if deadline is None else deadline - self._clock()
-            if left is not None and left <= 0:
-                raise WaitTimeout(
-                    f"{self.name}: {len(self.endpoints)} endpoints after {timeout}s, "
-                    f"wanted {min_endpoints}"
-                )
-            self._changed.clear()
-            with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), left)
-        return self.endpoints
+        self._adopt_after_fork()
+        core = self._core
+        deadline = self._settings.wait_deadline(min_endpoints, timeout, self._clock())
+        while len(core.view.snapshot) < min_endpoints:
+            if core.closed:
+                raise core.closed_error("wait_for")
+            if self._clock() >= deadline:
+                raise self._settings.wait_timeout(core, min_endpoints, timeout)
+            await self._signal.wait(
+                self._clock, deadline, lambda: len(core.view.snapshot) >= min_endpoints or core.closed
+            )
+        return core.view.snapshot
 
-    # -- connecting ------------------------------------------------------------------------
+    # -- connecting ----------------------------------------------------------------------------
 
     async def connect(
         self,
@@ -117,73 +443,68 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
         *,
         partition: Hashable | None = None,
         ordinal: int | None = None,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
+        timeout: float | None = None,
+        attempts: int | None = None,
         total_timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         source_address: tuple[str, int] | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        request: Request | None = None,
     ) -> Streams:
         """See :meth:`headless_client.HeadlessService.connect`; returns (reader, writer)."""
         streams, endpoint = await self._connect(
-            ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
+            self._settings.request(key, partition, ordinal, hostname, role, request),
+            self._settings.connect_policy(timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
-        # The streams are the caller's now: this call's in-flight count ends here.
-        self._finish(endpoint)
+        self._core.finished(endpoint)
         return streams
 
     async def _connect(
         self,
-        plan: ConnectPlan,
+        request: Request,
+        policy: ConnectPolicy,
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[Streams, Endpoint]:
-        plan.start(self._clock())
-        retrying = tenacity.AsyncRetrying(
-            stop=lambda state: plan.should_stop(state, self._clock()),
-            wait=plan.backoff,
-            retry=tenacity.retry_if_exception_type(_Retry),
-            reraise=True,
-        )
-        try:
-            async for attempt in retrying:
-                with attempt:
-                    return await self._attempt(plan, ssl_context, source_address)
-        except _Retry:
-            pass
-        raise plan.final_error()
-
-    async def _attempt(
-        self,
-        plan: ConnectPlan,
-        ssl_context: ssl.SSLContext | None,
-        source_address: tuple[str, int] | None,
-    ) -> tuple[Streams, Endpoint]:
-        endpoint = plan.target()
-        timeout = plan.dial_timeout(self._clock(), endpoint)
-        self._started(endpoint)
-        try:
-            streams = await _streams.open_streams(
-                endpoint, timeout, ssl_context, plan.server_hostname(endpoint), source_address
-            )
-        except OSError as exc:
-            self.report_failure(endpoint)
-            if plan.failed(endpoint, exc, self._clock(), self._resolver.timeout):
-                plan.override = await self._reresolve(endpoint)
-            raise _Retry from exc
-        except BaseException:
-            self._finish(endpoint)
-            raise
-        return streams, endpoint
-
-    async def _reresolve(self, endpoint: Endpoint) -> Endpoint | None:
-        assert endpoint.hostname is not None
-        try:
-            found = await self._resolver.resolve_host(endpoint.hostname, endpoint.port)
-        except ResolutionError:
-            return None
-        return fresh_endpoint(endpoint, found)
+        check_dial_options(ssl_context, source_address)
+        self._adopt_after_fork()
+        core, clock = self._core, self._clock
+        plan = core.connect_plan(request, policy, clock(), self._runner.timeout)
+        while True:
+            action = plan.next(clock())
+            if isinstance(action, Dial):
+                endpoint = action.endpoint
+                core.started(endpoint)
+                try:
+                    streams = await _streams.open_streams(
+                        endpoint, action.timeout, ssl_context, action.server_hostname, source_address
+                    )
+                except OSError as exc:
+                    # Through the public method, so a subclass hooking it sees dial failures.
+                    self.report_failure(endpoint)
+                    plan.failed(endpoint, exc, clock())
+                    continue
+                except BaseException:
+                    core.finished(endpoint)
+                    raise
+                return streams, endpoint
+            if isinstance(action, Backoff):
+                deadline = clock() + action.seconds
+                await self._signal.wait(clock, deadline, lambda: core.closed)
+            elif isinstance(action, Reresolve):
+                try:
+                    found: EndpointSet | None = await self._runner.resolve_host_async(
+                        action.endpoint.hostname or "", action.endpoint.port
+                    )
+                except ResolutionError:
+                    found = None
+                plan.reresolved(action.endpoint, found)
+            else:
+                assert isinstance(action, GiveUp)
+                raise action.error
 
     @contextlib.asynccontextmanager
     async def connection(
@@ -192,15 +513,19 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
         *,
         partition: Hashable | None = None,
         ordinal: int | None = None,
-        timeout: float = DEFAULT_CONNECT_TIMEOUT,
-        attempts: int = DEFAULT_ATTEMPTS,
+        timeout: float | None = None,
+        attempts: int | None = None,
         total_timeout: float | None = None,
         ssl_context: ssl.SSLContext | None = None,
         source_address: tuple[str, int] | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        request: Request | None = None,
     ) -> AsyncIterator[Streams]:
         """See :meth:`headless_client.HeadlessService.connection`; yields (reader, writer)."""
         streams, endpoint = await self._connect(
-            ConnectPlan(self, key, partition, ordinal, timeout, attempts, total_timeout),
+            self._settings.request(key, partition, ordinal, hostname, role, request),
+            self._settings.connect_policy(timeout, attempts, total_timeout),
             ssl_context,
             source_address,
         )
@@ -209,108 +534,37 @@ class AsyncHeadlessService(ServiceView[AsyncResolver]):
         try:
             yield streams
         except OSError:
-            self.report_failure(endpoint)
+            self._core.report_failure(endpoint, self._clock())
             raise
         except BaseException:
-            self._finish(endpoint)
+            self._core.finished(endpoint)
             raise
         finally:
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-        self.report_success(endpoint, self._clock() - start)
+        self._core.report_success(endpoint, self._clock() - start, self._clock())
 
     async def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """See :meth:`headless_client.HeadlessService.not_leader`."""
-        strategy = self._leaders
-        if strategy is None:
-            raise TypeError(
-                f"not_leader needs a PartitionLeader strategy, not {type(self._strategy).__name__}"
-            )
         try:
-            strategy.not_leader(partition, hint)
+            self._core.not_leader(partition, hint)
         finally:
-            if self._unknown_pod(hint):
+            if self._core.lacks_pod(hint):
                 try:
                     await self.refresh()
                 except ResolutionError as exc:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
-    # -- the refresher -------------------------------------------------------------------
-
-    async def _refresh_once(self) -> float:
-        # One resolution at a time, so events queue in publication order.
-        async with self._refresh_lock:
-            answer: EndpointSet | None = None
-            error: BaseException | None = None
-            try:
-                answer = await self._resolver.resolve(
-                    self._service, self._port, protocol=self._protocol, namespace=self._namespace
-                )
-            except ResolutionError as exc:
-                error = exc
-            decision = self._publish_result(answer, error)
-            event = self._apply(decision)
-            self._last_error = error
-            self._changed.set()
-            self._next_refresh = self._clock() + decision.delay
-            if event is not None:
-                self._outbox.append(event)
-        # Outside the lock: a callback may await refresh() itself.
-        await self._deliver_pending()
-        return decision.delay
-
-    async def _run(self) -> None:
-        while not self._closed:
-            now = self._clock()
-            if now >= self._health_wake:
-                self._rebuild_healthy()
-                self._health_wake = self._next_health_expiry() or math.inf
-                continue
-            due = self._next_refresh
-            if self._early:
-                due = min(due, self._state.earliest_early_refresh(now))
-            if now < due:
-                self._wake.clear()
-                with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), min(due, self._health_wake) - now)
-                continue
-            self._early = False
-            try:
-                await self._refresh_once()
-            except Exception:  # never let the refresher die
-                log.exception("%s: refresh failed unexpectedly", self.name)
-                self._next_refresh = self._clock() + self._policy.max_refresh
-
-    async def _deliver_pending(self) -> None:
-        if self._delivering:
-            return  # the task already delivering will take the queued events, in order
-        self._delivering = True
-        try:
-            while self._outbox:
-                old, new = self._outbox.popleft()
-                for callback in self._subscribers:
-                    try:
-                        result = callback(old, new)
-                        if inspect.isawaitable(result):
-                            await result
-                    except Exception:
-                        log.exception("%s: subscriber %r raised", self.name, callback)
-        finally:
-            self._delivering = False
-
-    def _request_early_refresh(self) -> None:
-        self._early = True
-        self._wake.set()
-
-    def _health_changed(self) -> None:
-        self._health_wake = min(self._health_wake, self._next_health_expiry() or math.inf)
-        self._wake.set()
-
     def __repr__(self) -> str:
-        state = "closed" if self._closed else ("running" if self._task else "new")
-        return (
-            f"<AsyncHeadlessService {self.name} port={self._port!r} {state} "
-            f"{len(self.endpoints)} endpoints>"
-        )
+        return f"<AsyncHeadlessService {self._core.describe()}>"
 
+
+def _collected(task: asyncio.Task[None] | None, text: str) -> None:
+    """A started service was garbage-collected without ``close()``: stop its task."""
+    if task is not None and not task.done():
+        loop = task.get_loop()
+        if not loop.is_closed():
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(task.cancel)
+    warnings.warn(f"unclosed {text}: await close() or use 'async with'", ResourceWarning, stacklevel=2)

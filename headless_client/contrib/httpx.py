@@ -52,13 +52,14 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with httpx 
         "headless_client.contrib.httpx needs httpx: pip install 'headless-client[httpx]'"
     ) from exc
 
+from dataclasses import dataclass, field, replace
+
 from ..aio import AsyncHeadlessService
-from ..connect import ConnectPlan
+from ..core import ServiceCore
 from ..endpoints import Endpoint
 from ..errors import HeadlessClientError, InvalidName
+from ..request import Request
 from ..service import HeadlessService
-from ..strategies import LoadTracking
-from ..view import ServiceView
 
 __all__ = [
     "ENDPOINT_EXTENSION",
@@ -83,12 +84,25 @@ _CONNECTION_LOST = (httpx.ReadError, httpx.WriteError, httpx.RemoteProtocolError
 KeyFunction = Callable[[httpx.Request], object]
 
 
+@dataclass(slots=True)
+class _Attempts:
+    """The pods one HTTP request tried, and how many tries it may make."""
+
+    request: Request
+    attempts: int
+    pinned: bool
+    tried: list[tuple[Endpoint, Exception]] = field(default_factory=list)
+
+    def record(self, endpoint: Endpoint, error: Exception) -> None:
+        self.tried.append((endpoint, error))
+
+
 class _Router:
     """Everything but the I/O, shared by the sync and async transports."""
 
     def __init__(
         self,
-        service: ServiceView[Any],
+        service: HeadlessService | AsyncHeadlessService,
         key: KeyFunction | None,
         header: str | None,
         retries: int,
@@ -97,7 +111,7 @@ class _Router:
         failure_statuses: Collection[int],
         retry_methods: Collection[str],
     ) -> None:
-        if not isinstance(service, ServiceView):
+        if not isinstance(service, (HeadlessService, AsyncHeadlessService)):
             raise TypeError(f"service must be a HeadlessService or AsyncHeadlessService: {service!r}")
         if key is not None and header is not None:
             raise InvalidName("pass key= or header=, not both")
@@ -110,6 +124,7 @@ class _Router:
         if host_header not in ("url", "service", "pod"):
             raise InvalidName(f"host_header must be 'url', 'service' or 'pod': {host_header!r}")
         self.service = service
+        self.core: ServiceCore = service.core
         self.key = key
         self.header = header
         self.retries = retries
@@ -118,7 +133,7 @@ class _Router:
         self.failure_statuses = frozenset(failure_statuses)
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
 
-    def plan(self, request: httpx.Request) -> ConnectPlan:
+    def plan(self, request: httpx.Request) -> _Attempts:
         ext = request.extensions
         ordinal = ext.get(ORDINAL_EXTENSION)
         partition = ext.get(PARTITION_EXTENSION)
@@ -130,21 +145,23 @@ class _Router:
             key = request.headers.get(self.header)
         else:
             key = None
-        pinned = ordinal is not None or partition is not None
-        return ConnectPlan(
-            self.service, key=key, partition=partition, ordinal=ordinal,
-            attempts=1 if pinned else 1 + self.retries,
-        )
-
-    def target(self, plan: ConnectPlan, request: httpx.Request) -> Endpoint:
         try:
-            endpoint = plan.target()
+            wanted = Request(key=key, partition=partition, ordinal=ordinal)
+        except HeadlessClientError as exc:
+            raise httpx.ConnectError(f"bad routing for {self.service.name}: {exc}", request=request) from exc
+        pinned = self.core.pins(wanted)
+        return _Attempts(wanted, 1 if pinned else 1 + self.retries, pinned)
+
+    def target(self, plan: _Attempts, request: httpx.Request) -> Endpoint:
+        wanted = plan.request
+        if plan.tried and not plan.pinned:
+            wanted = replace(wanted, exclude=frozenset(ep.identity for ep, _ in plan.tried))
+        try:
+            endpoint = self.core.pick(wanted)
         except HeadlessClientError as exc:
             message = f"no pod of {self.service.name} to send to: {exc}"
             raise httpx.ConnectError(message, request=request) from exc
-        tracking = self.service.strategy
-        if isinstance(tracking, LoadTracking):
-            tracking.started(endpoint)
+        self.core.started(endpoint)
         return endpoint
 
     def rewrite(self, request: httpx.Request, endpoint: Endpoint) -> httpx.Request:
@@ -165,7 +182,7 @@ class _Router:
             extensions=extensions,
         )
 
-    def retryable(self, request: httpx.Request, error: Exception, plan: ConnectPlan) -> bool:
+    def retryable(self, request: httpx.Request, error: Exception, plan: _Attempts) -> bool:
         if len(plan.tried) >= plan.attempts:
             return False
         if isinstance(error, _NOTHING_SENT):
@@ -181,9 +198,7 @@ class _Router:
 
     def neutral(self, endpoint: Endpoint) -> None:
         """The request ended without a verdict on the pod (cancelled, interrupted)."""
-        tracking = self.service.strategy
-        if isinstance(tracking, LoadTracking):
-            tracking.finished(endpoint)
+        self.core.finished(endpoint)
 
     def outcome(self, response: httpx.Response, endpoint: Endpoint, latency: float) -> Callable[[bool], None]:
         """The once-only callback that reports *response* when its body is closed."""
@@ -203,8 +218,8 @@ class _Router:
         return done
 
     @staticmethod
-    def last_error(plan: ConnectPlan, request: httpx.Request) -> Exception:
-        if plan.tried and isinstance(plan.tried[-1][1], Exception):
+    def last_error(plan: _Attempts, request: httpx.Request) -> Exception:
+        if plan.tried:
             return plan.tried[-1][1]
         return httpx.ConnectError("no attempt made", request=request)  # pragma: no cover
 

@@ -1,14 +1,26 @@
-"""Pick strategies: which pod of a snapshot serves a request.
+"""Pick strategies: which pod of a snapshot serves a call.
 
-Every strategy implements :class:`Strategy` (``pick(endpoints, key=None) -> Endpoint``):
-pure, no I/O, no blocking, safe from many threads at once. Strategies that want to know
-about requests in flight also implement :class:`LoadTracking`. See ``docs/strategies.md``
-for when to use which, guarantees, and measured costs.
+Every built-in strategy implements the request-aware protocol :class:`RequestStrategy`
+(``choose(request, usable, snapshot) -> Endpoint``) and 0.1.0's :class:`Strategy`
+(``pick(endpoints, key=None) -> Endpoint``): pure, no I/O, no blocking, safe from many
+threads at once. Optional parts (preparation, load tracking, pinning, health pools, a
+key-only fast path, leader routing) are described in :mod:`.base`. See
+``docs/strategies.md`` for when to use which, guarantees, and measured costs.
 """
 
 from __future__ import annotations
 
-from .base import LoadTracking, Strategy
+from .base import (
+    HealthPooling,
+    KeyPicking,
+    LeaderRouting,
+    LoadTracking,
+    Pinning,
+    Preparing,
+    RequestStrategy,
+    Strategy,
+    Watching,
+)
 from .fallback import Fallback
 from .kafka import kafka_partition, murmur2
 from .least_loaded import LeastLoaded
@@ -16,18 +28,27 @@ from .partition_leader import PartitionLeader
 from .primary_replica import PrimaryReplica
 from .random_pick import Random
 from .round_robin import RoundRobin
+from .routing import Router
 from .sticky import Sticky, key_hash
 
 __all__ = [
     "Fallback",
+    "HealthPooling",
+    "KeyPicking",
+    "LeaderRouting",
     "LeastLoaded",
     "LoadTracking",
     "PartitionLeader",
+    "Pinning",
+    "Preparing",
     "PrimaryReplica",
     "Random",
+    "RequestStrategy",
     "RoundRobin",
+    "Router",
     "Sticky",
     "Strategy",
+    "Watching",
     "kafka_partition",
     "key_hash",
     "murmur2",

@@ -1,10 +1,39 @@
-"""The plug points of picking: :class:`Strategy`, :class:`LoadTracking`, and shared helpers.
+"""The plug points of picking: the strategy protocols and shared helpers.
 
-A strategy is a pure object: ``pick(endpoints, key)`` reads an immutable
-:class:`~headless_client.endpoints.EndpointSet` and returns one of its endpoints. It does
-no I/O, never blocks, and may be called from many threads at once. Anything a strategy
-derives from a snapshot (a ring, a rotation order, a leader table) is built once per
-snapshot by :class:`SnapshotCache` and then only read.
+A strategy is a pure object. Its one required method is
+``choose(request, usable, snapshot)`` (:class:`RequestStrategy`): it reads a
+:class:`~headless_client.request.Request` (key, partition, role, "any pod", pods already
+tried) and two immutable :class:`~headless_client.endpoints.EndpointSet` values, the
+*usable* endpoints (not ejected by passive health, panic rule applied) and the whole
+*snapshot* (what DNS says), and returns one endpoint. It does no I/O, never blocks, and
+may be called from many threads at once. Anything a strategy derives from a snapshot (a
+ring, a rotation order, a leader table) is built once per snapshot by
+:class:`SnapshotCache` and then only read.
+
+Optional parts, each found by the service by its method name (a strategy implements
+those it needs, nothing else):
+
+* ``prepare(endpoints)`` (:class:`Preparing`): build per-snapshot state ahead of the first
+  pick; the service calls it off the request path whenever the usable set changes.
+* ``started(endpoint)`` / ``finished(endpoint, latency=, ok=)`` (:class:`LoadTracking`):
+  calls in flight, and their outcome.
+* ``pins(request)`` (:class:`Pinning`): ``True`` when this request must go to one pod on
+  every attempt (a write to the primary); connect retries then stay on that pod. Requests
+  with an ordinal, hostname or partition are always pinned.
+* ``health_pools(snapshot)`` (:class:`HealthPooling`): groups of pods whose health is
+  judged separately (the primary, the replicas), so the panic rule of one group never
+  spends the share that protects another.
+* ``key_picker(usable, snapshot)`` (:class:`KeyPicking`): a callable ``key -> Endpoint``
+  for calls that carry only a key, built once per change; ``svc.pick(key)`` calls it
+  directly, so the hot path costs one call.
+* ``routes_partitions`` (attribute): ``True`` when ``Request.partition`` means something to
+  the strategy; a service refuses partition requests otherwise instead of misrouting them.
+* ``not_leader(partition, hint)`` and ``watch(callback) -> unsubscribe``
+  (:class:`LeaderRouting`, :class:`Watching`): routing inputs that change outside DNS (a
+  leader map), and a way to tell the service when they did.
+
+0.1.0's protocol, :class:`Strategy` with ``pick(endpoints, key)``, keeps working: a
+strategy that has only ``pick`` is adapted (see :mod:`headless_client.strategies.routing`).
 
 Dual-stack pods appear in a snapshot once per address but share one
 :attr:`~headless_client.endpoints.Endpoint.identity`; the built-in strategies count such a
@@ -14,19 +43,29 @@ pod once and return its first endpoint in set order (IPv4 before IPv6).
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Hashable, Sequence
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
+from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import NoEndpointsAvailable
+from ..request import Request
 
 __all__ = [
     "Clock",
+    "HealthPooling",
+    "KeyPicking",
+    "LeaderRouting",
     "LoadTracking",
+    "Pinning",
+    "Preparing",
+    "RequestStrategy",
     "SnapshotCache",
     "Strategy",
+    "Watching",
     "distinct_pods",
     "no_endpoints",
+    "untried",
 ]
 
 Clock = Callable[[], float]
@@ -63,6 +102,88 @@ class Strategy(Protocol):
 
 
 @runtime_checkable
+class RequestStrategy(Protocol):
+    """Chooses one endpoint per call, knowing what the call is (the current protocol).
+
+    Implementations must not do I/O or block, must be safe to call from many threads at
+    once, must return a member of *usable* or *snapshot*, and must raise
+    :class:`~headless_client.errors.NoEndpointsAvailable` (or a subclass such as
+    :class:`~headless_client.errors.LeaderNotAvailable`) when nothing fits. Requests
+    pinned by ordinal or hostname never reach a strategy: the service finds the pod.
+    """
+
+    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
+        """Return the endpoint for *request*.
+
+        Args:
+            request: What the call needs (key, partition, role, any pod, pods to avoid).
+            usable: The endpoints not ejected by passive health (panic rule applied).
+            snapshot: Every endpoint DNS gave, ejected ones included (a partition's
+                leader or a database primary is wanted even while ejected).
+
+        Raises:
+            NoEndpointsAvailable: Nothing fits.
+            TypeError: The request carries a key of a type the strategy cannot use.
+        """
+        ...
+
+
+@runtime_checkable
+class Preparing(Protocol):
+    """Optional: build per-snapshot state before the first pick needs it."""
+
+    def prepare(self, endpoints: EndpointSet) -> None:
+        """Build what picks over *endpoints* will read (called off the request path)."""
+        ...
+
+
+@runtime_checkable
+class Pinning(Protocol):
+    """Optional: say which requests must go to one pod on every attempt."""
+
+    def pins(self, request: Request) -> bool:
+        """``True`` when retries of *request* must stay on the same pod."""
+        ...
+
+
+@runtime_checkable
+class HealthPooling(Protocol):
+    """Optional: groups of pods whose health (and panic rule) is judged separately."""
+
+    def health_pools(self, snapshot: EndpointSet) -> Sequence[Sequence[Endpoint]]:
+        """Disjoint groups of *snapshot*'s endpoints; endpoints in none form one more group."""
+        ...
+
+
+@runtime_checkable
+class KeyPicking(Protocol):
+    """Optional: a fast picker for calls that carry only a key."""
+
+    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
+        """A callable equivalent to ``choose(Request(key=key), usable, snapshot)``."""
+        ...
+
+
+@runtime_checkable
+class LeaderRouting(Protocol):
+    """Optional: partition routing whose leader map can be corrected by the caller."""
+
+    def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
+        """A pod answered "not the leader" for *partition*; *hint* names the new leader."""
+        ...
+
+
+@runtime_checkable
+class Watching(Protocol):
+    """Optional: routing inputs that change outside DNS (a leader map, a primary)."""
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call *callback* (no arguments, must not block) after each change; returns an
+        unsubscribe function."""
+        ...
+
+
+@runtime_checkable
 class LoadTracking(Protocol):
     """Accounting a service reports around each request.
 
@@ -93,6 +214,24 @@ def no_endpoints(endpoints: EndpointSet, strategy: object) -> NoEndpointsAvailab
     return NoEndpointsAvailable(
         f"no endpoints available{where} ({type(strategy).__name__}: the set is empty)"
     )
+
+
+def untried(request: Request, usable: EndpointSet, snapshot: EndpointSet) -> EndpointSet:
+    """The endpoints a retry may use: *usable* minus ``request.exclude``, else (when that
+    leaves nothing) the snapshot's not yet tried, ejected ones included.
+
+    Raises:
+        NoEndpointsAvailable: Every endpoint of the snapshot was tried.
+    """
+    exclude = request.exclude
+    if not exclude:
+        return usable
+    for pool in (usable, snapshot):
+        left = [ep for ep in pool if ep.identity not in exclude]
+        if left:
+            return EndpointSet(left, name=pool.name, ttl=pool.ttl)
+    where = f" of {snapshot.name!r}" if snapshot.name else ""
+    raise NoEndpointsAvailable(f"no endpoint{where} left to try: all {len(snapshot)} were tried")
 
 
 def distinct_pods(endpoints: EndpointSet) -> tuple[Endpoint, ...]:
@@ -126,7 +265,7 @@ class SnapshotCache(Generic[D]):
         empty: The derived value stored before any snapshot was seen.
     """
 
-    __slots__ = ("_build", "_lock", "_previous", "current")
+    __slots__ = ("__weakref__", "_build", "_lock", "_previous", "current")
 
     current: tuple[EndpointSet | None, D]
 
@@ -135,6 +274,11 @@ class SnapshotCache(Generic[D]):
         self._lock = threading.Lock()
         self.current = (None, empty)
         self._previous: tuple[EndpointSet | None, D] = (None, empty)
+        # A fork during a build would leave the child's copy of the lock held forever.
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def derive(self, endpoints: EndpointSet) -> D:
         """The derived state of *endpoints*, building it if it is not one of the last two."""

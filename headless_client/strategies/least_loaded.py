@@ -6,9 +6,13 @@ import math
 import random
 import threading
 import time
+from collections.abc import Callable
+from functools import partial
 
+from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
-from .base import Clock, SnapshotCache, distinct_pods, no_endpoints
+from ..request import Request
+from .base import Clock, SnapshotCache, distinct_pods, no_endpoints, untried
 
 __all__ = ["LeastLoaded"]
 
@@ -68,6 +72,7 @@ class LeastLoaded:
     """
 
     __slots__ = (
+        "__weakref__",
         "_cache",
         "_clock",
         "_decay",
@@ -107,6 +112,10 @@ class LeastLoaded:
         self._lock = threading.Lock()
         self._states: dict[str, _PodLoad] = {}
         self._cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(self._derive, ())
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def _derive(self, endpoints: EndpointSet) -> tuple[Endpoint, ...]:
         pods = distinct_pods(endpoints)
@@ -148,6 +157,14 @@ class LeastLoaded:
             now = self._clock()
             return a if self._cost(sa, now) <= self._cost(sb, now) else b
         return a if (sa.inflight if sa else 0) <= (sb.inflight if sb else 0) else b
+
+    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
+        """The less loaded of two random usable pods not yet tried in this call."""
+        return self.pick(untried(request, usable, snapshot) if request.exclude else usable)
+
+    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
+        """``pick`` bound to *usable* (the key is ignored)."""
+        return partial(self.pick, usable)
 
     def _estimate(self, state: _PodLoad | None, now: float) -> float:
         if state is None or not state.measured:

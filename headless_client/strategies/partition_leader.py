@@ -5,12 +5,16 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
+from functools import partial
+from itertools import count
 from types import MappingProxyType
 from typing import Generic, TypeVar, cast
 
+from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import LeaderNotAvailable
-from .base import Clock, SnapshotCache
+from ..request import Request
+from .base import Clock, SnapshotCache, distinct_pods, no_endpoints, untried
 
 __all__ = ["LeaderMap", "LeaderSource", "PartitionLeader"]
 
@@ -94,15 +98,22 @@ class PartitionLeader(Generic[P]):
     """
 
     __slots__ = (
+        "__weakref__",
+        "_any_cache",
         "_cache",
         "_clock",
+        "_counter",
         "_last_read",
         "_leaders",
         "_lock",
         "_memo",
         "_min_interval",
         "_source",
+        "_watchers",
     )
+
+    #: ``Request.partition`` means something here: a service routes partition calls to it.
+    routes_partitions = True
 
     def __init__(
         self,
@@ -135,6 +146,14 @@ class PartitionLeader(Generic[P]):
             {},
             {},
         )
+        # "Any pod" calls (metadata, probes) rotate over the usable pods.
+        self._counter = count()
+        self._any_cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(distinct_pods, ())
+        self._watchers: tuple[Callable[[], None], ...] = ()
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     @property
     def leaders(self) -> Mapping[P, int | str]:
@@ -228,8 +247,11 @@ class PartitionLeader(Generic[P]):
             # every request.
             self._last_read = now
             fresh = _checked(self._source())
+            changed = fresh != self._leaders
             self._leaders = fresh  # one assignment; readers hold either map whole
-            return True
+        if changed:
+            self._notify()
+        return True
 
     def not_leader(self, partition: P, hint: int | str | None = None) -> None:
         """Handle a "not the leader" answer for *partition*.
@@ -261,7 +283,58 @@ class PartitionLeader(Generic[P]):
                 with self._lock:
                     updated = dict(self._leaders)
                     updated.update(checked)
+                    changed = updated != self._leaders
                     self._leaders = updated
+                if changed:
+                    self._notify()
+
+    # -- the request-aware protocol --------------------------------------------------------
+
+    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
+        """The leader of ``request.partition`` (from the whole snapshot: the leader is
+        wanted even while ejected); for ``any_pod`` calls, the usable pods in rotation; for
+        a bare key (0.1.0's ``pick(key)``), the leader of partition *key* among the usable
+        pods.
+
+        Raises:
+            LeaderNotAvailable: no leader known for the partition, or it is not in the view.
+            TypeError: neither a partition, a key nor ``any_pod`` was given.
+        """
+        if request.partition is not None:
+            return self.pick(snapshot, request.partition)
+        if request.any_pod:
+            pool = untried(request, usable, snapshot) if request.exclude else usable
+            snap, pods = self._any_cache.current
+            if snap is not pool:
+                pods = self._any_cache.derive(pool)
+            if not pods:
+                raise no_endpoints(pool, self)
+            return pods[next(self._counter) % len(pods)]
+        if request.key is None:
+            raise TypeError(
+                "PartitionLeader needs partition= (the leader's partition), or any_pod=True "
+                "for a call any pod can serve (metadata, probes)"
+            )
+        return self.pick(usable, request.key)
+
+    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
+        """``pick`` bound to *usable*: the key is the partition."""
+        return partial(self.pick, usable)
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Call *callback* after every change of the leader map; returns an unsubscribe."""
+        with self._lock:
+            self._watchers = (*self._watchers, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._watchers = tuple(w for w in self._watchers if w is not callback)
+
+        return unsubscribe
+
+    def _notify(self) -> None:
+        for callback in self._watchers:
+            callback()
 
     def __repr__(self) -> str:
         source = "callable" if self._source is not None else f"{len(self._leaders)} partitions"

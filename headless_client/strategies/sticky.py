@@ -8,13 +8,17 @@ import struct
 import threading
 from array import array
 from bisect import bisect_right
+from collections.abc import Callable
+from functools import partial
 from itertools import compress, repeat
 from operator import add, and_, lshift, mul, or_, rshift, sub
 from typing import NamedTuple
 from zlib import crc32
 
+from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
-from .base import SnapshotCache, distinct_pods, no_endpoints
+from ..request import Request
+from .base import SnapshotCache, distinct_pods, no_endpoints, untried
 
 __all__ = ["DEFAULT_VNODES", "Sticky", "key_hash"]
 
@@ -174,7 +178,7 @@ class Sticky:
         ValueError: *bounded_load* is below 1 or *vnodes* below 1.
     """
 
-    __slots__ = ("_bound", "_cache", "_loads", "_lock", "_total", "_vnodes")
+    __slots__ = ("__weakref__", "_bound", "_cache", "_loads", "_lock", "_total", "_vnodes")
 
     def __init__(self, *, bounded_load: float | None = None, vnodes: int = DEFAULT_VNODES) -> None:
         if bounded_load is not None and not bounded_load >= 1.0:
@@ -189,6 +193,10 @@ class Sticky:
         self._loads: dict[str, int] = {}
         self._total = 0
         self._cache: SnapshotCache[_Ring] = SnapshotCache(self._build, _EMPTY_RING)
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
 
     def _build(self, endpoints: EndpointSet) -> _Ring:
         return _build_ring(endpoints, self._vnodes)
@@ -295,6 +303,22 @@ class Sticky:
     def load(self, endpoint: Endpoint) -> int:
         """Requests in flight to *endpoint*'s pod, as tracked (0 without bounded loads)."""
         return self._loads.get(endpoint.identity, 0)
+
+    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
+        """The usable pod owning ``request.key``; on a retry, its owner among the pods not
+        tried yet (the key's next pod on their ring).
+
+        Raises:
+            TypeError: the key is missing or not a ``str``, ``bytes``-like or ``int``.
+        """
+        owner = self.pick(usable, request.key)
+        if owner.identity not in request.exclude:
+            return owner
+        return self.pick(untried(request, usable, snapshot), request.key)
+
+    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
+        """``pick`` bound to *usable*."""
+        return partial(self.pick, usable)
 
     def __repr__(self) -> str:
         return f"Sticky(bounded_load={self._bound!r}, vnodes={self._vnodes})"

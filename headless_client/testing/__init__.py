@@ -55,12 +55,14 @@ local; on macOS add loopback aliases first (``sudo ifconfig lo0 alias 127.42.0.1
 
 from __future__ import annotations
 
+from .clock import FakeClock
 from .cluster import FakeClusterDNS, FakePod, PodHandler, PodReply
 from .static import AsyncStaticResolver, EndpointLike, StaticResolver, statefulset_endpoints
 
 __all__ = [
     "AsyncStaticResolver",
     "EndpointLike",
+    "FakeClock",
     "FakeClusterDNS",
     "FakePod",
     "PodHandler",
