@@ -17,10 +17,11 @@ import argparse
 import sys
 import timeit
 
+from headless_client.view import ServiceView
+
 from headless_client import Endpoint, EndpointSet, LeastLoaded, Random, RoundRobin, Sticky
 from headless_client.refresh import Decision
 from headless_client.strategies import Strategy
-from headless_client.view import ServiceView
 
 TARGET_NS = 100.0
 NAME = "web.prod.svc.cluster.local"

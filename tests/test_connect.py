@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 
 import pytest
+from headless_client.view import ServiceView
 
 from headless_client import (
     ConnectError,
@@ -23,7 +24,6 @@ from headless_client import (
 )
 from headless_client.connect import DEFAULT_ATTEMPTS, DEFAULT_CONNECT_TIMEOUT, ConnectPlan, is_retryable
 from headless_client.kafka_helpers import kafka_bootstrap_servers
-from headless_client.view import ServiceView
 
 NAME = "web.prod.svc.cluster.local"
 

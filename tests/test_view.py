@@ -15,6 +15,7 @@ from collections import Counter
 from collections.abc import Callable
 
 import pytest
+from headless_client.view import ServiceView
 
 from headless_client import (
     Endpoint,
@@ -33,7 +34,6 @@ from headless_client import (
 )
 from headless_client.refresh import Decision
 from headless_client.strategies import Strategy
-from headless_client.view import ServiceView
 
 NAME = "web.prod.svc.cluster.local"
 
@@ -517,9 +517,10 @@ def test_picks_never_see_a_stale_set_while_swapping(factory: Callable[[], Strate
 
 def test_primary_replica_writes_reach_an_ejected_primary():
     """pick("write") returns the primary even while it is ejected; reads skip it."""
+    from headless_client.view import ServiceView
+
     from headless_client import Endpoint, EndpointSet, PrimaryReplica
     from headless_client.refresh import Decision
-    from headless_client.view import ServiceView
 
     eps = EndpointSet(
         [Endpoint(f"10.0.0.{i + 1}", 5432, f"db-{i}.db.prod.svc.cluster.local", i) for i in range(3)],
