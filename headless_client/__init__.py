@@ -13,6 +13,7 @@ from . import errors
 from .connect import ConnectPolicy
 from .endpoints import Endpoint, EndpointDiff, EndpointSet
 from .errors import (
+    ConnectAborted,
     ConnectError,
     EndpointNotFound,
     HeadlessClientError,
@@ -86,6 +87,7 @@ __all__ = [
     "AsyncHeadlessService",
     "AsyncResolver",
     "BaseResolver",
+    "ConnectAborted",
     "ConnectError",
     "ConnectPolicy",
     "Endpoint",

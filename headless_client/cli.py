@@ -79,12 +79,12 @@ def format_table(endpoints: EndpointSet) -> str:
     return "\n".join(lines)
 
 
-def _add_common(p: argparse.ArgumentParser, *, namespace_short: bool = True) -> None:
+def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("service", help="service name: web, web.prod, web.prod.svc.cluster.local")
     p.add_argument("--port", "-p", default=None, help="a number (A/AAAA) or a named port (SRV)")
     p.add_argument("--protocol", default="tcp", help="SRV protocol (default: tcp)")
-    names = ("--namespace", "-n") if namespace_short else ("--namespace",)
-    p.add_argument(*names, default=None, help="namespace for one-label names")
+    # -n is --namespace in every command (as in kubectl).
+    p.add_argument("--namespace", "-n", default=None, help="namespace for one-label names")
     p.add_argument(
         "--nameserver", action="append", default=None, metavar="HOST:PORT",
         help="DNS server to ask (repeatable); default: /etc/resolv.conf",
@@ -144,8 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="resolve once and print the endpoints a strategy picks",
         description="Resolve once, then print N picks of the strategy (one per line).",
     )
-    # -n is the pick count here, so the namespace is --namespace only.
-    _add_common(p, namespace_short=False)
+    _add_common(p)
     p.add_argument(
         "--strategy",
         "-s",
@@ -155,8 +154,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--key", "-k", default=None, help="routing key (sticky needs one; others ignore it)")
     p.add_argument(
-        "-n",
         "--count",
+        "-c",
         type=int,
         default=1,
         metavar="N",
@@ -310,7 +309,7 @@ MAX_PICKS = 1_000_000
 def cmd_pick(args: argparse.Namespace, out: TextIO) -> int:
     """``pick``: resolve once, print ``--count`` picks of the strategy, one per line."""
     if not 1 <= args.count <= MAX_PICKS:
-        raise InvalidName(f"-n/--count must be in 1..{MAX_PICKS}: {args.count}")
+        raise InvalidName(f"--count must be in 1..{MAX_PICKS}: {args.count}")
     if args.strategy == "sticky" and args.key is None:
         raise InvalidName("--strategy sticky needs --key")
     port = parse_port(args.port) if args.port is not None else 0

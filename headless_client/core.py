@@ -175,6 +175,11 @@ class ServiceCore:
         return self.phase == "closed"
 
     @property
+    def resolving(self) -> bool:
+        """True while a resolution begun by the driver has not ended."""
+        return self._in_flight
+
+    @property
     def strategy(self) -> object:
         """The strategy as given."""
         return self.router.strategy
@@ -285,6 +290,17 @@ class ServiceCore:
             if self._wanted > self._served or now >= due:
                 return self._begin_resolve()
             return WaitUntil(min(due, self._health_wake))
+
+    def due(self, now: float) -> bool:
+        """True when :meth:`next_action` would start a resolution (or rebuild health) at
+        *now*; a pure question, for drivers and tests that wait for a quiet service."""
+        with self._lock:
+            if self.phase != "running" or self._in_flight:
+                return False
+            due = self._next_refresh
+            if self._early:
+                due = min(due, self._schedule.earliest_early_refresh(now))
+            return self._wanted > self._served or now >= due or now >= self._health_wake
 
     def begin_resolve(self) -> Resolve:
         """Start a resolution outside the schedule (the first one, in ``start()``)."""

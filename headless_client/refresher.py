@@ -123,6 +123,10 @@ class Refresher:
         thread = self._thread
         return thread is not None and thread.is_alive()
 
+    def drives(self, entry: ServiceEntry) -> bool:
+        """True while *entry* is registered and the thread runs."""
+        return entry in self._entries and self.alive
+
     def service_count(self) -> int:
         """Services driven now."""
         return len(self._entries)

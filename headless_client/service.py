@@ -165,6 +165,15 @@ class HeadlessService:
         return self._core.last_error
 
     @property
+    def refreshing(self) -> bool:
+        """True while the service is started and the refresher drives it (False before
+        ``start()``, after ``close()``, and if the refresher ever stopped: ``repr`` says so)."""
+        entry = self._entry
+        if entry is None or self._core.closed or entry.stopped.is_set():
+            return False
+        return refresher_for(self._clock).drives(entry)
+
+    @property
     def core(self) -> ServiceCore:
         """The sans-I/O core this service drives (integrations and tools read it)."""
         return self._core
@@ -538,7 +547,8 @@ class HeadlessService:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
     def __repr__(self) -> str:
-        return f"<HeadlessService {self._core.describe()}>"
+        stalled = " (refresher stopped)" if self._core.phase == "running" and not self.refreshing else ""
+        return f"<HeadlessService {self._core.describe()}{stalled}>"
 
 
 def _dial(

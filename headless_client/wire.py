@@ -81,7 +81,8 @@ def parse_nameserver(text: object) -> Nameserver:
         raise InvalidName(f"nameserver {text!r} is not an IP address (host names are not resolved)") from None
     port = 53
     if port_text is not None:
-        if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        # isascii: "²".isdigit() is True, and int("²") raises a bare ValueError.
+        if not (port_text.isascii() and port_text.isdigit()) or not 1 <= int(port_text) <= 65535:
             raise InvalidName(f"nameserver {text!r} has an invalid port {port_text!r}")
         port = int(port_text)
     return Nameserver(str(ip), port)

@@ -53,7 +53,7 @@ def test_help_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
         assert option in text
     assert main(["pick", "--help"]) == 0
     text = capsys.readouterr().out
-    for option in ("--strategy", "--key", "-n", "round-robin", "least-loaded"):
+    for option in ("--strategy", "--key", "-c", "round-robin", "least-loaded"):
         assert option in text
 
 
@@ -108,9 +108,9 @@ def test_watch_dns_failure_exits_1(closed_port: str) -> None:
     ("extra", "needles"),
     [
         (["--strategy", "fastest"], ["'fastest'", "round-robin"]),
-        (["-n", "0"], ["-n/--count", "0"]),
-        (["-n", "-2"], ["-n/--count", "-2"]),
-        (["-n", "many"], ["'many'"]),
+        (["-c", "0"], ["--count", "0"]),
+        (["-c", "-2"], ["--count", "-2"]),
+        (["-c", "many"], ["'many'"]),
         (["--count", "2000000"], ["2000000"]),
         (["--strategy", "sticky"], ["sticky", "--key"]),
         (["--strategy", "sticky", "--key"], ["--key"]),
@@ -124,11 +124,11 @@ def test_pick_bad_options(closed_port: str, extra: list[str], needles: list[str]
 def test_pick_takes_n_as_the_count_not_the_namespace(closed_port: str) -> None:
     """-n is the count for pick (the namespace is --namespace there): a namespace given
     as -n fails loudly instead of being used as one."""
-    assert_usage_error(["pick", "web", "-n", "prod", "--nameserver", closed_port], "'prod'")
+    assert_usage_error(["pick", "web", "-c", "prod", "--nameserver", closed_port], "'prod'")
 
 
 def test_pick_dns_failure_exits_1(closed_port: str) -> None:
-    code, out, err = run(["pick", "web.prod", "--nameserver", closed_port, "--timeout", "0.5", "-n", "3"])
+    code, out, err = run(["pick", "web.prod", "--nameserver", closed_port, "--timeout", "0.5", "-c", "3"])
     assert code == 1
     assert out == ""
     assert err.count("\n") == 1

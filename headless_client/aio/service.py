@@ -252,6 +252,12 @@ class AsyncHeadlessService:
         return self._core.last_error
 
     @property
+    def refreshing(self) -> bool:
+        """True while the service is started and its refresher task runs."""
+        task = self._task
+        return task is not None and not task.done() and not self._core.closed
+
+    @property
     def core(self) -> ServiceCore:
         """The sans-I/O core this service drives (integrations and tools read it)."""
         return self._core
@@ -404,7 +410,9 @@ class AsyncHeadlessService:
         core = self._core
         if core.closed:
             raise core.closed_error("refresh")
-        if core.phase == "new":
+        if core.phase == "new" or (self._task is not None and asyncio.current_task() is self._task):
+            # Before start(), or from a subscriber (on the refresher task itself, which
+            # would otherwise wait for itself): resolve here.
             await self._resolve_inline()
         else:
             ticket = core.want_refresh()
@@ -557,7 +565,8 @@ class AsyncHeadlessService:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
     def __repr__(self) -> str:
-        return f"<AsyncHeadlessService {self._core.describe()}>"
+        stalled = " (refresher stopped)" if self._core.phase == "running" and not self.refreshing else ""
+        return f"<AsyncHeadlessService {self._core.describe()}{stalled}>"
 
 
 def _collected(task: asyncio.Task[None] | None, text: str) -> None:

@@ -53,9 +53,9 @@ def view(endpoints: Iterable[hc.Endpoint]) -> State:
     return frozenset((e.hostname, e.address, e.port) for e in endpoints)
 
 
-def refresher_threads(svc: hc.HeadlessService) -> list[threading.Thread]:
-    """The live refresher thread(s) of *svc* (found by the name the library gives them)."""
-    return [t for t in threading.enumerate() if t.name == f"headless-client-refresh[{svc.name}]"]
+def refresher_threads(svc: hc.HeadlessService) -> list[hc.HeadlessService]:
+    """*svc* itself while the shared refresher drives it (empty once it stopped)."""
+    return [svc] if svc.refreshing else []
 
 
 class Watcher:

@@ -100,7 +100,7 @@ def test_resolve_table_and_json(bind: BindServer, fresh_service: FreshService) -
 def test_pick_strategies(bind: BindServer, fresh_service: FreshService) -> None:
     ns = ["--nameserver", bind.nameserver]
     hosts = [fresh_service.pod_fqdn(i).rstrip(".") for i in range(3)]
-    code, out, err = run(["pick", fresh_service.short, "-p", "http", "-n", "6", *ns])
+    code, out, err = run(["pick", fresh_service.short, "-p", "http", "-c", "6", *ns])
     assert (code, err) == (0, "")
     lines = out.splitlines()
     assert len(lines) == 6
@@ -113,7 +113,7 @@ def test_pick_strategies(bind: BindServer, fresh_service: FreshService) -> None:
         2,
     ]
     code, out, _ = run(
-        ["pick", fresh_service.short, "-p", "http", "-s", "sticky", "-k", "user-42", "-n", "5", "--json", *ns]
+        ["pick", fresh_service.short, "-p", "http", "-s", "sticky", "-k", "user-42", "-c", "5", "--json", *ns]
     )
     assert code == 0
     rows = [json.loads(line) for line in out.splitlines()]
@@ -122,7 +122,7 @@ def test_pick_strategies(bind: BindServer, fresh_service: FreshService) -> None:
     assert rows[0]["hostname"] in hosts
     assert rows[0]["port"] == fresh_service.port
     for strategy in ("random", "least-loaded"):
-        code, out, _ = run(["pick", fresh_service.short, "-p", "http", "-s", strategy, "-n", "20", *ns])
+        code, out, _ = run(["pick", fresh_service.short, "-p", "http", "-s", strategy, "-c", "20", *ns])
         assert code == 0
         assert all(any(line.startswith(h) for h in hosts) for line in out.splitlines())
 

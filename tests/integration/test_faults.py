@@ -362,7 +362,7 @@ def test_close_during_an_in_flight_refresh(new_service, proxy):
     start = time.monotonic()
     svc.close()
     took = time.monotonic() - start
-    assert not refresher[0].is_alive()
+    assert not refresher[0].refreshing
     assert own_sockets_to(proxy.port) == []
     assert own_socket_count() <= sockets_before
     assert len(svc.endpoints) == 3

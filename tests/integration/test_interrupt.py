@@ -54,14 +54,15 @@ def test_close_during_inflight_refresh_is_prompt(bind, silent):
         assert len(svc.endpoints) == 3
         # From now on only the silent server is asked.
         resolver.nameservers = (resolver.nameservers[1],)
-        refresher = next(t for t in threading.enumerate() if t.name.startswith("headless-client-refresh"))
+        assert svc.refreshing
+        # Wait until a refresh is in flight against the silent server (the view stays):
+        # the next one is due within 0.2 s and then waits on the silent server for 4 s.
         deadline = time.monotonic() + 3
-        # Wait until a refresh is in flight against the silent server (the view stays).
-        while svc._state.last_attempt is None or svc._clock() - svc._state.last_attempt < 0.3:
-            assert time.monotonic() < deadline
-            threading.Event().wait(0.02)
+        while not svc.core.resolving:
+            assert time.monotonic() < deadline, "no refresh in flight"
+            threading.Event().wait(0.01)
         start = time.monotonic()
     elapsed = time.monotonic() - start
     assert elapsed < 0.5
-    assert not refresher.is_alive()
+    assert not svc.refreshing
     assert len(svc.endpoints) == 3
