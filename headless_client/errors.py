@@ -14,6 +14,7 @@ __all__ = [
     "ConnectAborted",
     "ConnectError",
     "EndpointNotFound",
+    "ForeignHost",
     "HeadlessClientError",
     "InvalidArgument",
     "InvalidName",
@@ -80,6 +81,15 @@ class EndpointNotFound(HeadlessClientError, LookupError):
 
 class LeaderNotAvailable(NoEndpointsAvailable):
     """A partition has no known leader, or its leader is not in the current set."""
+
+
+class ForeignHost(HeadlessClientError):
+    """A request for another host than the service reached a client bound to the service.
+
+    HTTP integrations send only the service's own requests to its pods; anything else is
+    refused (or passed to a fallback transport you provide), so a pod never receives a
+    request, or credentials, meant for another host.
+    """
 
 
 class NotLeader(HeadlessClientError):

@@ -289,3 +289,96 @@ def test_import_without_httpx_names_the_extra() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
     assert "pip install 'headless-client[httpx]'" in proc.stdout
+
+
+# --------------------------------------------------------------------------------------------
+# Host scoping: only the service's own requests reach its pods
+# --------------------------------------------------------------------------------------------
+
+
+def test_a_request_for_another_host_never_reaches_a_pod() -> None:
+    """A call to another host, with an Authorization header, is refused with ForeignHost
+    and the pods' transport never sees it."""
+    from headless_client import ForeignHost
+
+    recorder = Recorder()
+    with static_service() as svc, httpx.Client(
+        transport=HeadlessTransport(svc, transport=httpx.MockTransport(recorder))
+    ) as client:
+        with pytest.raises(ForeignHost, match="auth.example.com"):
+            client.get("http://auth.example.com/token", headers={"Authorization": "Bearer secret"})
+        assert recorder.requests == []
+        assert client.get("http://web.prod/ok").status_code == 200
+        assert len(recorder.requests) == 1
+
+
+@pytest.mark.parametrize(
+    "host",
+    ["web", "web.prod", "web.prod.svc", "web.prod.svc.cluster.local", "WEB.Prod", "web.prod.svc.cluster.local."],
+)
+def test_every_spelling_of_the_service_is_routed(host: str) -> None:
+    """The short name (in the resolver's namespace), the namespace form, the FQDN, any case
+    and a trailing dot all mean the service."""
+    recorder = Recorder()
+    addresses = ["10.0.0.1", "10.0.0.2"]
+    resolver = StaticResolver(
+        {"web.prod": statefulset_endpoints("web", "prod", addresses, port=9000)}, namespace="prod"
+    )
+    with HeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc, httpx.Client(
+        transport=HeadlessTransport(svc, transport=httpx.MockTransport(recorder))
+    ) as client:
+        assert client.get(f"http://{host}/").status_code == 200
+    assert recorder.requests[0].url.host in addresses
+
+
+def test_a_short_name_of_another_namespace_is_foreign() -> None:
+    """"web" means the service only when the resolver's namespace is the service's."""
+    from headless_client import ForeignHost
+
+    with static_service() as svc, httpx.Client(
+        transport=HeadlessTransport(svc, transport=httpx.MockTransport(Recorder()))
+    ) as client, pytest.raises(ForeignHost):
+        client.get("http://web/")  # the resolver's namespace is "default"
+
+
+def test_other_hosts_go_to_the_fallback_and_mounts_work() -> None:
+    """With fallback=, other hosts go there untouched; with mounts=, httpx itself sends
+    only the service's URLs to the transport."""
+    pods, others = Recorder(), Recorder()
+    with static_service() as svc:
+        transport = HeadlessTransport(
+            svc, transport=httpx.MockTransport(pods), fallback=httpx.MockTransport(others)
+        )
+        with httpx.Client(transport=transport) as client:
+            client.get("http://example.org/x")
+            client.get("http://web.prod/y")
+        assert [r.url.host for r in others.requests] == ["example.org"]
+        assert len(pods.requests) == 1 and pods.requests[0].url.host.startswith("10.0.0.")
+        mounted = HeadlessTransport(svc, transport=httpx.MockTransport(pods))
+        with httpx.Client(mounts={"http://web.prod": mounted}, transport=httpx.MockTransport(others)) as client:
+            client.get("http://web.prod/z")
+            client.get("http://example.org/w")
+        assert [r.url.host for r in others.requests] == ["example.org", "example.org"]
+        assert len(pods.requests) == 2
+
+
+def test_async_transport_is_host_scoped_too() -> None:
+    """The asyncio transport refuses other hosts the same way."""
+    from headless_client import ForeignHost
+    from headless_client.testing import AsyncStaticResolver
+
+    async def main() -> None:
+        resolver = AsyncStaticResolver(
+            {"web.prod": statefulset_endpoints("web", "prod", ["10.0.0.1"], port=9000)}
+        )
+        recorder = Recorder()
+        async with AsyncHeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc:
+            async with httpx.AsyncClient(
+                transport=AsyncHeadlessTransport(svc, transport=httpx.MockTransport(recorder))
+            ) as client:
+                with pytest.raises(ForeignHost):
+                    await client.get("http://auth.example.com/token")
+                assert (await client.get("http://web.prod/")).status_code == 200
+        assert len(recorder.requests) == 1
+
+    asyncio.run(main())

@@ -11,9 +11,19 @@
                           base_url="http://web.prod") as client:
             client.get("/profile", headers={"X-User": "42"})   # always the same pod for user 42
 
-For every request the transport picks a pod with the service's strategy and sends the
-request to that pod's address and port (from DNS): the URL's host and port only name the
-service. What the server sees is unchanged: the ``Host`` header stays as the URL wrote it
+Host scoping: the transport sends to pods **only requests whose host is the service**, in
+any spelling the service's resolver accepts (``web``, ``web.prod``, ``web.prod.svc``, the
+FQDN, any case, a trailing dot). A request for any other host is passed to *fallback* (an
+``httpx.HTTPTransport()`` of your own) when given, else refused with
+:class:`~headless_client.errors.ForeignHost`: a pod never receives a request, or its
+``Authorization`` header, meant for another host. The simplest way to use one client for
+the service and the rest of the world is httpx's own ``mounts=``::
+
+    client = httpx.Client(mounts={"http://web.prod": HeadlessTransport(svc)})
+
+For every request to the service the transport picks a pod with the service's strategy and
+sends the request to that pod's address and port (from DNS): the URL's host and port only
+name the service. What the server sees is unchanged: the ``Host`` header stays as the URL wrote it
 (``host_header=`` changes that), and for ``https`` the TLS server name (SNI, and the name the
 certificate must match) is the pod's FQDN when DNS gave one, else the service's FQDN
 (``server_name="service"`` always uses the service's). Connections are pooled per pod.
@@ -57,7 +67,8 @@ from dataclasses import dataclass, field, replace
 from ..aio import AsyncHeadlessService
 from ..core import ServiceCore
 from ..endpoints import Endpoint
-from ..errors import HeadlessClientError, InvalidName
+from ..errors import ForeignHost, HeadlessClientError, InvalidName
+from ..hosts import ServiceHosts, service_hosts
 from ..request import Request
 from ..service import HeadlessService
 
@@ -125,6 +136,7 @@ class _Router:
             raise InvalidName(f"host_header must be 'url', 'service' or 'pod': {host_header!r}")
         self.service = service
         self.core: ServiceCore = service.core
+        self.hosts: ServiceHosts = service_hosts(service.name, service.resolver.qualify)
         self.key = key
         self.header = header
         self.retries = retries
@@ -132,6 +144,23 @@ class _Router:
         self.host_header = host_header
         self.failure_statuses = frozenset(failure_statuses)
         self.retry_methods = frozenset(m.upper() for m in retry_methods)
+
+    def ours(self, request: httpx.Request, fallback: object) -> bool:
+        """True when *request* is for the service; False when *fallback* should take it.
+
+        Raises:
+            ForeignHost: another host, and no fallback.
+        """
+        if self.hosts.matches(request.url.host):
+            return True
+        if fallback is not None:
+            return False
+        raise ForeignHost(
+            f"{request.url.host!r} is not {self.service.name} (accepted: {self.hosts.describe()}): "
+            f"this transport sends only the service's requests to its pods; mount it for the "
+            f"service (httpx.Client(mounts={{'http://{self.service.name}': transport}})) or pass "
+            f"fallback=httpx.HTTPTransport()"
+        )
 
     def plan(self, request: httpx.Request) -> _Attempts:
         ext = request.extensions
@@ -280,6 +309,8 @@ class HeadlessTransport(httpx.BaseTransport):
         host_header: ``"url"`` (unchanged), ``"service"`` or ``"pod"`` (its FQDN).
         failure_statuses: statuses that count as a pod failure (e.g. ``{502, 503, 504}``).
         retry_methods: methods retried after a broken connection.
+        fallback: the transport for requests to other hosts (default: refuse them with
+            :class:`~headless_client.errors.ForeignHost`).
     """
 
     def __init__(
@@ -294,6 +325,7 @@ class HeadlessTransport(httpx.BaseTransport):
         host_header: Literal["url", "service", "pod"] = "url",
         failure_statuses: Collection[int] = (),
         retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        fallback: httpx.BaseTransport | None = None,
         **transport_options: Any,
     ) -> None:
         if transport is not None and transport_options:
@@ -302,6 +334,7 @@ class HeadlessTransport(httpx.BaseTransport):
             service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
         )
         self._transport = transport if transport is not None else httpx.HTTPTransport(**transport_options)
+        self._fallback = fallback
 
     @property
     def service(self) -> HeadlessService:
@@ -312,6 +345,9 @@ class HeadlessTransport(httpx.BaseTransport):
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         router = self._router
+        if not router.ours(request, self._fallback):
+            assert self._fallback is not None
+            return self._fallback.handle_request(request)
         plan = router.plan(request)
         clock = time.monotonic
         while True:  # bounded: each pass records an attempt, and plan.attempts caps them
@@ -341,8 +377,10 @@ class HeadlessTransport(httpx.BaseTransport):
             return response
 
     def close(self) -> None:
-        """Close the pooled connections (not the service)."""
+        """Close the pooled connections and the fallback (not the service)."""
         self._transport.close()
+        if self._fallback is not None:
+            self._fallback.close()
 
 
 class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
@@ -362,6 +400,7 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
         host_header: Literal["url", "service", "pod"] = "url",
         failure_statuses: Collection[int] = (),
         retry_methods: Collection[str] = IDEMPOTENT_METHODS,
+        fallback: httpx.AsyncBaseTransport | None = None,
         **transport_options: Any,
     ) -> None:
         if transport is not None and transport_options:
@@ -372,6 +411,7 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
         self._transport = (
             transport if transport is not None else httpx.AsyncHTTPTransport(**transport_options)
         )
+        self._fallback = fallback
 
     @property
     def service(self) -> AsyncHeadlessService:
@@ -382,6 +422,9 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         router = self._router
+        if not router.ours(request, self._fallback):
+            assert self._fallback is not None
+            return await self._fallback.handle_async_request(request)
         plan = router.plan(request)
         clock = time.monotonic
         while True:  # bounded: each pass records an attempt, and plan.attempts caps them
@@ -411,5 +454,7 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
             return response
 
     async def aclose(self) -> None:
-        """Close the pooled connections (not the service)."""
+        """Close the pooled connections and the fallback (not the service)."""
         await self._transport.aclose()
+        if self._fallback is not None:
+            await self._fallback.aclose()
