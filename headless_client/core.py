@@ -593,7 +593,6 @@ class ServiceCore:
         self._lock = threading.Lock()
         self._in_flight = False
         self._served = self._wanted
-        self._listeners = ()
 
     def describe(self) -> str:
         """A one-line state summary for ``repr``."""

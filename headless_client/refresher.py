@@ -70,6 +70,9 @@ class Refresher:
     Started on demand, it stops by itself when it has no service left.
     """
 
+    # Repaired after a fork once every lock is fresh: it restarts a thread.
+    _fork_order = 10
+
     def __init__(self, clock: Clock) -> None:
         self.clock = clock
         self._lock = threading.Lock()
@@ -297,6 +300,8 @@ class Dispatcher:
     one at a time; a subscriber may call ``refresh()`` (it waits for the refresher, not
     for this thread). Started with the first event, it stops when idle.
     """
+
+    _fork_order = 10
 
     def __init__(self) -> None:
         self._lock = threading.Lock()

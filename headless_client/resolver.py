@@ -15,6 +15,7 @@ import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, TypeVar
 
+from ._validate import seconds
 from .endpoints import Endpoint, EndpointSet
 from .environment import KubernetesContext, kubernetes_context
 from .errors import InvalidName, ResolutionError
@@ -82,8 +83,9 @@ class BaseResolver:
         allowed_networks: Iterable[str | Network] | None = None,
         context: KubernetesContext | None = None,
     ) -> None:
-        if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or not timeout > 0:
-            raise InvalidName(f"timeout must be a positive number of seconds: {timeout!r}")
+        # Finite and at most an hour: an infinite timeout would overflow every wait that
+        # derives from it (refresh(), wait_for(), close()).
+        timeout = seconds("timeout", timeout, maximum=3600.0)
         if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
             raise InvalidName(f"max_records must be a positive int: {max_records!r}")
         if isinstance(nameservers, str):

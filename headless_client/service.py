@@ -21,6 +21,7 @@ from typing import Any, Final
 
 from typing_extensions import Self
 
+from . import _forksafe
 from ._settings import ServiceSettings, settings_from
 from .clock import Clock, real_timeout, register_waker
 from .connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
@@ -51,6 +52,11 @@ class _Waiters:
     __slots__ = ("__weakref__", "cv")
 
     def __init__(self) -> None:
+        self.cv = threading.Condition()
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's waiters do not exist here, and one may have held the lock.
         self.cv = threading.Condition()
 
     def wake(self) -> None:
