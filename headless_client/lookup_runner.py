@@ -136,7 +136,10 @@ class LookupRunner:
 
     Args:
         resolver: The service's resolver.
-        service, port, protocol, namespace: The service as given to the service.
+        service: The service's name as given.
+        port: Its port as given.
+        protocol: Its SRV protocol.
+        namespace: Its namespace as given.
     """
 
     __slots__ = ("lookups", "namespace", "port", "protocol", "resolver", "service")

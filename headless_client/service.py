@@ -83,8 +83,12 @@ class HeadlessService:
         refresh: refresh timing (:class:`~headless_client.RefreshPolicy`).
         health: passive health (:class:`~headless_client.HealthPolicy`).
         connect: defaults of :meth:`connect` (:class:`~headless_client.ConnectPolicy`).
-        min_refresh, max_refresh, empty_grace, jitter, backoff: 0.1.0's flat spelling of
-            the :class:`~headless_client.RefreshPolicy` fields; they override *refresh*.
+        min_refresh: 0.1.0's flat spelling of the :class:`~headless_client.RefreshPolicy`
+            field; it overrides *refresh*'s (so do the next four).
+        max_refresh: see *min_refresh*.
+        empty_grace: see *min_refresh*.
+        jitter: see *min_refresh*.
+        backoff: see *min_refresh*.
         clock: monotonic seconds (tests pass :class:`headless_client.testing.FakeClock`).
 
     Raises:
@@ -200,7 +204,8 @@ class HeadlessService:
         Args:
             key: strategy input (a sticky key, a write key...).
             partition: the partition whose leader is wanted (ejected or not).
-            ordinal, hostname: a specific pod (ejected or not).
+            ordinal: a specific pod by StatefulSet ordinal (ejected or not).
+            hostname: a specific pod by hostname (ejected or not).
             role: ``"read"`` or ``"write"`` (:class:`~headless_client.PrimaryReplica`).
             any_pod: any pod will do (metadata calls to a partitioned service).
             request: a whole :class:`~headless_client.Request` instead of the fields.
