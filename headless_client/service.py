@@ -1,9 +1,10 @@
 """HeadlessService: a live, self-refreshing view of a headless service (threads).
 
-Every decision lives in :class:`~headless_client.core.ServiceCore`; this shell owns one
-and does only the blocking I/O: the first resolution in ``start()``, waiting
-(``refresh``, ``wait_for``, back-offs), and dialling in ``connect()``. Background
-refreshes and subscriber callbacks run on the process-wide refresher and events threads
+Every decision lives in :class:`~headless_client.core.ServiceCore`; what does no I/O is
+shared with the asyncio twin (:class:`~headless_client._face.ServiceFace`). This shell
+does only the blocking I/O: the first resolution in ``start()``, waiting (``refresh``,
+``wait_for``, back-offs), and dialling in ``connect()``. Background refreshes and
+subscriber callbacks run on the process-wide refresher and events threads
 (:mod:`headless_client.refresher`), shared by every service.
 """
 
@@ -17,25 +18,20 @@ import threading
 import warnings
 import weakref
 from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Final
+from typing import Final
 
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
 from . import _forksafe
-from ._settings import ServiceSettings, settings_from
-from .clock import Clock, real_timeout, register_waker
+from ._face import ConnectOptions, ServiceFace
+from .clock import real_timeout
 from .connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
-from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
 from .errors import ResolutionError, ServiceClosed, ServiceNotFound
-from .health import HealthPolicy
-from .lookup_runner import LookupRunner, check_resolver
-from .refresh import RefreshPolicy
 from .refresher import ServiceEntry, dispatcher, refresher_for
-from .request import Request, Role
+from .request import Request
 from .resolver import Resolver
 from .sockets import check_dial_options, open_socket
-from .strategies import Strategy
 
 __all__ = ["HeadlessService"]
 
@@ -64,7 +60,7 @@ class _Waiters:
             self.cv.notify_all()
 
 
-class HeadlessService:
+class HeadlessService(ServiceFace):
     """All pods of a headless service, kept fresh in the background.
 
     ``with HeadlessService("web.prod", port="http") as svc:`` resolves once, starts
@@ -96,83 +92,11 @@ class HeadlessService:
         InvalidArgument: an argument of the wrong type (a strategy class, a str resolver).
     """
 
-    def __init__(
-        self,
-        service: str,
-        port: int | str | None = None,
-        *,
-        resolver: Any = None,
-        strategy: Strategy | object | None = None,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-        refresh: RefreshPolicy | None = None,
-        health: HealthPolicy | None = None,
-        connect: ConnectPolicy | None = None,
-        min_refresh: float | None = None,
-        max_refresh: float | None = None,
-        empty_grace: float | None = None,
-        jitter: float | None = None,
-        backoff: Any = None,
-        clock: Clock | None = None,
-    ) -> None:
-        settings = settings_from(
-            service, port, resolver, strategy, protocol, namespace, refresh, health, connect,
-            min_refresh, max_refresh, empty_grace, jitter, backoff, clock,
-            default_resolver=Resolver, awaited=False,
-        )
-        self._init(settings)
-
-    def _init(self, settings: ServiceSettings) -> None:
-        check_resolver(settings.resolver, awaited=False)
-        self._settings = settings
-        self._clock = settings.clock
-        self._resolver = settings.resolver
-        self._core = core = settings.core()
-        self._runner = LookupRunner(
-            settings.resolver, settings.service, settings.port, settings.protocol, settings.namespace
-        )
-        self._waiters = waiters = _Waiters()
-        register_waker(self._clock, waiters)
-        self._entry: ServiceEntry | None = None
-        self._remove_listener = core.listen(waiters.wake)
-        self._finalizer: weakref.finalize[Any, Any] | None = None
-
-    # -- reading (no lock, no I/O) ------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The service's FQDN."""
-        return self._core.name
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` was called."""
-        return self._core.closed
-
-    @property
-    def strategy(self) -> Any:
-        """The pick strategy."""
-        return self._core.strategy
-
-    @property
-    def resolver(self) -> Any:
-        """The resolver."""
-        return self._resolver
-
-    @property
-    def endpoints(self) -> EndpointSet:
-        """The current view from DNS (ejected endpoints included)."""
-        return self._core.view.snapshot
-
-    @property
-    def healthy_endpoints(self) -> EndpointSet:
-        """What strategies see: the view without ejected endpoints (panic rule applied)."""
-        return self._core.view.usable
-
-    @property
-    def last_error(self) -> BaseException | None:
-        """The error of the latest resolution, or None if it succeeded (or found nothing)."""
-        return self._core.last_error
+    _default_resolver = Resolver
+    _awaited = False
+    _waker_type = _Waiters
+    _waker: _Waiters
+    _entry: ServiceEntry | None = None
 
     @property
     def refreshing(self) -> bool:
@@ -182,87 +106,6 @@ class HeadlessService:
         if entry is None or self._core.closed or entry.stopped.is_set():
             return False
         return refresher_for(self._clock).drives(entry)
-
-    @property
-    def core(self) -> ServiceCore:
-        """The sans-I/O core this service drives (integrations and tools read it)."""
-        return self._core
-
-    def pick(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-        request: Request | None = None,
-    ) -> Endpoint:
-        """One endpoint for a call, chosen by the strategy from the current view.
-
-        Args:
-            key: strategy input (a sticky key, a write key...).
-            partition: the partition whose leader is wanted (ejected or not).
-            ordinal: a specific pod by StatefulSet ordinal (ejected or not).
-            hostname: a specific pod by hostname (ejected or not).
-            role: ``"read"`` or ``"write"`` (:class:`~headless_client.PrimaryReplica`).
-            any_pod: any pod will do (metadata calls to a partitioned service).
-            request: a whole :class:`~headless_client.Request` instead of the fields.
-
-        Raises:
-            ServiceNotStarted: the service was never started (nor refreshed).
-            NoEndpointsAvailable: the view is empty (or the strategy found none).
-            LeaderNotAvailable: ``partition`` has no leader in the view.
-            EndpointNotFound: the pinned pod is not in the view.
-            TypeError: the key or partition does not suit the strategy.
-        """
-        if (
-            request is None
-            and partition is None
-            and ordinal is None
-            and hostname is None
-            and role is None
-            and not any_pod
-        ):
-            return self._core.quick(key)
-        if request is None:
-            request = Request(key, partition, ordinal, hostname, role, any_pod)
-        return self._core.pick(request)
-
-    def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
-        """A specific pod by StatefulSet ordinal or hostname (ejected or not).
-
-        Raises:
-            EndpointNotFound: no such pod in the current view.
-            InvalidName: neither or both of ordinal/hostname, or a bad ordinal.
-        """
-        return self._core.endpoint(ordinal, hostname)
-
-    # -- health ------------------------------------------------------------------------------
-
-    def report_failure(self, endpoint: Endpoint | int | str) -> None:
-        """A call to *endpoint* (an endpoint, a pod ordinal or hostname) failed: eject it
-        for a while and refresh DNS early.
-
-        Raises:
-            EndpointNotFound: an ordinal or hostname not in the view.
-            InvalidArgument: another type.
-        """
-        self._core.report_failure(endpoint, self._clock())
-
-    def report_success(self, endpoint: Endpoint | int | str, latency: float | None = None) -> None:
-        """A call to *endpoint* succeeded (in *latency* seconds): clear its ejection."""
-        self._core.report_success(endpoint, latency, self._clock())
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(old, new)`` on every published change; returns an unsubscribe.
-
-        Callbacks run on the library's events thread, in order of publication, one at a
-        time; one may call :meth:`refresh` or :meth:`close`. An exception in one is logged
-        and affects neither the refresher nor the other callbacks.
-        """
-        return self._core.subscribe(callback)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -282,7 +125,9 @@ class HeadlessService:
         """
         core = self._core
         if not core.begin_start():
-            self._wait_started()
+            self._wait(lambda: core.phase != "starting")
+            if core.phase == "new":  # the first caller failed unexpectedly: try ourselves
+                self.start()
             return
         ok = False
         try:
@@ -297,17 +142,8 @@ class HeadlessService:
         refresher = refresher_for(self._clock)
         core.listen(lambda: refresher.poke(entry))
         refresher.add(entry)
-        # Not started without close(): collected, the service stops and says so.
+        # Dropped without close(): collected, the service stops and says so.
         self._finalizer = weakref.finalize(self, _collected, entry, repr(self))
-
-    def _wait_started(self) -> None:
-        core = self._core
-        cv = self._waiters.cv
-        with cv:
-            while core.phase == "starting":
-                cv.wait(real_timeout(self._clock, self._clock() + 1.0))
-        if core.phase == "new":  # the first caller failed unexpectedly: try ourselves
-            self.start()
 
     def _resolve_inline(self) -> None:
         core = self._core
@@ -316,9 +152,7 @@ class HeadlessService:
         error: BaseException | None = None
         try:
             answer = self._runner.resolve_blocking()
-        except ResolutionError as exc:
-            error = exc
-        except Exception as exc:  # a custom resolver's bug: logged by the core, not fatal
+        except Exception as exc:  # the core logs what is not a ResolutionError
             error = exc
         except BaseException:
             core.resolved(self._clock(), action.previous, None)
@@ -330,18 +164,25 @@ class HeadlessService:
     def close(self) -> None:
         """Stop refreshing; harmless to call twice. Waits briefly for the refresher to let
         go of the service (not when called from a subscriber callback)."""
-        core = self._core
-        if not core.close():
+        if not self._core.close():
             return
-        finalizer = self._finalizer
-        if finalizer is not None:
-            finalizer.detach()
+        if self._finalizer is not None:
+            self._finalizer.detach()
         entry = self._entry
         if entry is not None and not dispatcher().on_thread:
             entry.stopped.wait(CLOSE_WAIT)
-        self._remove_listener()
 
     # -- blocking calls -------------------------------------------------------------------------
+
+    def _wait(self, ready: Callable[[], bool], deadline: float = float("inf")) -> bool:
+        """Wait on the service's condition until ``ready()`` or *deadline*; its result."""
+        clock, cv = self._clock, self._waker.cv
+        with cv:
+            while not ready():
+                if clock() >= deadline:
+                    return False
+                cv.wait(real_timeout(clock, deadline))
+        return True
 
     def refresh(self) -> EndpointSet:
         """Resolve now and return the resulting view.
@@ -360,15 +201,10 @@ class HeadlessService:
         else:
             ticket = core.want_refresh()
             budget = 2 * self._runner.timeout + 1.0
-            deadline = self._clock() + budget
-            cv = self._waiters.cv
-            with cv:
-                while not core.served(ticket):
-                    if core.closed:
-                        raise ServiceClosed(f"{core.name}: closed while refreshing")
-                    if self._clock() >= deadline:
-                        raise ResolutionError(f"{core.name}: refresh did not complete within {budget:g}s")
-                    cv.wait(real_timeout(self._clock, deadline))
+            if not self._wait(lambda: core.served(ticket) or core.closed, self._clock() + budget):
+                raise ResolutionError(f"{core.name}: refresh did not complete within {budget:g}s")
+            if not core.served(ticket):
+                raise ServiceClosed(f"{core.name}: closed while refreshing")
         error = core.last_error
         if error is not None and not isinstance(error, ServiceNotFound):
             raise error
@@ -386,58 +222,35 @@ class HeadlessService:
         """
         core = self._core
         deadline = self._settings.wait_deadline(min_endpoints, timeout, self._clock())
-        cv = self._waiters.cv
-        with cv:
-            while len(core.view.snapshot) < min_endpoints:
-                if core.closed:
-                    raise core.closed_error("wait_for")
-                if self._clock() >= deadline:
-                    raise self._settings.wait_timeout(core, min_endpoints, timeout)
-                cv.wait(real_timeout(self._clock, deadline))
+        self._wait(lambda: len(core.view.snapshot) >= min_endpoints or core.closed, deadline)
+        if len(core.view.snapshot) >= min_endpoints:
             return core.view.snapshot
+        if core.closed:
+            raise core.closed_error("wait_for")
+        raise self._settings.wait_timeout(core, min_endpoints, timeout)
 
     # -- connecting ----------------------------------------------------------------------------
 
-    def connect(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        timeout: float | None = None,
-        attempts: int | None = None,
-        total_timeout: float | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        source_address: tuple[str, int] | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        request: Request | None = None,
-    ) -> socket.socket:
-        """A connected socket (TLS-wrapped with *ssl_context*) to a pod.
+    def connect(self, key: object | None = None, **options: Unpack[ConnectOptions]) -> socket.socket:
+        """A connected socket (TLS-wrapped with ``ssl_context``) to a pod.
 
         By default to the strategy's pick for *key*, retrying on other pods; pinned (with
         ``ordinal=``/``hostname=``, ``partition=``, or a write to a primary) to that pod
         only, retried after a short back-off, re-resolving its name in case it moved. A
         failed attempt ejects the endpoint and schedules an early DNS refresh. With TLS the
         certificate must match the pod's FQDN (else the service's); a certificate that
-        does not verify is not retried.
-
-        At most *attempts* dials, each within *timeout* seconds, all within
-        *total_timeout* (defaults: the service's :class:`~headless_client.ConnectPolicy`).
+        does not verify is not retried. The options are :class:`~headless_client._face.ConnectOptions`;
+        at most ``attempts`` dials, each within ``timeout`` seconds, all within
+        ``total_timeout`` (defaults: the service's :class:`~headless_client.ConnectPolicy`).
 
         Raises:
             EndpointNotFound: a pinned pod is not in the view (at once, no retry).
             NoEndpointsAvailable / LeaderNotAvailable: nothing to connect to.
             ConnectError: every attempt failed; lists each endpoint tried and its error.
-            ServiceClosed: the service is closed (or was closed while connecting).
+            ConnectAborted: the service is closed (or was closed while connecting).
             InvalidName / InvalidArgument: a bad timeout, TLS context or source address.
         """
-        sock, endpoint = self._connect(
-            self._settings.request(key, partition, ordinal, hostname, role, request),
-            self._settings.connect_policy(timeout, attempts, total_timeout),
-            ssl_context,
-            source_address,
-        )
+        sock, endpoint = self._connect(*self._connect_args(key, options))
         # The socket is the caller's now: this call's in-flight count ends here.
         self._core.finished(endpoint)
         return sock
@@ -459,7 +272,9 @@ class HeadlessService:
                 # Counted in flight while dialling, so report_failure's decrement balances it.
                 core.started(endpoint)
                 try:
-                    sock = _dial(endpoint, action, ssl_context, source_address)
+                    sock = open_socket(
+                        endpoint, action.timeout, ssl_context, action.server_hostname, source_address
+                    )
                 except OSError as exc:
                     # Through the public method, so a subclass hooking it sees dial failures.
                     self.report_failure(endpoint)
@@ -470,7 +285,7 @@ class HeadlessService:
                     raise
                 return sock, endpoint
             if isinstance(action, Backoff):
-                self._sleep(action.seconds)
+                self._wait(lambda: core.closed, clock() + action.seconds)
             elif isinstance(action, Reresolve):
                 try:
                     found: EndpointSet | None = self._runner.resolve_host_blocking(
@@ -483,30 +298,9 @@ class HeadlessService:
                 assert isinstance(action, GiveUp)
                 raise action.error
 
-    def _sleep(self, seconds: float) -> None:
-        """Wait *seconds*, or less if the service is closed meanwhile."""
-        core = self._core
-        deadline = self._clock() + seconds
-        cv = self._waiters.cv
-        with cv:
-            while not core.closed and self._clock() < deadline:
-                cv.wait(real_timeout(self._clock, deadline))
-
     @contextlib.contextmanager
     def connection(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        timeout: float | None = None,
-        attempts: int | None = None,
-        total_timeout: float | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        source_address: tuple[str, int] | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        request: Request | None = None,
+        self, key: object | None = None, **options: Unpack[ConnectOptions]
     ) -> Iterator[socket.socket]:
         """``with svc.connection(key) as sock:`` connect, then report the outcome.
 
@@ -516,12 +310,7 @@ class HeadlessService:
         ``NotLeader`` says nothing about its health). The socket is closed on exit.
         Arguments and errors as :meth:`connect`.
         """
-        sock, endpoint = self._connect(
-            self._settings.request(key, partition, ordinal, hostname, role, request),
-            self._settings.connect_policy(timeout, attempts, total_timeout),
-            ssl_context,
-            source_address,
-        )
+        sock, endpoint = self._connect(*self._connect_args(key, options))
         start = self._clock()
         try:
             with sock:
@@ -556,19 +345,6 @@ class HeadlessService:
                     self.refresh()
                 except ResolutionError as exc:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
-
-    def __repr__(self) -> str:
-        stalled = " (refresher stopped)" if self._core.phase == "running" and not self.refreshing else ""
-        return f"<HeadlessService {self._core.describe()}{stalled}>"
-
-
-def _dial(
-    endpoint: Endpoint,
-    action: Dial,
-    ssl_context: ssl.SSLContext | None,
-    source_address: tuple[str, int] | None,
-) -> socket.socket:
-    return open_socket(endpoint, action.timeout, ssl_context, action.server_hostname, source_address)
 
 
 def _collected(entry: ServiceEntry, text: str) -> None:

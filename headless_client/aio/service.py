@@ -17,22 +17,18 @@ import ssl
 import warnings
 import weakref
 from collections.abc import AsyncIterator, Callable, Hashable
-from typing import Any
 
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
-from .._settings import settings_from
-from ..clock import Clock, real_timeout, register_waker
+from .._face import ConnectOptions, ServiceFace
+from ..clock import Clock, real_timeout
 from ..connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
-from ..core import STOP, Resolve, ServiceCore, Subscriber, WaitUntil
+from ..core import STOP, Resolve, ServiceCore, WaitUntil
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import ResolutionError, ServiceClosed, ServiceNotFound
-from ..health import HealthPolicy
-from ..lookup_runner import LookupRunner, check_resolver
-from ..refresh import RefreshPolicy
-from ..request import Request, Role
+from ..lookup_runner import LookupRunner
+from ..request import Request
 from ..sockets import check_dial_options
-from ..strategies import Strategy
 from . import streams as _streams
 from .resolver import AsyncResolver
 from .streams import Streams
@@ -47,11 +43,13 @@ class _Signal:
     the core changes or a fake clock moves. Callable from any thread; holds no reference
     to the service."""
 
-    __slots__ = ("__weakref__", "event", "loop")
+    __slots__ = ("__weakref__", "delivering", "event", "loop")
 
     def __init__(self) -> None:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.event: asyncio.Event | None = None
+        #: True while an event delivery runs (on the loop): others leave it the queue.
+        self.delivering = False
 
     def bind(self) -> asyncio.Event:
         """The event of the running loop (a new one after moving to another loop)."""
@@ -86,31 +84,24 @@ class _Signal:
                 await asyncio.wait_for(event.wait(), real_timeout(clock, deadline))
 
 
-class _Delivery:
-    """Delivers a core's events on the loop, one at a time, in order; subscribers may be
+async def _deliver(core: ServiceCore, signal: _Signal) -> None:
+    """Deliver *core*'s events on the loop, one at a time, in order; subscribers may be
     coroutine functions (awaited) and may await ``refresh()``."""
-
-    __slots__ = ("busy",)
-
-    def __init__(self) -> None:
-        self.busy = False
-
-    async def run(self, core: ServiceCore) -> None:
-        if self.busy:
-            return  # the delivery in progress takes the queued events, in order
-        self.busy = True
-        try:
-            while core.has_events():
-                for event in core.take_events():
-                    for callback in core.subscribers:
-                        try:
-                            result = callback(event.old, event.new)
-                            if inspect.isawaitable(result):
-                                await result
-                        except Exception:
-                            log.exception("%s: subscriber %r raised", core.name, callback)
-        finally:
-            self.busy = False
+    if signal.delivering:
+        return  # the delivery in progress takes the queued events, in order
+    signal.delivering = True
+    try:
+        while core.has_events():
+            for event in core.take_events():
+                for callback in core.subscribers:
+                    try:
+                        result = callback(event.old, event.new)
+                        if inspect.isawaitable(result):
+                            await result
+                    except Exception:
+                        log.exception("%s: subscriber %r raised", core.name, callback)
+    finally:
+        signal.delivering = False
 
 
 async def _refresher(
@@ -118,7 +109,6 @@ async def _refresher(
     runner: LookupRunner,
     clock: Clock,
     signal: _Signal,
-    delivery: _Delivery,
 ) -> None:
     """The refresher task: ask the core, resolve or wait, report; until closed.
 
@@ -150,7 +140,7 @@ async def _refresher(
                 return
             core.resolved(clock(), answer, error)
             if core.has_events():
-                await delivery.run(core)
+                await _deliver(core, signal)
             continue
         assert isinstance(action, WaitUntil)
         del core
@@ -159,7 +149,7 @@ async def _refresher(
             await asyncio.wait_for(event.wait(), real_timeout(clock, action.deadline))
 
 
-class AsyncHeadlessService:
+class AsyncHeadlessService(ServiceFace):
     """:class:`~headless_client.HeadlessService` for asyncio: the same arguments, errors
     and behaviour.
 
@@ -174,135 +164,20 @@ class AsyncHeadlessService:
     in the parent moves to the child's loop at its first awaited call.
     """
 
-    def __init__(
-        self,
-        service: str,
-        port: int | str | None = None,
-        *,
-        resolver: Any = None,
-        strategy: Strategy | object | None = None,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-        refresh: RefreshPolicy | None = None,
-        health: HealthPolicy | None = None,
-        connect: ConnectPolicy | None = None,
-        min_refresh: float | None = None,
-        max_refresh: float | None = None,
-        empty_grace: float | None = None,
-        jitter: float | None = None,
-        backoff: Any = None,
-        clock: Clock | None = None,
-    ) -> None:
-        settings = settings_from(
-            service, port, resolver, strategy, protocol, namespace, refresh, health, connect,
-            min_refresh, max_refresh, empty_grace, jitter, backoff, clock,
-            default_resolver=AsyncResolver, awaited=True,
-        )
-        check_resolver(settings.resolver, awaited=True)
-        self._settings = settings
-        self._clock = settings.clock
-        self._resolver = settings.resolver
-        self._core = core = settings.core()
-        self._runner = LookupRunner(
-            settings.resolver, settings.service, settings.port, settings.protocol, settings.namespace
-        )
-        self._signal = signal = _Signal()
-        self._delivery = _Delivery()
-        register_waker(self._clock, signal)
-        core.listen(signal.wake)
-        self._task: asyncio.Task[None] | None = None
-        self._pid = os.getpid()
-        self._finalizer: weakref.finalize[Any, Any] | None = None
+    _default_resolver = AsyncResolver
+    _awaited = True
+    _waker_type = _Signal
+    _waker: _Signal
+    _task: asyncio.Task[None] | None = None
 
-    # -- reading (no lock, no I/O) ------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The service's FQDN."""
-        return self._core.name
-
-    @property
-    def closed(self) -> bool:
-        """True once ``close()`` was called."""
-        return self._core.closed
-
-    @property
-    def strategy(self) -> Any:
-        """The pick strategy."""
-        return self._core.strategy
-
-    @property
-    def resolver(self) -> Any:
-        """The resolver."""
-        return self._resolver
-
-    @property
-    def endpoints(self) -> EndpointSet:
-        """The current view from DNS (ejected endpoints included)."""
-        return self._core.view.snapshot
-
-    @property
-    def healthy_endpoints(self) -> EndpointSet:
-        """What strategies see: the view without ejected endpoints (panic rule applied)."""
-        return self._core.view.usable
-
-    @property
-    def last_error(self) -> BaseException | None:
-        """The error of the latest resolution, or None if it succeeded (or found nothing)."""
-        return self._core.last_error
+    #: The process that started the service (0: not started); another pid means a fork.
+    _pid: int = 0
 
     @property
     def refreshing(self) -> bool:
         """True while the service is started and its refresher task runs."""
         task = self._task
         return task is not None and not task.done() and not self._core.closed
-
-    @property
-    def core(self) -> ServiceCore:
-        """The sans-I/O core this service drives (integrations and tools read it)."""
-        return self._core
-
-    def pick(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-        request: Request | None = None,
-    ) -> Endpoint:
-        """See :meth:`headless_client.HeadlessService.pick`."""
-        if (
-            request is None
-            and partition is None
-            and ordinal is None
-            and hostname is None
-            and role is None
-            and not any_pod
-        ):
-            return self._core.quick(key)
-        if request is None:
-            request = Request(key, partition, ordinal, hostname, role, any_pod)
-        return self._core.pick(request)
-
-    def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
-        """See :meth:`headless_client.HeadlessService.endpoint`."""
-        return self._core.endpoint(ordinal, hostname)
-
-    def report_failure(self, endpoint: Endpoint | int | str) -> None:
-        """See :meth:`headless_client.HeadlessService.report_failure`."""
-        self._core.report_failure(endpoint, self._clock())
-
-    def report_success(self, endpoint: Endpoint | int | str, latency: float | None = None) -> None:
-        """See :meth:`headless_client.HeadlessService.report_success`."""
-        self._core.report_success(endpoint, latency, self._clock())
-
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """See :meth:`headless_client.HeadlessService.subscribe` (callbacks run on the
-        refresher task; coroutine functions are awaited)."""
-        return self._core.subscribe(callback)
 
     # -- lifecycle -----------------------------------------------------------------------------
 
@@ -323,7 +198,7 @@ class AsyncHeadlessService:
         self._adopt_after_fork()
         core = self._core
         if not core.begin_start():
-            await self._signal.wait(self._clock, float("inf"), lambda: core.phase != "starting")
+            await self._waker.wait(self._clock, float("inf"), lambda: core.phase != "starting")
             if core.phase == "new":  # the first caller failed unexpectedly
                 await self.start()
             return
@@ -334,12 +209,13 @@ class AsyncHeadlessService:
         finally:
             core.start_done(ok=ok)
         if not core.closed:
+            self._pid = os.getpid()
             self._start_task()
             self._finalizer = weakref.finalize(self, _collected, self._task, repr(self))
 
     def _start_task(self) -> None:
         self._task = asyncio.get_running_loop().create_task(
-            _refresher(weakref.ref(self._core), self._runner, self._clock, self._signal, self._delivery),
+            _refresher(weakref.ref(self._core), self._runner, self._clock, self._waker),
             name=f"headless-client-refresh[{self.name}]",
         )
 
@@ -357,7 +233,7 @@ class AsyncHeadlessService:
             raise
         core.resolved(self._clock(), answer, error)
         if core.has_events():
-            await self._delivery.run(core)
+            await _deliver(core, self._waker)
 
     async def close(self) -> None:
         """Cancel the refresher task and wait for it; harmless to call twice.
@@ -373,7 +249,7 @@ class AsyncHeadlessService:
         task, self._task = self._task, None
         if task is None or task.done():
             return
-        if os.getpid() != self._pid:
+        if self._pid and os.getpid() != self._pid:
             return  # the parent's task: not ours to touch (it does not run here)
         loop = task.get_loop()
         try:
@@ -393,12 +269,12 @@ class AsyncHeadlessService:
 
     def _adopt_after_fork(self) -> None:
         """In a forked child, forget the parent's task and loop; restart on this one."""
-        if os.getpid() == self._pid:
+        if not self._pid or os.getpid() == self._pid:
             return
         self._pid = os.getpid()
         self._task = None
-        self._signal.loop = None
-        self._signal.event = None
+        self._waker.loop = None
+        self._waker.event = None
         if self._core.phase == "running":
             self._start_task()
 
@@ -418,7 +294,7 @@ class AsyncHeadlessService:
             ticket = core.want_refresh()
             budget = 2 * self._runner.timeout + 1.0
             deadline = self._clock() + budget
-            await self._signal.wait(self._clock, deadline, lambda: core.served(ticket) or core.closed)
+            await self._waker.wait(self._clock, deadline, lambda: core.served(ticket) or core.closed)
             if not core.served(ticket):
                 if core.closed:
                     raise ServiceClosed(f"{core.name}: closed while refreshing")
@@ -438,35 +314,16 @@ class AsyncHeadlessService:
                 raise core.closed_error("wait_for")
             if self._clock() >= deadline:
                 raise self._settings.wait_timeout(core, min_endpoints, timeout)
-            await self._signal.wait(
+            await self._waker.wait(
                 self._clock, deadline, lambda: len(core.view.snapshot) >= min_endpoints or core.closed
             )
         return core.view.snapshot
 
     # -- connecting ----------------------------------------------------------------------------
 
-    async def connect(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        timeout: float | None = None,
-        attempts: int | None = None,
-        total_timeout: float | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        source_address: tuple[str, int] | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        request: Request | None = None,
-    ) -> Streams:
+    async def connect(self, key: object | None = None, **options: Unpack[ConnectOptions]) -> Streams:
         """See :meth:`headless_client.HeadlessService.connect`; returns (reader, writer)."""
-        streams, endpoint = await self._connect(
-            self._settings.request(key, partition, ordinal, hostname, role, request),
-            self._settings.connect_policy(timeout, attempts, total_timeout),
-            ssl_context,
-            source_address,
-        )
+        streams, endpoint = await self._connect(*self._connect_args(key, options))
         self._core.finished(endpoint)
         return streams
 
@@ -501,7 +358,7 @@ class AsyncHeadlessService:
                 return streams, endpoint
             if isinstance(action, Backoff):
                 deadline = clock() + action.seconds
-                await self._signal.wait(clock, deadline, lambda: core.closed)
+                await self._waker.wait(clock, deadline, lambda: core.closed)
             elif isinstance(action, Reresolve):
                 try:
                     found: EndpointSet | None = await self._runner.resolve_host_async(
@@ -516,27 +373,10 @@ class AsyncHeadlessService:
 
     @contextlib.asynccontextmanager
     async def connection(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        timeout: float | None = None,
-        attempts: int | None = None,
-        total_timeout: float | None = None,
-        ssl_context: ssl.SSLContext | None = None,
-        source_address: tuple[str, int] | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        request: Request | None = None,
+        self, key: object | None = None, **options: Unpack[ConnectOptions]
     ) -> AsyncIterator[Streams]:
         """See :meth:`headless_client.HeadlessService.connection`; yields (reader, writer)."""
-        streams, endpoint = await self._connect(
-            self._settings.request(key, partition, ordinal, hostname, role, request),
-            self._settings.connect_policy(timeout, attempts, total_timeout),
-            ssl_context,
-            source_address,
-        )
+        streams, endpoint = await self._connect(*self._connect_args(key, options))
         start = self._clock()
         writer = streams[1]
         try:
@@ -564,9 +404,6 @@ class AsyncHeadlessService:
                 except ResolutionError as exc:
                     log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
 
-    def __repr__(self) -> str:
-        stalled = " (refresher stopped)" if self._core.phase == "running" and not self.refreshing else ""
-        return f"<AsyncHeadlessService {self._core.describe()}{stalled}>"
 
 
 def _collected(task: asyncio.Task[None] | None, text: str) -> None:

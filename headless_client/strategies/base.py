@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable, Sequence
+from functools import partial
 from typing import Generic, Protocol, TypeVar, runtime_checkable
 
 from .. import _forksafe
@@ -62,6 +63,8 @@ __all__ = [
     "RequestStrategy",
     "SnapshotCache",
     "Strategy",
+    "UsableChoice",
+    "Watchers",
     "Watching",
     "distinct_pods",
     "no_endpoints",
@@ -214,6 +217,55 @@ def no_endpoints(endpoints: EndpointSet, strategy: object) -> NoEndpointsAvailab
     return NoEndpointsAvailable(
         f"no endpoints available{where} ({type(strategy).__name__}: the set is empty)"
     )
+
+
+class UsableChoice:
+    """``choose`` and ``key_picker`` for a strategy whose 0.1.0 ``pick(endpoints, key)``
+    already says everything: it picks among the usable endpoints, minus the pods a retry
+    already tried, and reads nothing else of the request."""
+
+    __slots__ = ()
+
+    pick: Callable[[EndpointSet, object | None], Endpoint]
+
+    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
+        """``pick`` over the usable endpoints not tried yet in this call."""
+        return self.pick(untried(request, usable, snapshot) if request.exclude else usable, request.key)
+
+    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
+        """``pick`` bound to *usable*."""
+        return partial(self.pick, usable)
+
+
+class Watchers:
+    """The callbacks of a strategy's ``watch()``: added and removed under a lock, called
+    (outside it) by :meth:`notify` after a change of the strategy's routing inputs."""
+
+    __slots__ = ("__weakref__", "_callbacks", "_lock")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._callbacks: tuple[Callable[[], None], ...] = ()
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        self._lock = threading.Lock()
+
+    def add(self, callback: Callable[[], None]) -> Callable[[], None]:
+        """Watch with *callback*; returns the unsubscribe function."""
+        with self._lock:
+            self._callbacks = (*self._callbacks, callback)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                self._callbacks = tuple(c for c in self._callbacks if c is not callback)
+
+        return unsubscribe
+
+    def notify(self) -> None:
+        """Call every callback."""
+        for callback in self._callbacks:
+            callback()
 
 
 def untried(request: Request, usable: EndpointSet, snapshot: EndpointSet) -> EndpointSet:

@@ -6,13 +6,10 @@ import math
 import random
 import threading
 import time
-from collections.abc import Callable
-from functools import partial
 
 from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
-from ..request import Request
-from .base import Clock, SnapshotCache, distinct_pods, no_endpoints, untried
+from .base import Clock, SnapshotCache, UsableChoice, distinct_pods, no_endpoints
 
 __all__ = ["LeastLoaded"]
 
@@ -29,7 +26,7 @@ class _PodLoad:
         self.measured = False
 
 
-class LeastLoaded:
+class LeastLoaded(UsableChoice):
     """Two random pods, keep the less loaded one ("power of two choices").
 
     Load is the number of requests in flight, reported through :meth:`started` and
@@ -157,14 +154,6 @@ class LeastLoaded:
             now = self._clock()
             return a if self._cost(sa, now) <= self._cost(sb, now) else b
         return a if (sa.inflight if sa else 0) <= (sb.inflight if sb else 0) else b
-
-    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
-        """The less loaded of two random usable pods not yet tried in this call."""
-        return self.pick(untried(request, usable, snapshot) if request.exclude else usable)
-
-    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
-        """``pick`` bound to *usable* (the key is ignored)."""
-        return partial(self.pick, usable)
 
     def _estimate(self, state: _PodLoad | None, now: float) -> float:
         if state is None or not state.measured:

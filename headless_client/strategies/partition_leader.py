@@ -14,7 +14,7 @@ from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import LeaderNotAvailable
 from ..request import Request
-from .base import Clock, SnapshotCache, distinct_pods, no_endpoints, untried
+from .base import Clock, SnapshotCache, Watchers, distinct_pods, no_endpoints, untried
 
 __all__ = ["LeaderMap", "LeaderSource", "PartitionLeader"]
 
@@ -149,7 +149,7 @@ class PartitionLeader(Generic[P]):
         # "Any pod" calls (metadata, probes) rotate over the usable pods.
         self._counter = count()
         self._any_cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(distinct_pods, ())
-        self._watchers: tuple[Callable[[], None], ...] = ()
+        self._watchers = Watchers()
         _forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
@@ -250,7 +250,7 @@ class PartitionLeader(Generic[P]):
             changed = fresh != self._leaders
             self._leaders = fresh  # one assignment; readers hold either map whole
         if changed:
-            self._notify()
+            self._watchers.notify()
         return True
 
     def not_leader(self, partition: P, hint: int | str | None = None) -> None:
@@ -286,7 +286,7 @@ class PartitionLeader(Generic[P]):
                     changed = updated != self._leaders
                     self._leaders = updated
                 if changed:
-                    self._notify()
+                    self._watchers.notify()
 
     # -- the request-aware protocol --------------------------------------------------------
 
@@ -323,18 +323,8 @@ class PartitionLeader(Generic[P]):
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call *callback* after every change of the leader map; returns an unsubscribe."""
-        with self._lock:
-            self._watchers = (*self._watchers, callback)
+        return self._watchers.add(callback)
 
-        def unsubscribe() -> None:
-            with self._lock:
-                self._watchers = tuple(w for w in self._watchers if w is not callback)
-
-        return unsubscribe
-
-    def _notify(self) -> None:
-        for callback in self._watchers:
-            callback()
 
     def __repr__(self) -> str:
         source = "callable" if self._source is not None else f"{len(self._leaders)} partitions"

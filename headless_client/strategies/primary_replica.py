@@ -12,7 +12,7 @@ from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidArgument, InvalidName, NoEndpointsAvailable
 from ..request import WRITE, Request
-from .base import SnapshotCache, distinct_pods, no_endpoints
+from .base import SnapshotCache, Watchers, distinct_pods, no_endpoints
 
 __all__ = ["PrimaryReplica"]
 
@@ -103,7 +103,7 @@ class PrimaryReplica:
         self._counter = itertools.count()
         self._primary: _Primary = _check_primary(primary)
         self._lock = threading.Lock()
-        self._watchers: tuple[Callable[[], None], ...] = ()
+        self._watchers = Watchers()
         self._cache: SnapshotCache[_Roles] = SnapshotCache(self._derive, None)
         _forksafe.register(self)
 
@@ -138,20 +138,11 @@ class PrimaryReplica:
             self._primary = checked
             # Roles depend on the name: derived state of every snapshot is stale.
             self._cache = SnapshotCache(self._derive, None)
-            watchers = self._watchers
-        for callback in watchers:
-            callback()
+        self._watchers.notify()
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call *callback* after every change of the named primary; returns an unsubscribe."""
-        with self._lock:
-            self._watchers = (*self._watchers, callback)
-
-        def unsubscribe() -> None:
-            with self._lock:
-                self._watchers = tuple(w for w in self._watchers if w is not callback)
-
-        return unsubscribe
+        return self._watchers.add(callback)
 
     def is_write(self, key: object) -> bool:
         """True if *key* selects the primary."""

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
-from functools import partial
 
 from ..endpoints import Endpoint, EndpointSet
-from ..request import Request
-from .base import SnapshotCache, distinct_pods, no_endpoints, untried
+from .base import SnapshotCache, UsableChoice, distinct_pods, no_endpoints
 
 __all__ = ["Random"]
 
 
-class Random:
+class Random(UsableChoice):
     """A uniformly random pod per pick.
 
     Useful when many independent clients start at once: unlike a fresh
@@ -46,14 +43,6 @@ class Random:
             raise no_endpoints(endpoints, self)
         # random() < 1.0, and for any len below 2**53 the product rounds below len.
         return pods[int(self._random() * len(pods))]
-
-    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
-        """A random usable pod not yet tried in this call."""
-        return self.pick(untried(request, usable, snapshot) if request.exclude else usable)
-
-    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
-        """``pick`` bound to *usable* (the key is ignored)."""
-        return partial(self.pick, usable)
 
     def __repr__(self) -> str:
         return f"Random(seed={self._seed!r})"

@@ -3,17 +3,14 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
-from functools import partial
 
 from ..endpoints import Endpoint, EndpointSet
-from ..request import Request
-from .base import SnapshotCache, distinct_pods, no_endpoints, untried
+from .base import SnapshotCache, UsableChoice, distinct_pods, no_endpoints
 
 __all__ = ["RoundRobin"]
 
 
-class RoundRobin:
+class RoundRobin(UsableChoice):
     """Each pod in turn: the n-th pick returns pod ``n % len(pods)``.
 
     One global counter serves every thread, so ``k * len(pods)`` picks give exactly
@@ -47,14 +44,6 @@ class RoundRobin:
         except ZeroDivisionError:
             # An empty set: the check costs nothing on the hot path this way.
             raise no_endpoints(endpoints, self) from None
-
-    def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
-        """The next usable pod in rotation, skipping those already tried in this call."""
-        return self.pick(untried(request, usable, snapshot) if request.exclude else usable)
-
-    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
-        """``pick`` bound to *usable* (the key is ignored)."""
-        return partial(self.pick, usable)
 
     def __repr__(self) -> str:
         return "RoundRobin()"

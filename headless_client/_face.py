@@ -1,0 +1,256 @@
+"""What both services are without I/O: their constructor, reading, picking, health and
+subscriptions, written once.
+
+Everything here forwards to the service's own :class:`~headless_client.core.ServiceCore`;
+the twins (:mod:`headless_client.service`, :mod:`headless_client.aio.service`) add only
+what does I/O: starting, refreshing, waiting, connecting and closing.
+"""
+
+from __future__ import annotations
+
+import ssl
+import weakref
+from collections.abc import Callable, Hashable
+from typing import Any, ClassVar, Protocol, TypedDict
+
+from ._settings import ServiceSettings, settings_from
+from .clock import Clock, register_waker
+from .connect import ConnectPolicy
+from .core import ServiceCore, Subscriber
+from .endpoints import Endpoint, EndpointSet
+from .errors import InvalidArgument
+from .health import HealthPolicy
+from .lookup_runner import LookupRunner, check_resolver
+from .refresh import RefreshPolicy
+from .request import Request, Role
+
+__all__ = ["ConnectOptions", "ServiceFace"]
+
+
+class ConnectOptions(TypedDict, total=False):
+    """The keyword arguments of ``connect()`` and ``connection()`` on both services.
+
+    Routing (as :meth:`~headless_client.HeadlessService.pick`): ``partition``, ``ordinal``,
+    ``hostname``, ``role``, or a whole ``request``. Dialling: ``timeout`` (one dial),
+    ``attempts``, ``total_timeout`` (the whole call; defaults from the service's
+    :class:`~headless_client.ConnectPolicy`), ``ssl_context`` (TLS, verified against the
+    pod's FQDN, else the service's), ``source_address`` (``(host, port)`` to bind).
+    """
+
+    partition: Hashable | None
+    ordinal: int | None
+    hostname: str | None
+    role: Role | None
+    request: Request | None
+    timeout: float | None
+    attempts: int | None
+    total_timeout: float | None
+    ssl_context: ssl.SSLContext | None
+    source_address: tuple[str, int] | None
+
+
+_CONNECT_OPTIONS = frozenset(ConnectOptions.__annotations__)
+
+
+class _Waker(Protocol):
+    def wake(self) -> None: ...
+
+
+class ServiceFace:
+    """The I/O-free part of :class:`~headless_client.HeadlessService` and
+    :class:`~headless_client.AsyncHeadlessService` (see those for the arguments)."""
+
+    #: The resolver built when none is given, and whether its calls are awaited.
+    _default_resolver: ClassVar[Callable[[], Any]]
+    _awaited: ClassVar[bool]
+    #: What waits on the service's changes (a condition, an asyncio event), per twin.
+    _waker_type: ClassVar[Callable[[], _Waker]]
+
+    _finalizer: weakref.finalize[Any, Any] | None = None
+
+    def __init__(
+        self,
+        service: str,
+        port: int | str | None = None,
+        *,
+        resolver: Any = None,
+        strategy: object | None = None,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+        refresh: RefreshPolicy | None = None,
+        health: HealthPolicy | None = None,
+        connect: ConnectPolicy | None = None,
+        min_refresh: float | None = None,
+        max_refresh: float | None = None,
+        empty_grace: float | None = None,
+        jitter: float | None = None,
+        backoff: Any = None,
+        clock: Clock | None = None,
+    ) -> None:
+        settings = settings_from(
+            service, port, resolver, strategy, protocol, namespace, refresh, health, connect,
+            min_refresh, max_refresh, empty_grace, jitter, backoff, clock,
+            default_resolver=type(self)._default_resolver, awaited=self._awaited,
+        )
+        check_resolver(settings.resolver, awaited=self._awaited)
+        self._settings: ServiceSettings = settings
+        self._clock: Clock = settings.clock
+        self._resolver = settings.resolver
+        self._core = core = settings.core()
+        self._runner = LookupRunner(
+            settings.resolver, settings.service, settings.port, settings.protocol, settings.namespace
+        )
+        self._waker = waker = type(self)._waker_type()
+        register_waker(self._clock, waker)
+        core.listen(waker.wake)
+
+    # -- reading (no lock, no I/O) ------------------------------------------------------------
+
+    @property
+    def name(self) -> str:
+        """The service's FQDN."""
+        return self._core.name
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` was called."""
+        return self._core.closed
+
+    @property
+    def strategy(self) -> Any:
+        """The pick strategy."""
+        return self._core.strategy
+
+    @property
+    def resolver(self) -> Any:
+        """The resolver."""
+        return self._resolver
+
+    @property
+    def endpoints(self) -> EndpointSet:
+        """The current view from DNS (ejected endpoints included)."""
+        return self._core.view.snapshot
+
+    @property
+    def healthy_endpoints(self) -> EndpointSet:
+        """What strategies see: the view without ejected endpoints (panic rule applied)."""
+        return self._core.view.usable
+
+    @property
+    def last_error(self) -> BaseException | None:
+        """The error of the latest resolution, or None if it succeeded (or found nothing)."""
+        return self._core.last_error
+
+    @property
+    def core(self) -> ServiceCore:
+        """The sans-I/O core this service drives (integrations and tools read it)."""
+        return self._core
+
+    def pick(
+        self,
+        key: object | None = None,
+        *,
+        partition: Hashable | None = None,
+        ordinal: int | None = None,
+        hostname: str | None = None,
+        role: Role | None = None,
+        any_pod: bool = False,
+        request: Request | None = None,
+    ) -> Endpoint:
+        """One endpoint for a call, chosen by the strategy from the current view.
+
+        Args:
+            key: strategy input (a sticky key, a write key...).
+            partition: the partition whose leader is wanted (ejected or not).
+            ordinal: a specific pod by StatefulSet ordinal (ejected or not).
+            hostname: a specific pod by hostname (ejected or not).
+            role: ``"read"`` or ``"write"`` (:class:`~headless_client.PrimaryReplica`).
+            any_pod: any pod will do (metadata calls to a partitioned service).
+            request: a whole :class:`~headless_client.Request` instead of the fields.
+
+        Raises:
+            ServiceNotStarted: the service was never started (nor refreshed).
+            NoEndpointsAvailable: the view is empty (or the strategy found none).
+            LeaderNotAvailable: ``partition`` has no leader in the view.
+            EndpointNotFound: the pinned pod is not in the view.
+            TypeError: the key or partition does not suit the strategy.
+        """
+        if (
+            request is None
+            and partition is None
+            and ordinal is None
+            and hostname is None
+            and role is None
+            and not any_pod
+        ):
+            return self._core.quick(key)
+        if request is None:
+            request = Request(key, partition, ordinal, hostname, role, any_pod)
+        return self._core.pick(request)
+
+    def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
+        """A specific pod by StatefulSet ordinal or hostname (ejected or not).
+
+        Raises:
+            EndpointNotFound: no such pod in the current view.
+            InvalidName: neither or both of ordinal/hostname, or a bad ordinal.
+        """
+        return self._core.endpoint(ordinal, hostname)
+
+    # -- health ------------------------------------------------------------------------------
+
+    def report_failure(self, endpoint: Endpoint | int | str) -> None:
+        """A call to *endpoint* (an endpoint, a pod ordinal or hostname) failed: eject it
+        for a while and refresh DNS early.
+
+        Raises:
+            EndpointNotFound: an ordinal or hostname not in the view.
+            InvalidArgument: another type.
+        """
+        self._core.report_failure(endpoint, self._clock())
+
+    def report_success(self, endpoint: Endpoint | int | str, latency: float | None = None) -> None:
+        """A call to *endpoint* succeeded (in *latency* seconds): clear its ejection."""
+        self._core.report_success(endpoint, latency, self._clock())
+
+    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
+        """Call ``callback(old, new)`` on every published change; returns an unsubscribe.
+
+        Callbacks run in order of publication, one at a time (sync: on the library's events
+        thread; asyncio: on the service's refresher task, and coroutine functions are
+        awaited); one may refresh or close the service. An exception in one is logged and
+        affects neither the refresher nor the other callbacks.
+        """
+        return self._core.subscribe(callback)
+
+    # -- shared by connect() and connection() ------------------------------------------------
+
+    def _connect_args(
+        self, key: object | None, options: ConnectOptions
+    ) -> tuple[Request, ConnectPolicy, ssl.SSLContext | None, tuple[str, int] | None]:
+        unknown = sorted(set(options) - _CONNECT_OPTIONS)
+        if unknown:
+            raise InvalidArgument(
+                f"connect() got unexpected keyword arguments {unknown}; it takes "
+                f"{sorted(_CONNECT_OPTIONS)}"
+            )
+        settings = self._settings
+        request = settings.request(
+            key,
+            options.get("partition"),
+            options.get("ordinal"),
+            options.get("hostname"),
+            options.get("role"),
+            options.get("request"),
+        )
+        policy = settings.connect_policy(
+            options.get("timeout"), options.get("attempts"), options.get("total_timeout")
+        )
+        return request, policy, options.get("ssl_context"), options.get("source_address")
+
+    def _stalled(self) -> str:
+        refreshing = bool(getattr(self, "refreshing", True))
+        return " (refresher stopped)" if self._core.phase == "running" and not refreshing else ""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self._core.describe()}{self._stalled()}>"
