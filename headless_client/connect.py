@@ -226,13 +226,14 @@ class ConnectPlan:
         attempts_left = len(self.tried) < self.policy.attempts
         if not (self.pinned and attempts_left):
             return
-        if endpoint.hostname is not None and self.deadline - now >= self.resolve_timeout:
-            self._pending.append(Reresolve(endpoint))
         delay = min(PINNED_BACKOFF_FIRST * 2 ** (len(self.tried) - 1), PINNED_BACKOFF_MAX)
         if now + delay >= self.deadline:
+            # No attempt fits any more: a re-resolve now would only delay the error.
             self._pending.append(GiveUp(self.final_error()))
-        else:
-            self._pending.append(Backoff(delay))
+            return
+        if endpoint.hostname is not None and self.deadline - now >= self.resolve_timeout:
+            self._pending.append(Reresolve(endpoint))
+        self._pending.append(Backoff(delay))
 
     def reresolved(self, endpoint: Endpoint, found: Iterable[Endpoint] | None) -> None:
         """The result of a :class:`Reresolve` (``None``: the lookup failed)."""

@@ -333,6 +333,7 @@ class ServiceCore:
             if self.phase == "closed":
                 self._served = max(self._served, self._ticket_in_flight)
                 return
+            first = not self._resolved_once
             self._resolved_once = True
             schedule = self._schedule
             if error is None and answer is not None:
@@ -354,6 +355,10 @@ class ServiceCore:
                         len(diff.added), len(diff.removed),
                         extra={"service": self.name, "reason": "membership"},
                     )
+            elif first:
+                # DNS failed the first time: publish the empty view so picks say "no
+                # endpoints" from now on instead of "not started".
+                self._publish(self.view.snapshot, now, force=True)
             self._next_refresh = now + decision.delay
             self.last_error = error
             self._served = max(self._served, self._ticket_in_flight)

@@ -7,7 +7,9 @@ which strategy it holds.
 
 A strategy written for 0.1.0 (only ``pick(endpoints, key)``) is adapted: a call's key is
 passed on, a retry's already-tried pods are left out of the endpoints it sees, and
-partition calls are refused (such a strategy cannot know leaders). To move a 0.1.0
+partition calls are refused (such a strategy cannot know leaders), unless it is a member
+of a :class:`~headless_client.strategies.Fallback` behind a partition router: then, as in
+0.1.0, it gets a leaderless partition as its key. To move a 0.1.0
 strategy to the request-aware protocol, rename ``pick(endpoints, key)`` to
 ``choose(request, usable, snapshot)`` and read ``request.key`` and ``usable``.
 """
@@ -64,10 +66,12 @@ class _Adapted:
         self._pick = strategy.pick
 
     def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
-        if request.partition is not None:
-            raise InvalidArgument(f"partition={request.partition!r} needs a strategy that routes partitions")
         endpoints = untried(request, usable, snapshot) if request.exclude else usable
-        return self._pick(endpoints, request.key)
+        # A partition only reaches an adapted strategy as a member of a Fallback that
+        # routes partitions (the Router refuses it otherwise): the leader was not found,
+        # and 0.1.0's Fallback passed the partition on as the key.
+        key = request.partition if request.partition is not None else request.key
+        return self._pick(endpoints, key)
 
 
 def chooser(strategy: object) -> Chooser:

@@ -10,6 +10,7 @@ import pytest
 import headless_client.strategies as strategies
 from headless_client.endpoints import Endpoint, EndpointSet
 from headless_client.errors import NoEndpointsAvailable
+from headless_client.request import Request
 from headless_client.strategies import (
     Fallback,
     LeastLoaded,
@@ -17,11 +18,12 @@ from headless_client.strategies import (
     PartitionLeader,
     PrimaryReplica,
     Random,
+    RequestStrategy,
     RoundRobin,
     Sticky,
     Strategy,
 )
-from headless_client.strategies.base import SnapshotCache, distinct_pods
+from headless_client.strategies.base import SnapshotCache, distinct_pods, untried
 
 from ._helpers import dual_stack, pods
 
@@ -236,3 +238,48 @@ def test_user_written_strategy_composes_with_fallback() -> None:
     strategy = Fallback(PreferZone(ZONES, "us-east-1a", RoundRobin()), RoundRobin())
     eps = pods(range(3))
     assert [strategy.pick(eps).ordinal for _ in range(3)] == [0, 1, 2]
+
+
+# -- the request-aware protocol ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize("strategy", every_strategy(), ids=repr)
+def test_every_strategy_is_request_aware(strategy: Strategy) -> None:
+    """Built-in strategies satisfy the runtime-checkable RequestStrategy protocol too."""
+    assert isinstance(strategy, RequestStrategy)
+
+
+@pytest.mark.parametrize("strategy", every_strategy(), ids=repr)
+def test_choose_on_an_empty_view_raises_naming_the_set(strategy: Strategy) -> None:
+    """choose() over empty sets raises NoEndpointsAvailable naming the service."""
+    assert isinstance(strategy, RequestStrategy)
+    empty = EndpointSet(name="web.prod")
+    request = Request(partition=0) if getattr(strategy, "routes_partitions", False) else Request(key=0)
+    with pytest.raises(NoEndpointsAvailable, match=r"web\.prod"):
+        strategy.choose(request, empty, empty)
+
+
+def test_untried_returns_the_usable_set_itself_without_exclusions() -> None:
+    """With nothing excluded, untried() copies nothing."""
+    eps = pods(range(3))
+    assert untried(Request(), eps, eps) is eps
+
+
+def test_untried_prefers_usable_then_the_snapshot() -> None:
+    """untried() drops tried pods from the usable set, else takes the snapshot's untried ones, keeping the name."""
+    snapshot = pods(range(4))
+    usable = snapshot.without([snapshot[3]])
+    left = untried(Request(exclude={snapshot[0].identity}), usable, snapshot)
+    assert list(left) == [snapshot[1], snapshot[2]]
+    assert left.name == "web.prod"
+    every_usable = Request(exclude={ep.identity for ep in usable})
+    assert list(untried(every_usable, usable, snapshot)) == [snapshot[3]]
+    with pytest.raises(NoEndpointsAvailable, match="no endpoint of 'web.prod' left to try: all 4 were tried"):
+        untried(every_usable.excluding(snapshot[3].identity), usable, snapshot)
+
+
+def test_untried_drops_both_addresses_of_a_tried_dual_stack_pod() -> None:
+    """Exclusion is by identity: a tried pod's IPv6 twin is not tried next."""
+    eps = EndpointSet([*dual_stack(0), *dual_stack(1)])
+    left = untried(Request(exclude={dual_stack(0)[0].identity}), eps, eps)
+    assert list(left) == list(dual_stack(1))

@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from headless_client.endpoints import Endpoint, EndpointSet
+from headless_client.request import Request
 from headless_client.strategies import LeastLoaded, LoadTracking
 
 from ._helpers import pod, pods
@@ -239,3 +240,36 @@ def test_single_endpoint_and_dual_stack() -> None:
     v4 = Endpoint("10.0.0.1", 80, hostname="db-0.db.prod.svc.cluster.local", ordinal=0)
     v6 = Endpoint("fd00::1", 80, hostname="db-0.db.prod.svc.cluster.local", ordinal=0)
     assert LeastLoaded().pick(EndpointSet([v6, v4])) == v4
+
+
+# -- the request-aware protocol ----------------------------------------------------------------
+
+
+def test_choose_compares_the_usable_pods_only() -> None:
+    """choose() pairs usable pods only and still prefers the less loaded of each pair."""
+    snapshot = pods(range(4))
+    usable = snapshot.without([snapshot[0]])
+    ll = LeastLoaded(seed=4)
+    ll.started(snapshot[1])
+    picked = Counter(ll.choose(Request(), usable, snapshot).ordinal for _ in range(500))
+    assert set(picked) == {2, 3}
+
+
+def test_choose_skips_pods_already_tried() -> None:
+    """A retry never pairs an excluded pod, falling back to untried ejected ones."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[2]])
+    ll = LeastLoaded(seed=5)
+    tried = Request(exclude={snapshot[0].identity})
+    assert {ll.choose(tried, usable, snapshot).ordinal for _ in range(50)} == {1}
+    tried = tried.excluding(snapshot[1].identity)
+    assert ll.choose(tried, usable, snapshot).ordinal == 2
+
+
+def test_key_picker_sees_load_reported_after_it_was_built() -> None:
+    """The key-only picker built at publish time reads live in-flight counts."""
+    snapshot = pods(range(2))
+    ll = LeastLoaded(seed=6)
+    quick = ll.key_picker(snapshot, snapshot)
+    ll.started(snapshot[0])
+    assert {quick("ignored").ordinal for _ in range(50)} == {1}

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Hashable, Mapping
 
 import pytest
 
 from headless_client.endpoints import EndpointSet
 from headless_client.errors import LeaderNotAvailable, NoEndpointsAvailable
+from headless_client.request import Request
 from headless_client.strategies import Fallback, PartitionLeader, RoundRobin
 
 from ._helpers import dual_stack, pods
@@ -278,3 +280,86 @@ def test_memo_is_per_snapshot() -> None:
         pl.pick(pods(range(2)), 0)
     with pytest.raises(LeaderNotAvailable, match="no endpoints"):
         pl.pick(EndpointSet(), 0)
+
+
+# -- the request-aware protocol ----------------------------------------------------------------
+
+
+def test_routes_partitions() -> None:
+    """PartitionLeader declares that Request.partition means something to it."""
+    assert PartitionLeader({}).routes_partitions is True
+
+
+def test_a_partition_goes_to_its_leader_even_when_ejected() -> None:
+    """choose(partition=) reads the whole snapshot: only the leader can serve the partition."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[1]])
+    pl = PartitionLeader({0: 1, "orders": "web-2"})
+    assert pl.choose(Request(partition=0), usable, snapshot).ordinal == 1
+    assert pl.choose(Request(partition="orders"), usable, snapshot).ordinal == 2
+    with pytest.raises(LeaderNotAvailable, match="no leader known for partition 5"):
+        pl.choose(Request(partition=5), usable, snapshot)
+
+
+def test_a_partition_retry_ignores_the_exclusions() -> None:
+    """A partition call has one possible pod, so pods tried before do not change it."""
+    snapshot = pods(range(3))
+    pl = PartitionLeader({0: 1})
+    tried = Request(partition=0, exclude={snapshot[1].identity})
+    assert pl.choose(tried, snapshot, snapshot).ordinal == 1
+
+
+def test_any_pod_calls_rotate_over_the_usable_pods() -> None:
+    """A metadata call (any_pod) rotates over the usable pods, skipping tried ones, dual-stack pods once."""
+    snapshot = EndpointSet([*dual_stack(0), *dual_stack(1), *dual_stack(2)], name="web.prod")
+    usable = snapshot.without(dual_stack(0))
+    pl = PartitionLeader({})
+    got = Counter(pl.choose(Request(any_pod=True), usable, snapshot).address for _ in range(40))
+    assert got == {"10.0.0.2": 20, "10.0.0.3": 20}
+    tried = Request(any_pod=True, exclude={dual_stack(1)[0].identity})
+    assert {pl.choose(tried, usable, snapshot).ordinal for _ in range(4)} == {2}
+    with pytest.raises(NoEndpointsAvailable, match="web.prod"):
+        pl.choose(Request(any_pod=True), EndpointSet(name="web.prod"), EndpointSet(name="web.prod"))
+
+
+def test_a_bare_key_is_a_partition_among_the_usable_pods() -> None:
+    """0.1.0's pick(key): the key is the partition, looked up among the usable pods."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[2]])
+    pl = PartitionLeader({0: 1, 1: 2})
+    assert pl.choose(Request(key=0), usable, snapshot).ordinal == 1
+    with pytest.raises(LeaderNotAvailable, match="not among the 2 endpoints"):
+        pl.choose(Request(key=1), usable, snapshot)
+    quick = pl.key_picker(usable, snapshot)
+    assert quick(0).ordinal == 1
+    with pytest.raises(LeaderNotAvailable):
+        quick(1)
+
+
+def test_a_call_without_partition_key_or_any_pod_says_what_to_pass() -> None:
+    """A request with nothing to route by raises TypeError naming partition= and any_pod=True."""
+    with pytest.raises(TypeError, match=r"partition=.*any_pod=True"):
+        PartitionLeader({0: 0}).choose(Request(), pods(range(2)), pods(range(2)))
+
+
+def test_watchers_hear_of_every_real_change_of_the_map() -> None:
+    """A hint or a re-read that changes the map calls each watcher; one that changes nothing does not."""
+    clock = FakeClock()
+    source = Source({0: 0})
+    pl = PartitionLeader(source, min_reread_interval=1.0, clock=clock)
+    calls: list[int] = []
+    unsubscribe = pl.watch(lambda: calls.append(1))
+    pl.not_leader(0, hint=2)
+    assert len(calls) == 1
+    pl.not_leader(0, hint=2)  # the same hint again: no change
+    assert len(calls) == 1
+    clock.now += 2.0
+    source.leaders[0] = 1
+    assert pl.refresh_leaders()
+    assert len(calls) == 2
+    clock.now += 2.0
+    assert pl.refresh_leaders()  # re-read, unchanged
+    assert len(calls) == 2
+    unsubscribe()
+    pl.not_leader(0, hint=0)
+    assert len(calls) == 2

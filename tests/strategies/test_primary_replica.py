@@ -7,6 +7,8 @@ from collections import Counter
 import pytest
 
 from headless_client.endpoints import Endpoint, EndpointSet
+from headless_client.errors import InvalidArgument, InvalidName, NoEndpointsAvailable
+from headless_client.request import Request
 from headless_client.strategies import PrimaryReplica
 
 from ._helpers import addresses, dual_stack, pods
@@ -94,3 +96,139 @@ def test_pick_replica_rotates_over_all_given() -> None:
     assert sorted(strategy.pick_replica(replicas).ordinal for _ in range(6)) == [1, 1, 2, 2, 3, 3]
     with pytest.raises(NoEndpointsAvailable):
         strategy.pick_replica(EndpointSet())
+
+
+# -- the request-aware protocol ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "request_",
+    [Request(role="write"), Request(key="write"), Request(key=PrimaryReplica.WRITE)],
+    ids=["role", "write-key", "WRITE"],
+)
+def test_writes_choose_the_primary_from_the_snapshot(request_: Request) -> None:
+    """A write goes to the primary even when the usable set lacks it (ejected)."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[0]])
+    pr = PrimaryReplica()
+    assert pr.choose(request_, usable, snapshot).ordinal == 0
+    assert pr.pins(request_)
+
+
+def test_reads_rotate_over_usable_replicas_with_roles_from_the_snapshot() -> None:
+    """With the primary ejected, the lowest usable pod is still a replica and keeps its share of reads."""
+    snapshot = pods(range(4))
+    usable = snapshot.without([snapshot[0]])
+    pr = PrimaryReplica()
+    reads = Counter(pr.choose(Request(role="read"), usable, snapshot).ordinal for _ in range(300))
+    assert reads == {1: 100, 2: 100, 3: 100}
+    usable = snapshot.without([snapshot[2]])
+    reads = Counter(pr.choose(Request(), usable, snapshot).ordinal for _ in range(200))
+    assert reads == {1: 100, 3: 100}  # an ejected replica gets none
+
+
+def test_reads_skip_tried_replicas_then_use_the_primary() -> None:
+    """A read retry skips replicas already tried, and goes to the primary once none is left."""
+    snapshot = pods(range(3))
+    pr = PrimaryReplica()
+    tried = Request(exclude={snapshot[1].identity})
+    assert {pr.choose(tried, snapshot, snapshot).ordinal for _ in range(4)} == {2}
+    tried = tried.excluding(snapshot[2].identity)
+    assert pr.choose(tried, snapshot, snapshot).ordinal == 0
+
+
+def test_reads_use_ejected_replicas_rather_than_the_primary() -> None:
+    """When no replica is usable, reads still go to the (ejected) replicas, not to the primary."""
+    snapshot = pods(range(3))
+    usable = EndpointSet([snapshot[0]], name=snapshot.name)
+    pr = PrimaryReplica()
+    assert {pr.choose(Request(), usable, snapshot).ordinal for _ in range(4)} == {1, 2}
+
+
+def test_reads_and_other_keys_are_not_pinned() -> None:
+    """Reads, foreign keys and unhashable keys leave retries free to move."""
+    pr = PrimaryReplica(write_keys=("w",))
+    assert pr.pins(Request(key="w"))
+    assert pr.pins(Request(role="write"))
+    assert not pr.pins(Request())
+    assert not pr.pins(Request(role="read"))
+    assert not pr.pins(Request(key="write"))
+    assert not pr.pins(Request(key=["unhashable"]))
+
+
+def test_a_write_without_a_primary_in_the_view_names_it() -> None:
+    """A named primary that is not in the view makes writes fail with NoEndpointsAvailable naming it."""
+    snapshot = pods(range(3))
+    pr = PrimaryReplica(primary="web-7")
+    with pytest.raises(NoEndpointsAvailable, match="'web-7' is not among the 3 endpoints"):
+        pr.choose(Request(role="write"), snapshot, snapshot)
+    assert {pr.choose(Request(), snapshot, snapshot).ordinal for _ in range(6)} == {0, 1, 2}
+
+
+def test_health_pools_are_the_primary_and_the_replicas() -> None:
+    """The primary (both its addresses) is one pool, the replicas another."""
+    snapshot = EndpointSet([*dual_stack(0), *dual_stack(1), *dual_stack(2)])
+    pools = PrimaryReplica().health_pools(snapshot)
+    assert [sorted(ep.address for ep in pool) for pool in pools] == [
+        ["10.0.0.1", "fd00::1"],
+        ["10.0.0.2", "10.0.0.3", "fd00::2", "fd00::3"],
+    ]
+    assert PrimaryReplica(primary=2).health_pools(snapshot)[0] == tuple(dual_stack(2))
+
+
+def test_no_health_pools_without_a_primary() -> None:
+    """An empty set, or a named primary missing from it, has no pools (the whole set is one)."""
+    assert PrimaryReplica().health_pools(EndpointSet()) == ()
+    assert PrimaryReplica(primary=9).health_pools(pods(range(3))) == ()
+
+
+def test_key_picker_sends_write_keys_to_the_primary() -> None:
+    """The key-only picker routes write keys to the primary (from the snapshot) and the rest to replicas."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[0]])
+    pr = PrimaryReplica(write_keys=("w",))
+    quick = pr.key_picker(usable, snapshot)
+    assert quick("w").ordinal == 0
+    assert quick(PrimaryReplica.WRITE).ordinal == 0
+    assert sorted(quick(None).ordinal for _ in range(4)) == [1, 1, 2, 2]
+    assert quick("write").ordinal in (1, 2)
+
+
+def test_set_primary_moves_writes_and_tells_watchers() -> None:
+    """set_primary() moves writes at the next pick and calls each watcher once per real change."""
+    snapshot = pods(range(3))
+    pr = PrimaryReplica()
+    calls: list[str] = []
+    unsubscribe = pr.watch(lambda: calls.append("changed"))
+    pr.set_primary("web-2")
+    assert pr.primary_name == "web-2"
+    assert pr.choose(Request(role="write"), snapshot, snapshot).ordinal == 2
+    assert pr.replicas(snapshot) == (snapshot[0], snapshot[1])
+    pr.set_primary("WEB-2.")  # the same name, spelled differently: no change
+    assert calls == ["changed"]
+    pr.set_primary(None)
+    assert pr.primary(snapshot).ordinal == 0
+    assert calls == ["changed", "changed"]
+    unsubscribe()
+    pr.set_primary(1)
+    assert len(calls) == 2
+
+
+@pytest.mark.parametrize(
+    ("primary", "error", "needle"),
+    [(-1, InvalidName, "primary ordinal must be >= 0: -1"), ("", InvalidName, "must not be empty"),
+     (True, InvalidArgument, "primary must be an ordinal"), (1.5, InvalidArgument, "1.5")],
+)
+def test_bad_primary_names_are_refused(primary: object, error: type[Exception], needle: str) -> None:
+    """A negative ordinal, an empty name or a wrong type is refused, in the constructor and in set_primary."""
+    with pytest.raises(error, match=needle):
+        PrimaryReplica(primary=primary)  # type: ignore[arg-type]
+    pr = PrimaryReplica(primary=1)
+    with pytest.raises(error, match=needle):
+        pr.set_primary(primary)  # type: ignore[arg-type]
+    assert pr.primary_name == 1
+
+
+def test_no_partition_routing() -> None:
+    """PrimaryReplica routes no partitions: a service refuses partition calls to it."""
+    assert not getattr(PrimaryReplica(), "routes_partitions", False)

@@ -10,7 +10,9 @@ from collections.abc import Iterator
 import pytest
 
 from headless_client.endpoints import EndpointSet
-from headless_client.strategies import RoundRobin
+from headless_client.errors import NoEndpointsAvailable
+from headless_client.request import Request
+from headless_client.strategies import HealthPooling, Pinning, RoundRobin, Watching
 
 from ._helpers import dual_stack, pods
 
@@ -88,3 +90,43 @@ def test_dual_stack_pod_counts_once() -> None:
     eps = EndpointSet([v4, v6, other])
     rr = RoundRobin()
     assert [rr.pick(eps) for _ in range(4)] == [v4, other, v4, other]
+
+
+# -- the request-aware protocol ----------------------------------------------------------------
+
+
+def test_choose_rotates_over_the_usable_pods_only() -> None:
+    """choose() rotates over the usable set and never returns a pod only the snapshot has."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[1]])
+    rr = RoundRobin()
+    assert [rr.choose(Request(), usable, snapshot).ordinal for _ in range(4)] == [0, 2, 0, 2]
+
+
+def test_choose_skips_pods_already_tried() -> None:
+    """A retry skips the excluded pods, then falls back to untried ejected ones, then gives up."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[2]])
+    rr = RoundRobin()
+    tried = Request(exclude={snapshot[0].identity})
+    assert {rr.choose(tried, usable, snapshot).ordinal for _ in range(4)} == {1}
+    tried = tried.excluding(snapshot[1].identity)
+    assert rr.choose(tried, usable, snapshot).ordinal == 2  # ejected, but not tried yet
+    with pytest.raises(NoEndpointsAvailable, match="all 3 were tried"):
+        rr.choose(tried.excluding(snapshot[2].identity), usable, snapshot)
+
+
+def test_key_picker_shares_the_rotation_and_ignores_the_key() -> None:
+    """The key-only picker is the same rotation over the usable set, whatever the key."""
+    snapshot = pods(range(3))
+    rr = RoundRobin()
+    quick = rr.key_picker(snapshot, snapshot)
+    got = [quick("a").ordinal, rr.choose(Request(key="b"), snapshot, snapshot).ordinal, quick(None).ordinal]
+    assert got == [0, 1, 2]
+
+
+def test_declares_no_other_optional_part() -> None:
+    """RoundRobin pins nothing, has no health pools, routes no partitions and cannot be watched."""
+    rr = RoundRobin()
+    assert not isinstance(rr, (Pinning, HealthPooling, Watching))
+    assert not getattr(rr, "routes_partitions", False)

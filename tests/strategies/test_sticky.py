@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from headless_client.endpoints import Endpoint, EndpointSet
 from headless_client.errors import NoEndpointsAvailable
+from headless_client.request import Request
 from headless_client.strategies import LoadTracking, Sticky, key_hash
 
 from ._helpers import addresses, dual_stack, pod, pods
@@ -301,3 +302,76 @@ class TestBoundedLoads:
         s.started(ep)
         assert s.load(ep) == 0
         assert s.bounded_load is None
+
+
+# -- the request-aware protocol (public behaviour only) ------------------------------------------
+
+
+def test_choose_is_the_usable_sets_owner() -> None:
+    """choose() returns the key's owner on the ring of the usable pods."""
+    snapshot = pods(range(6))
+    usable = snapshot.without([snapshot[4]])
+    s = Sticky()
+    for key in KEYS[:300]:
+        assert s.choose(Request(key=key), usable, snapshot) == s.pick(usable, key)
+
+
+def test_an_ejected_pod_moves_only_its_own_keys() -> None:
+    """While a pod is ejected its keys go elsewhere and every other key stays on its pod."""
+    snapshot = pods(range(6))
+    ejected = snapshot[4]
+    usable = snapshot.without([ejected])
+    s = Sticky()
+    for key in KEYS[:1000]:
+        owner = s.choose(Request(key=key), snapshot, snapshot)
+        now = s.choose(Request(key=key), usable, snapshot)
+        assert now != ejected
+        if owner != ejected:
+            assert now == owner
+
+
+def test_a_retry_goes_to_the_keys_next_pod_deterministically() -> None:
+    """With its owner excluded, a key goes to its owner among the pods not tried, the same in every instance."""
+    snapshot = pods(range(5))
+    first, second = Sticky(), Sticky()
+    for key in KEYS[:200]:
+        owner = first.choose(Request(key=key), snapshot, snapshot)
+        retry = Request(key=key, exclude={owner.identity})
+        other = first.choose(retry, snapshot, snapshot)
+        assert other != owner
+        assert other == first.pick(snapshot.without([owner]), key)
+        assert second.choose(retry, snapshot, snapshot) == other
+
+
+def test_a_retry_with_every_usable_pod_tried_reaches_an_ejected_one() -> None:
+    """When every usable pod was tried the retry goes to an ejected pod not tried yet."""
+    snapshot = pods(range(3))
+    usable = snapshot.without([snapshot[2]])
+    tried = Request(key="user-1", exclude={snapshot[0].identity, snapshot[1].identity})
+    assert Sticky().choose(tried, usable, snapshot) == snapshot[2]
+    with pytest.raises(NoEndpointsAvailable, match="all 3 were tried"):
+        Sticky().choose(tried.excluding(snapshot[2].identity), usable, snapshot)
+
+
+@pytest.mark.parametrize(("key", "name"), [(None, "None"), (1.5, "float"), (["a"], "list")])
+def test_choose_needs_a_usable_key(key: object, name: str) -> None:
+    """A missing or badly typed key raises TypeError naming it."""
+    with pytest.raises(TypeError, match=name):
+        Sticky().choose(Request(key=key), pods(range(3)), pods(range(3)))
+
+
+def test_key_picker_matches_choose() -> None:
+    """The key-only picker gives what choose gives for a key-only request."""
+    snapshot = pods(range(6))
+    usable = snapshot.without([snapshot[0]])
+    s = Sticky(bounded_load=1.25)
+    quick = s.key_picker(usable, snapshot)
+    assert [quick(k) for k in KEYS[:300]] == [s.choose(Request(key=k), usable, snapshot) for k in KEYS[:300]]
+
+
+def test_prepare_changes_no_mapping() -> None:
+    """Building the ring ahead of the first pick leaves every key's pod as it is."""
+    snapshot = pods(range(8))
+    prepared, lazy = Sticky(), Sticky()
+    prepared.prepare(snapshot)
+    assert owners(prepared, snapshot, KEYS[:500]) == owners(lazy, snapshot, KEYS[:500])
