@@ -1,9 +1,9 @@
 """svc.pick() overhead over the bare strategy.pick(snapshot), 1000 endpoints.
 
-design.md section 6: ``svc.pick()`` adds < 100 ns on top of the strategy. The view is
-built without DNS: a :class:`~headless_client.view.ServiceView` (the half of
-``HeadlessService`` that ``pick`` lives in; ``HeadlessService.pick`` is the same method)
-with a published snapshot. Run::
+design.md section 6: ``svc.pick()`` adds < 100 ns on top of the strategy. The service is
+a real, started :class:`~headless_client.HeadlessService` over a
+:class:`~headless_client.testing.StaticResolver` (no DNS), so ``svc.pick`` is the method
+users call. Run::
 
     .venv/bin/python benchmarks/bench_service_pick.py [--endpoints 1000] [--repeat 7]
 
@@ -17,11 +17,17 @@ import argparse
 import sys
 import timeit
 
-from headless_client.view import ServiceView
-
-from headless_client import Endpoint, EndpointSet, LeastLoaded, Random, RoundRobin, Sticky
-from headless_client.refresh import Decision
+from headless_client import (
+    Endpoint,
+    EndpointSet,
+    HeadlessService,
+    LeastLoaded,
+    Random,
+    RoundRobin,
+    Sticky,
+)
 from headless_client.strategies import Strategy
+from headless_client.testing import StaticResolver
 
 TARGET_NS = 100.0
 NAME = "web.prod.svc.cluster.local"
@@ -37,11 +43,12 @@ def snapshot(n: int) -> EndpointSet:
     )
 
 
-def view_with(strategy: Strategy, endpoints: EndpointSet) -> ServiceView:
-    view = ServiceView(NAME, "http", strategy=strategy)
-    view._apply(Decision(endpoints, 1.0))
-    assert view.endpoints is endpoints
-    assert view.healthy_endpoints is endpoints
+def view_with(strategy: Strategy, endpoints: EndpointSet) -> HeadlessService:
+    resolver = StaticResolver({NAME: endpoints}, namespace="prod")
+    view = HeadlessService(NAME, "http", resolver=resolver, strategy=strategy, max_refresh=3600)
+    view.start()
+    assert view.endpoints == endpoints
+    assert view.healthy_endpoints is view.endpoints
     return view
 
 
@@ -80,6 +87,7 @@ def measure(
     for _ in range(rounds):
         bare = min(bare, best_ns(bare_stmt, env, number, repeat))
         svc = min(svc, best_ns(svc_stmt, env, number, repeat))
+    view.close()
     overhead = svc - bare
     print(
         f"{label:<12} strategy.pick {bare:7.1f} ns/op   svc.pick {svc:7.1f} ns/op   "

@@ -13,18 +13,20 @@ import weakref
 from collections.abc import Callable, Hashable
 from typing import Any, ClassVar, Protocol, TypedDict
 
+from typing_extensions import Unpack
+
 from ._settings import ServiceSettings, settings_from
 from .clock import Clock, register_waker
 from .connect import ConnectPolicy
 from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
-from .errors import InvalidArgument
+from .errors import InvalidArgument, InvalidName
 from .health import HealthPolicy
 from .lookup_runner import LookupRunner, check_resolver
 from .refresh import RefreshPolicy
 from .request import Request, Role
 
-__all__ = ["ConnectOptions", "ServiceFace"]
+__all__ = ["ConnectOptions", "PickFields", "ServiceFace"]
 
 
 class ConnectOptions(TypedDict, total=False):
@@ -50,6 +52,44 @@ class ConnectOptions(TypedDict, total=False):
 
 
 _CONNECT_OPTIONS = frozenset(ConnectOptions.__annotations__)
+
+
+class PickFields(TypedDict, total=False):
+    """The keyword arguments of ``pick()`` besides the key (the fields of a
+    :class:`~headless_client.Request`, or a whole one)."""
+
+    partition: Hashable | None
+    ordinal: int | None
+    hostname: str | None
+    role: Role | None
+    any_pod: bool
+    request: Request | None
+
+
+_PICK_FIELDS = frozenset(PickFields.__annotations__)
+
+
+def _request(key: object | None, fields: PickFields) -> Request:
+    unknown = sorted(set(fields) - _PICK_FIELDS)
+    if unknown:
+        raise InvalidArgument(
+            f"pick() got unexpected keyword arguments {unknown}; it takes key and {sorted(_PICK_FIELDS)}"
+        )
+    request = fields.get("request")
+    if request is not None:
+        return ServiceSettings.request(key, None, None, None, None, request) if len(fields) == 1 else _mixed()
+    return Request(
+        key,
+        fields.get("partition"),
+        fields.get("ordinal"),
+        fields.get("hostname"),
+        fields.get("role"),
+        fields.get("any_pod", False),
+    )
+
+
+def _mixed() -> Request:
+    raise InvalidName("pass request= or the request's fields (partition, ordinal...), not both")
 
 
 class _Waker(Protocol):
@@ -146,47 +186,30 @@ class ServiceFace:
         """The sans-I/O core this service drives (integrations and tools read it)."""
         return self._core
 
-    def pick(
-        self,
-        key: object | None = None,
-        *,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-        request: Request | None = None,
-    ) -> Endpoint:
+    def pick(self, key: object | None = None, **fields: Unpack[PickFields]) -> Endpoint:
         """One endpoint for a call, chosen by the strategy from the current view.
 
         Args:
             key: strategy input (a sticky key, a write key...).
-            partition: the partition whose leader is wanted (ejected or not).
-            ordinal: a specific pod by StatefulSet ordinal (ejected or not).
-            hostname: a specific pod by hostname (ejected or not).
-            role: ``"read"`` or ``"write"`` (:class:`~headless_client.PrimaryReplica`).
-            any_pod: any pod will do (metadata calls to a partitioned service).
-            request: a whole :class:`~headless_client.Request` instead of the fields.
+            **fields: what else the call needs (:class:`PickFields`): ``partition`` (the
+                partition whose leader is wanted, ejected or not), ``ordinal`` or
+                ``hostname`` (a specific pod, ejected or not), ``role`` (``"read"`` or
+                ``"write"``: :class:`~headless_client.PrimaryReplica`), ``any_pod`` (any
+                pod will do: metadata calls to a partitioned service), or a whole
+                ``request`` (:class:`~headless_client.Request`).
 
         Raises:
             ServiceNotStarted: the service was never started (nor refreshed).
             NoEndpointsAvailable: the view is empty (or the strategy found none).
             LeaderNotAvailable: ``partition`` has no leader in the view.
             EndpointNotFound: the pinned pod is not in the view.
-            TypeError: the key or partition does not suit the strategy.
+            TypeError: the key or partition does not suit the strategy, or an unknown field.
         """
-        if (
-            request is None
-            and partition is None
-            and ordinal is None
-            and hostname is None
-            and role is None
-            and not any_pod
-        ):
-            return self._core.quick(key)
-        if request is None:
-            request = Request(key, partition, ordinal, hostname, role, any_pod)
-        return self._core.pick(request)
+        if not fields:
+            # The hot path: one call straight into the strategy for the current view.
+            picker, argument = self._core.hot
+            return picker(argument, key)
+        return self._core.pick(_request(key, fields))
 
     def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
         """A specific pod by StatefulSet ordinal or hostname (ejected or not).

@@ -74,14 +74,7 @@ class ServiceSettings:
         self, timeout: float | None, attempts: int | None, total_timeout: float | None
     ) -> ConnectPolicy:
         """The service's connect policy with a call's overrides."""
-        policy = self.connect
-        if timeout is None and attempts is None and total_timeout is None:
-            return policy
-        return ConnectPolicy(
-            timeout=policy.timeout if timeout is None else timeout,
-            attempts=policy.attempts if attempts is None else attempts,
-            total_timeout=policy.total_timeout if total_timeout is None else total_timeout,
-        )
+        return self.connect.override(timeout=timeout, attempts=attempts, total_timeout=total_timeout)
 
     @staticmethod
     def wait_deadline(min_endpoints: object, timeout: object, now: float) -> float:

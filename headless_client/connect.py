@@ -77,17 +77,19 @@ class ConnectPolicy:
     def override(
         self, *, timeout: float | None = None, attempts: int | None = None, total_timeout: float | None = None
     ) -> ConnectPolicy:
-        """This policy with the given fields replaced (``None`` keeps a field)."""
-        changes: dict[str, object] = {}
-        if timeout is not None:
-            changes["timeout"] = timeout
-            if total_timeout is None and self.total_timeout is None:
-                pass  # the default budget follows the new timeout
-        if attempts is not None:
-            changes["attempts"] = attempts
-        if total_timeout is not None:
-            changes["total_timeout"] = total_timeout
-        return replace(self, **changes) if changes else self  # type: ignore[arg-type]
+        """This policy with the given fields replaced (``None`` keeps a field; without a
+        ``total_timeout`` of its own, the budget follows the new timeout and attempts).
+
+        Raises:
+            InvalidName / InvalidArgument: a bad new value.
+        """
+        if timeout is None and attempts is None and total_timeout is None:
+            return self
+        return ConnectPolicy(
+            timeout=self.timeout if timeout is None else timeout,
+            attempts=self.attempts if attempts is None else attempts,
+            total_timeout=self.total_timeout if total_timeout is None else total_timeout,
+        )
 
 
 @dataclass(frozen=True, slots=True)

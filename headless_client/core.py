@@ -88,6 +88,10 @@ class WaitUntil:
     deadline: float
 
 
+def _not_started(core: ServiceCore, key: object) -> Endpoint:
+    raise core._not_started_error()
+
+
 class _Stop:
     __slots__ = ()
 
@@ -137,8 +141,10 @@ class ServiceCore:
         self._health = HealthTracker(health)
         empty = EndpointSet(name=name)
         self.view = View(empty, empty)
-        #: ``key -> Endpoint`` for calls that carry only a key (the hot path).
-        self.quick: Callable[[object], Endpoint] = self._not_started
+        #: ``(picker, argument)`` for calls that carry only a key (the hot path):
+        #: ``picker(argument, key)`` is the pick. One tuple, replaced by one assignment, so
+        #: a reader never pairs a picker with another view's argument.
+        self.hot: tuple[Callable[[Any, object], Endpoint], Any] = (_not_started, self)
         self.phase: Phase = "new"
         # A refresh() before start() resolves once without starting: picks then work.
         self._resolved_once = False
@@ -216,8 +222,10 @@ class ServiceCore:
             raise self._not_started_error()
         return self.router.pinned_pod(request, self.view.snapshot)
 
-    def _not_started(self, key: object) -> Endpoint:
-        raise self._not_started_error()
+    def quick(self, key: object | None = None) -> Endpoint:
+        """The pick for a call that carries only *key* (what ``svc.pick(key)`` returns)."""
+        picker, argument = self.hot
+        return picker(argument, key)
 
     def _not_started_error(self) -> ServiceNotStarted:
         return ServiceNotStarted(
@@ -481,10 +489,10 @@ class ServiceCore:
         if usable is old.usable and snapshot is old.snapshot and not force:
             return
         self.router.prepare(usable)
-        quick = self.router.key_picker(usable, snapshot)
+        hot = self.router.hot_picker(usable, snapshot)
         self.view = View(snapshot, usable)
         if self._resolved_once:
-            self.quick = quick
+            self.hot = hot
 
     # -- events --------------------------------------------------------------------------------
 

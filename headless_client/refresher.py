@@ -167,6 +167,9 @@ class Refresher:
                 self._thread = None
                 self._mux = None
                 mux.close()
+                pool, self._pool = self._pool, None
+                if pool is not None:
+                    pool.shutdown(wait=False, cancel_futures=True)
                 return False
             todo = self._dirty
             self._dirty = set()

@@ -45,7 +45,6 @@ def test_two_hundred_services_cost_a_fixed_handful_of_threads_and_descriptors() 
         for i in range(20):
             cluster.add_statefulset(f"s{i}", "prod", 2)
         resolver = cluster.resolver()
-        wait_until(lambda: not library_threads(), 10, "no library thread left by earlier tests")
         fds_before = open_fds()
         services = [
             hc.HeadlessService(f"s{i % 20}.prod", "http", resolver=resolver, min_refresh=1, max_refresh=1)
@@ -63,7 +62,7 @@ def test_two_hundred_services_cost_a_fixed_handful_of_threads_and_descriptors() 
                 threads = max(threads, len(library_threads()))
                 fds = max(fds, open_fds() - fds_before)
                 time.sleep(0.01)
-            assert threads <= 4, library_threads()
+            assert threads <= 4, library_threads()  # whatever earlier tests left running too
             assert fds <= 10, f"{fds} descriptors"
             assert refresher_for(monotonic).service_count() == 200
         finally:

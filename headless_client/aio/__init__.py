@@ -1,10 +1,9 @@
 """The asyncio twins: :class:`AsyncResolver` and :class:`AsyncHeadlessService`.
 
 Same arguments, methods, errors and behaviour as :class:`~headless_client.Resolver` and
-:class:`~headless_client.HeadlessService`: every decision lives in the shared pure
-modules (:mod:`~headless_client.lookup`, :mod:`~headless_client.wire`,
-:mod:`~headless_client.refresh`, :mod:`~headless_client.view`,
-:mod:`~headless_client.connect`); this module only does the I/O, with no blocking call on
+:class:`~headless_client.HeadlessService`: every decision lives in the sans-I/O core
+(:mod:`~headless_client.core`, :mod:`~headless_client.lookup`,
+:mod:`~headless_client.connect`); this package only does the I/O, with no blocking call on
 the event loop. The refresher is an :class:`asyncio.Task`, cancelled and awaited on exit.
 """
 

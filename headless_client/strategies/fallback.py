@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Sequence
 
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidArgument, NoEndpointsAvailable
 from ..request import Request
-from .base import LeaderRouting, LoadTracking, Pinning, Preparing, Strategy, Watching
+from .base import HealthPooling, LeaderRouting, LoadTracking, Pinning, Preparing, Strategy, Watching
 from .routing import chooser
 
 __all__ = ["Fallback"]
@@ -72,6 +72,13 @@ class Fallback:
         """0.1.0's protocol: ``choose`` with *key* over *endpoints*."""
         return self.choose(Request(key=key), endpoints, endpoints)
 
+    def health_pools(self, snapshot: EndpointSet) -> Sequence[Sequence[Endpoint]]:
+        """The first member's health pools (the roles it routes by), if it has any."""
+        for member in self.strategies:
+            if isinstance(member, HealthPooling):
+                return member.health_pools(snapshot)
+        return ()
+
     def pins(self, request: Request) -> bool:
         """Pinned when any member pins *request*."""
         return any(s.pins(request) for s in self.strategies if isinstance(s, Pinning))
@@ -95,7 +102,7 @@ class Fallback:
         """Forward to the first member that routes partitions.
 
         Raises:
-            TypeError: no member routes partitions.
+            InvalidArgument: no member routes partitions.
         """
         for member in self.strategies:
             if isinstance(member, LeaderRouting):

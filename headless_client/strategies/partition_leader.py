@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
-from functools import partial
 from itertools import count
 from types import MappingProxyType
 from typing import Generic, TypeVar, cast
@@ -14,7 +13,7 @@ from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import LeaderNotAvailable
 from ..request import Request
-from .base import Clock, SnapshotCache, Watchers, distinct_pods, no_endpoints, untried
+from .base import Clock, SnapshotCache, UsableChoice, Watchers, distinct_pods, no_endpoints, untried
 
 __all__ = ["LeaderMap", "LeaderSource", "PartitionLeader"]
 
@@ -63,7 +62,7 @@ def _hostname_index(endpoints: EndpointSet) -> dict[str, Endpoint]:
     return index
 
 
-class PartitionLeader(Generic[P]):
+class PartitionLeader(UsableChoice, Generic[P]):
     """The leader pod of the partition given as key: ``pick(endpoints, key=partition)``.
 
     *leaders* maps a partition (any hashable: ``3``, ``("orders", 3)``) to its leader,
@@ -317,9 +316,6 @@ class PartitionLeader(Generic[P]):
             )
         return self.pick(usable, request.key)
 
-    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
-        """``pick`` bound to *usable*: the key is the partition."""
-        return partial(self.pick, usable)
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None]:
         """Call *callback* after every change of the leader map; returns an unsubscribe."""

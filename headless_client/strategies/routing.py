@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Hashable, Sequence
 from functools import partial
-from typing import Final
+from typing import Any, Final
 
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import EndpointNotFound, InvalidArgument
@@ -32,6 +32,7 @@ from .base import (
     Preparing,
     RequestStrategy,
     Strategy,
+    UsableChoice,
     Watching,
     untried,
 )
@@ -162,7 +163,7 @@ class Router:
         if found is None:
             have = ", ".join(str(o) for o in snapshot.ordinals) or "none"
             raise EndpointNotFound(
-                f"{snapshot.name}: no pod with {request.describe()} (ordinals now: {have})"
+                f"{snapshot.name or 'the service'}: no pod with {request.describe()} (ordinals now: {have})"
             )
         return found
 
@@ -171,6 +172,22 @@ class Router:
         if self._key_picker is not None:
             return self._key_picker(usable, snapshot)
         return partial(_pick_by_key, self._choose, usable, snapshot)
+
+    def hot_picker(
+        self, usable: EndpointSet, snapshot: EndpointSet
+    ) -> tuple[Callable[[Any, object], Endpoint], Any]:
+        """``(picker, argument)`` with ``picker(argument, key)`` equal to
+        ``key_picker(usable, snapshot)(key)``, and as cheap as a direct call.
+
+        A strategy whose key-only pick is its own ``pick`` over the usable endpoints (the
+        :class:`~headless_client.strategies.base.UsableChoice` default) is called as
+        ``strategy.pick(usable, key)``: one Python call, as in 0.1.0; any other through its
+        key picker.
+        """
+        strategy = self.strategy
+        if isinstance(strategy, UsableChoice) and type(strategy).key_picker is UsableChoice.key_picker:
+            return strategy.pick, usable
+        return _call, self.key_picker(usable, snapshot)
 
     def pins(self, request: Request) -> bool:
         """True when every attempt of *request* must go to the same pod."""
@@ -221,6 +238,10 @@ class Router:
         """Watch the strategy's routing inputs, if it has any; returns an unsubscribe."""
         strategy = self.strategy
         return strategy.watch(callback) if isinstance(strategy, Watching) else None
+
+
+def _call(picker: Callable[[object], Endpoint], key: object) -> Endpoint:
+    return picker(key)
 
 
 def _pick_by_key(choose: Chooser, usable: EndpointSet, snapshot: EndpointSet, key: object) -> Endpoint:

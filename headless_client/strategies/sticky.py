@@ -8,8 +8,6 @@ import struct
 import threading
 from array import array
 from bisect import bisect_right
-from collections.abc import Callable
-from functools import partial
 from itertools import compress, repeat
 from operator import add, and_, lshift, mul, or_, rshift, sub
 from typing import NamedTuple
@@ -18,7 +16,7 @@ from zlib import crc32
 from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..request import Request
-from .base import SnapshotCache, distinct_pods, no_endpoints, untried
+from .base import SnapshotCache, UsableChoice, distinct_pods, no_endpoints, untried
 
 __all__ = ["DEFAULT_VNODES", "Sticky", "key_hash"]
 
@@ -141,7 +139,7 @@ def _build_ring(endpoints: EndpointSet, vnodes: int) -> _Ring:
     return _Ring(table, members, len(members), run_starts, run_owners)
 
 
-class Sticky:
+class Sticky(UsableChoice):
     """The same key goes to the same pod while the set is unchanged (consistent hashing).
 
     Keys are ``str``, ``bytes`` or ``int`` and hash with :func:`key_hash`; pods are placed
@@ -316,9 +314,6 @@ class Sticky:
             return owner
         return self.pick(untried(request, usable, snapshot), request.key)
 
-    def key_picker(self, usable: EndpointSet, snapshot: EndpointSet) -> Callable[[object], Endpoint]:
-        """``pick`` bound to *usable*."""
-        return partial(self.pick, usable)
 
     def __repr__(self) -> str:
         return f"Sticky(bounded_load={self._bound!r}, vnodes={self._vnodes})"

@@ -262,8 +262,11 @@ STRATEGIES: list[tuple[object, dict[str, bool]]] = [
     (Sticky(), {"tracks_load": True}),
     (PartitionLeader({}), {"routes_partitions": True, "watch": True}),
     (PrimaryReplica(), {"pins": True, "health_pools": True, "watch": True}),
-    (Fallback(PartitionLeader({}), RoundRobin()), {"routes_partitions": True, "watch": True, "tracks_load": True}),
-    (Fallback(RoundRobin(), PrimaryReplica()), {"pins": True, "watch": True, "tracks_load": True}),
+    # Fallback forwards the health pools of its first member that has them (none: no pools).
+    (Fallback(PartitionLeader({}), RoundRobin()),
+     {"routes_partitions": True, "watch": True, "tracks_load": True, "health_pools": True}),
+    (Fallback(RoundRobin(), PrimaryReplica()),
+     {"pins": True, "watch": True, "tracks_load": True, "health_pools": True}),
 ]
 
 
@@ -296,3 +299,11 @@ def test_every_built_in_chooses_a_usable_pod_for_a_key(strategy: object) -> None
     for i in range(20):
         assert router.choose(Request(key=f"user-{i}"), usable, snapshot) in usable
         assert quick(f"user-{i}") in usable
+
+
+def test_fallback_forwards_the_primary_replica_pools() -> None:
+    """Fallback(PrimaryReplica(), ...) keeps the per-role health pools of its first member."""
+    snapshot = pods(range(3))
+    pools = Router(Fallback(PrimaryReplica(), RoundRobin())).health_pools(snapshot)
+    assert pools is not None and [len(p) for p in pools] == [1, 2]
+    assert Router(Fallback(RoundRobin())).health_pools(snapshot) == ()
