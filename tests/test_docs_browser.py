@@ -46,8 +46,6 @@ from typing import Any
 
 import pytest
 
-pytestmark = pytest.mark.chromium
-
 ROOT = Path(__file__).resolve().parent.parent
 FIGURES_DIR = ROOT / "docs" / "_figures"
 
@@ -408,6 +406,7 @@ def render(chromium: str, url: str, profile: Path) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.chromium
 def test_the_checker_finds_each_defect(chromium: str, server: Server, tmp_path: Path) -> None:
     """On a page made with one defect of each kind, the checker reports those and no more."""
     before = len(server.errors)
@@ -427,6 +426,7 @@ def test_every_figure_is_on_a_key_page() -> None:
     assert shown == set(_figure_names())
 
 
+@pytest.mark.chromium
 @pytest.mark.parametrize("page", list(KEY_PAGES), ids=lambda p: p.rstrip("/") or "home")
 def test_page_reads_well_at_1280px(page: str, chromium: str, server: Server, tmp_path: Path) -> None:
     """The page's pictures load, nothing is wider than the page, no identifier is broken."""
@@ -463,6 +463,7 @@ def figure_labels(chromium: str, server: Server, tmp_path_factory: pytest.TempPa
     return render(chromium, server.base + FIGURE_PAGE, tmp_path_factory.mktemp("profile"))
 
 
+@pytest.mark.chromium
 @pytest.mark.parametrize("figure", _figure_names())
 def test_figure_labels_fit(figure: str, figure_labels: dict[str, Any]) -> None:
     """Every label of the figure fits the room the drawing gave it, in the browser's fonts."""
