@@ -9,3 +9,4 @@
 - :mod:`.process`: child processes, ports and bounded waits they share.
 
 The software comes from ``scripts/install/{postgres,redis,kafka}.sh`` (run by ``scripts/test``).
+"""
