@@ -185,8 +185,12 @@ def test_postgres_asyncpg(postgres_cluster: PostgresCluster) -> None:
 
 
 def redis_client(pods: RedisPods, ordinal: int) -> Any:
+    """A redis-py client for one pod, dialling its address; no retries (a refusal shows at once)."""
     pod = pods.pod(ordinal)
-    return redis.Redis(host=pod.address, port=pod.port, socket_timeout=5, socket_connect_timeout=5)
+    return redis.Redis(
+        host=pod.address, port=pod.port, socket_timeout=5, socket_connect_timeout=5,
+        retry=redis.retry.Retry(redis.backoff.NoBackoff(), 0),
+    )
 
 
 @pytest.mark.redis
@@ -356,3 +360,39 @@ def test_kafka_broker_restarts_on_new_address(kafka_cluster: KafkaCluster, pod_n
     finally:
         producer.close(timeout=10)
     assert len(consume_all(kafka_cluster, topic, 6)) == 6
+
+
+@pytest.mark.kafka
+def test_kafka_aiokafka_round_trip(kafka_cluster: KafkaCluster, pod_names_resolve: None) -> None:
+    """aiokafka produces and consumes through the per-pod names too (asyncio's getaddrinfo)."""
+    aiokafka = pytest.importorskip("aiokafka", reason="aiokafka is in the test extra: pip install -e '.[test]'")
+    topic = kafka_cluster.create_topic(partitions=3, replication_factor=3)
+
+    async def round_trip() -> tuple[dict[str, int], list[tuple[str, int]]]:
+        producer = aiokafka.AIOKafkaProducer(bootstrap_servers=kafka_cluster.client_bootstrap, acks="all")
+        await producer.start()
+        sent: dict[str, int] = {}
+        try:
+            for n in range(9):
+                metadata = await producer.send_and_wait(topic, key=f"k{n}".encode(), value=b"v")
+                sent[f"k{n}"] = metadata.partition
+        finally:
+            await producer.stop()
+        consumer = aiokafka.AIOKafkaConsumer(
+            bootstrap_servers=kafka_cluster.client_bootstrap, enable_auto_commit=False,
+            auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        received: list[tuple[str, int]] = []
+        try:
+            consumer.assign([aiokafka.TopicPartition(topic, p) for p in range(3)])
+            deadline = time.monotonic() + 30
+            while len(received) < 9 and time.monotonic() < deadline:
+                batches = await consumer.getmany(timeout_ms=500)
+                received += [(r.key.decode(), r.partition) for batch in batches.values() for r in batch]
+        finally:
+            await consumer.stop()
+        return sent, received
+
+    sent, received = asyncio.run(round_trip())
+    assert sorted(received) == sorted(sent.items())

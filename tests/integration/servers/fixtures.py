@@ -70,15 +70,21 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
 def _started(fixture: str, label: str, make: Callable[[], G]) -> G:
     """Build and start a ground; missing software or a failed start fails the test plainly."""
     began = time.monotonic()
+    # pytest.fail outside the except blocks, so the report is the message alone, not a chain.
+    problem: str | None = None
     try:
         ground = make()
     except ServerMissing as exc:
-        pytest.fail(str(exc), pytrace=False)
+        problem = str(exc)
+    if problem is not None:
+        pytest.fail(problem, pytrace=False)
     try:
         ground.start()
     except ServerError as exc:
+        problem = f"{label} did not start: {exc}"
+    if problem is not None:
         ground.close()
-        pytest.fail(f"{label} did not start: {exc}", pytrace=False)
+        pytest.fail(problem, pytrace=False)
     _startup_seconds[label] = time.monotonic() - began
     _live[fixture] = ground
     return ground

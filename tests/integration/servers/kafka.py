@@ -50,6 +50,7 @@ from tests.integration.servers.process import (
     cache_dir,
     common_free_port,
     port_free_on,
+    remove_at_exit,
     wait_until,
 )
 
@@ -156,6 +157,8 @@ class KafkaCluster:
         self.install = install
         self.base = Path(directory) if directory is not None else Path(tempfile.mkdtemp(prefix="hc-kafka-"))
         self._owns_base = directory is None
+        if self._owns_base:
+            remove_at_exit(self.base)
         self.nodes = nodes
         self.heap = heap
         self.start_timeout = start_timeout
@@ -251,9 +254,12 @@ class KafkaCluster:
                 self.restart(node_id)
 
     def close(self) -> None:
-        self._stop_all(kill=False)
+        """Stop every node (SIGKILL: the data is thrown away, and three brokers shutting down
+        together would only wait on each other's controlled shutdowns)."""
+        self._stop_all(kill=True)
         if self._owns_base:
             shutil.rmtree(self.base, ignore_errors=True)
+            remove_at_exit(self.base, cancel=True)
 
     # ---------------------------------------------------------------------------- admin
     @contextlib.contextmanager
@@ -518,17 +524,13 @@ class KafkaCluster:
         self._servers[node_id] = server
 
     def _stop_all(self, *, kill: bool) -> None:
-        # SIGTERM all first, so the controlled shutdowns run side by side.
-        servers = [s for s in self._servers if s is not None and s.running]
-        if kill:
-            for server in servers:
+        for server in self._servers:
+            if server is None:
+                continue
+            if kill:
                 server.kill()
-            return
-        for server in servers:
-            with contextlib.suppress(ProcessLookupError, TypeError):
-                os.kill(server.pid, signal.SIGTERM)  # type: ignore[arg-type]
-        for server in servers:
-            server.stop(timeout=60.0)
+            else:
+                server.stop(timeout=60.0)
 
 
 def _kafka_uuid() -> str:

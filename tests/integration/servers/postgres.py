@@ -47,6 +47,7 @@ from tests.integration.servers.process import (
     chown_tree,
     common_free_port,
     port_free_on,
+    remove_at_exit,
     wait_until,
 )
 
@@ -162,6 +163,7 @@ class PostgresCluster:
         self._addresses = [f"{prefix}.{i + 1}" for i in range(standbys + 1)]
         self.base = Path(tempfile.mkdtemp(prefix="hc-pg-"))
         os.chmod(self.base, 0o700)
+        remove_at_exit(self.base)
         self.port = 0
         self.ca_path = self.base / "ca.pem"
         """PEM of the CA that signed every pod's certificate (libpq's ``sslrootcert``)."""
@@ -356,6 +358,7 @@ class PostgresCluster:
         """Stop every pod and remove the data."""
         self._stop_all()
         shutil.rmtree(self.base, ignore_errors=True)
+        remove_at_exit(self.base, cancel=True)
 
     # ---------------------------------------------------------------------------- building
     def _build(self) -> None:

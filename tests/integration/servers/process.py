@@ -13,6 +13,7 @@ import contextlib
 import ctypes
 import errno
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -35,6 +36,7 @@ __all__ = [
     "chown_tree",
     "common_free_port",
     "port_free_on",
+    "remove_at_exit",
     "wait_until",
 ]
 
@@ -153,13 +155,26 @@ class RunAs:
 
 _LIVE: weakref.WeakSet[ServerProcess] = weakref.WeakSet()
 _LIVE_LOCK = threading.Lock()
+_DIRS_TO_REMOVE: set[Path] = set()
+
+
+def remove_at_exit(path: Path, *, cancel: bool = False) -> None:
+    """Remove ``path`` at interpreter exit, after the servers are killed (``cancel`` forgets it)."""
+    with _LIVE_LOCK:
+        if cancel:
+            _DIRS_TO_REMOVE.discard(path)
+        else:
+            _DIRS_TO_REMOVE.add(path)
 
 
 def _stop_all_at_exit() -> None:
     with _LIVE_LOCK:
         live = list(_LIVE)
+        dirs = list(_DIRS_TO_REMOVE)
     for process in live:
         process.kill()
+    for path in dirs:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 atexit.register(_stop_all_at_exit)
