@@ -18,6 +18,15 @@ if [ -e "$stamp" ]; then
   ln -sfn "$KAFKA_VERSION" "$CACHE/kafka/current"
   exit 0
 fi
+# One build at a time per cache (two test runs may start together); the winner's stamp ends
+# the other's wait.
+mkdir -p "$CACHE/kafka"
+exec 9>"$CACHE/kafka/.lock"
+flock 9
+if [ -e "$stamp" ]; then
+  ln -sfn "$KAFKA_VERSION" "$CACHE/kafka/current"
+  exit 0
+fi
 
 # Java 17 (Kafka 4's brokers need it) and Maven, from Debian where missing.
 need=()
