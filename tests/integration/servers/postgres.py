@@ -192,6 +192,10 @@ class PostgresCluster:
     def standbys(self) -> tuple[PgPod, ...]:
         return tuple(self._snapshot(n) for n in self._nodes if n.role is PgRole.STANDBY)
 
+    def addresses_by_name(self) -> dict[str, str]:
+        """``{per-pod name: address}``, what a cluster DNS would answer."""
+        return {node.fqdn: node.address for node in self._nodes}
+
     def conninfo(
         self,
         name: str | int,

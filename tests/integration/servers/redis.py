@@ -125,6 +125,10 @@ class RedisPods:
         """Every pod, by ordinal, where it is now (stopped pods included: see :meth:`running`)."""
         return tuple(self._pods)
 
+    def addresses_by_name(self) -> dict[str, str]:
+        """``{per-pod name: current address}``, what a cluster DNS would answer now."""
+        return {pod.fqdn: pod.address for pod in self._pods}
+
     def pod(self, ordinal: int) -> RedisPod:
         return self._pods[ordinal]
 
