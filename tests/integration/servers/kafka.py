@@ -235,12 +235,14 @@ class KafkaCluster:
         else:
             server.stop(timeout=timeout)
 
-    def restart(self, node_id: int, *, new_address: bool = False) -> KafkaPod:
+    def restart(self, node_id: int, *, new_address: bool = False, address: str | None = None) -> KafkaPod:
         """(Re)start one node, same node id, same data, same per-pod name; with ``new_address``
-        its CLIENT and INTERNAL listeners move to a fresh address (a rescheduled pod's new IP).
-        Waits until the quorum lists it again at that address."""
+        (or a given ``address``) its CLIENT and INTERNAL listeners move there (a rescheduled
+        pod's new IP). Waits until the quorum lists it again at that address."""
         self.stop(node_id)
-        if new_address:
+        if address is not None:
+            self._pods[node_id] = replace(self._pods[node_id], address=address)
+        elif new_address:
             self._pods[node_id] = replace(self._pods[node_id], address=self._take_address())
         self._write_config(node_id)
         self._spawn(node_id)

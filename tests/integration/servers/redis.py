@@ -82,6 +82,9 @@ def _command(address: str, port: int, *words: str, timeout: float = 2.0) -> byte
 class RedisPods:
     """``replicas`` redis-server processes on loopback, one per pod.
 
+    All of them run from the start; a scale-up test (3 pods, then 4) names the first three in
+    its DNS and adds the fourth later.
+
     >>> pods = RedisPods(tmp_dir); pods.start()
     >>> pods.pods[0].address, pods.port          # ('127.0.41.1', PORT)
     >>> pods.stop(1); pods.restart(1, new_address=True)
@@ -175,13 +178,14 @@ class RedisPods:
         if server is not None:
             server.stop(timeout=timeout)
 
-    def restart(self, ordinal: int, *, new_address: bool = False) -> RedisPod:
-        """(Re)start one pod, on its current address or on a fresh one with the same port.
-
-        A running pod is stopped first. Returns where the pod is now.
-        """
+    def restart(self, ordinal: int, *, new_address: bool = False, address: str | None = None) -> RedisPod:
+        """(Re)start one pod, on its current address, on a fresh one (``new_address``) or on
+        ``address``, always with the same port. A running pod is stopped first. Returns where
+        the pod is now."""
         self.stop(ordinal)
-        if new_address:
+        if address is not None:
+            self._pods[ordinal] = replace(self._pods[ordinal], address=address)
+        elif new_address:
             self._pods[ordinal] = replace(self._pods[ordinal], address=self._take_address())
         self._spawn(ordinal)
         self._wait_ready(ordinal)
