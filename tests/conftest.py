@@ -15,6 +15,9 @@ import os
 
 import pytest
 
+#: The real data-store servers (postgres_cluster, redis_pods, kafka_cluster fixtures).
+pytest_plugins = ["tests.integration.servers.fixtures"]
+
 #: Markers of tests that need a server the Python-only mode does not install.
 SERVER_MARKERS = ("coredns", "postgres", "redis", "kafka", "chromium")
 
