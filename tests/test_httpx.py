@@ -372,13 +372,13 @@ def test_async_transport_is_host_scoped_too() -> None:
             {"web.prod": statefulset_endpoints("web", "prod", ["10.0.0.1"], port=9000)}
         )
         recorder = Recorder()
-        async with AsyncHeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc:
-            async with httpx.AsyncClient(
-                transport=AsyncHeadlessTransport(svc, transport=httpx.MockTransport(recorder))
-            ) as client:
-                with pytest.raises(ForeignHost):
-                    await client.get("http://auth.example.com/token")
-                assert (await client.get("http://web.prod/")).status_code == 200
+        async with (
+            AsyncHeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc,
+            httpx.AsyncClient(transport=AsyncHeadlessTransport(svc, transport=httpx.MockTransport(recorder))) as client,
+        ):
+            with pytest.raises(ForeignHost):
+                await client.get("http://auth.example.com/token")
+            assert (await client.get("http://web.prod/")).status_code == 200
         assert len(recorder.requests) == 1
 
     asyncio.run(main())

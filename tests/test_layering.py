@@ -50,7 +50,7 @@ def module_path(name: str) -> Path:
 
 def package_imports(name: str, tree: ast.Module) -> set[str]:
     """Modules of the package that *name* imports (dotted, relative to the package)."""
-    base = name.split(".")[:-1] if not module_path(name).name == "__init__.py" else name.split(".")
+    base = name.split(".")[:-1] if module_path(name).name != "__init__.py" else name.split(".")
     found: set[str] = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.ImportFrom) and node.level:

@@ -79,12 +79,14 @@ def test_a_dropped_service_is_collected_and_stops_with_a_resource_warning() -> N
     base = refresher_for(monotonic).service_count()
     svc = hc.HeadlessService("web.prod", "http", resolver=resolver, **FAST)
     svc.start()
-    svc.subscribe(lambda old, new: svc.endpoints)  # a cycle through the service, as users write
+    holder = [svc]
+    # A cycle through the service, as users write: the callback holds the service.
+    svc.subscribe(lambda old, new, holder=holder: holder[0].endpoints)
     assert refresher_for(monotonic).service_count() == base + 1
     calls = len(resolver.calls)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        del svc
+        del svc, holder
         gc.collect()
     assert any(issubclass(w.category, ResourceWarning) and "unclosed" in str(w.message) for w in caught)
     wait_until(lambda: refresher_for(monotonic).service_count() == base, 5, "the refresher let go")
