@@ -29,7 +29,7 @@ from .errors import (
     ServiceNotStarted,
     WaitTimeout,
 )
-from .events import EndpointsChanged
+from .events import ServiceEvent
 from .health import HealthPolicy
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -45,6 +45,7 @@ from .refresh import RefreshPolicy
 from .request import Request
 from .resolver import BaseResolver, KubernetesContext, Resolver, kubernetes_context
 from .service import HeadlessService
+from .stats import PodStats, ServiceStats
 from .strategies import (
     Fallback,
     LeastLoaded,
@@ -95,7 +96,6 @@ __all__ = [
     "EndpointDiff",
     "EndpointNotFound",
     "EndpointSet",
-    "EndpointsChanged",
     "Fallback",
     "ForeignHost",
     "HeadlessClientError",
@@ -111,6 +111,7 @@ __all__ = [
     "NotLeader",
     "PartitionLeader",
     "PodName",
+    "PodStats",
     "PrimaryReplica",
     "Random",
     "RefreshPolicy",
@@ -121,8 +122,10 @@ __all__ = [
     "Resolver",
     "RoundRobin",
     "ServiceClosed",
+    "ServiceEvent",
     "ServiceNotFound",
     "ServiceNotStarted",
+    "ServiceStats",
     "Sticky",
     "Strategy",
     "WaitTimeout",

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, ClassVar, Protocol, TypedDict
 
 from typing_extensions import Unpack
@@ -21,10 +21,12 @@ from .connect import ConnectPolicy
 from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
 from .errors import InvalidArgument, InvalidName
+from .events import EventKind
 from .health import HealthPolicy
 from .lookup_runner import LookupRunner, check_resolver
 from .refresh import RefreshPolicy
 from .request import Request, Role
+from .stats import ServiceStats
 
 __all__ = ["ConnectOptions", "PickFields", "ServiceFace"]
 
@@ -107,6 +109,7 @@ class ServiceFace:
     _waker_type: ClassVar[Callable[[], _Waker]]
 
     _finalizer: weakref.finalize[Any, Any] | None = None
+    _unwatch: Callable[[], None] | None = None
 
     def __init__(
         self,
@@ -236,15 +239,33 @@ class ServiceFace:
         """A call to *endpoint* succeeded (in *latency* seconds): clear its ejection."""
         self._core.report_success(endpoint, latency, self._clock())
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(old, new)`` on every published change; returns an unsubscribe.
+    def subscribe(
+        self, callback: Subscriber, *, events: bool | Collection[EventKind] = False
+    ) -> Callable[[], None]:
+        """Subscribe to the service; returns an unsubscribe function.
+
+        Without *events*: ``callback(old, new)`` on every change of the view (0.1.0's
+        form). With ``events=True``, or a collection of kinds (``{"ejected",
+        "refresh_failed"}``): ``callback(event)`` for each
+        :class:`~headless_client.ServiceEvent` of those kinds (membership, health,
+        refreshes, routing).
 
         Callbacks run in order of publication, one at a time (sync: on the library's events
         thread; asyncio: on the service's refresher task, and coroutine functions are
         awaited); one may refresh or close the service. An exception in one is logged and
         affects neither the refresher nor the other callbacks.
+
+        Raises:
+            InvalidArgument: *callback* is not callable.
+            InvalidName: an unknown event kind.
         """
-        return self._core.subscribe(callback)
+        return self._core.subscribe(callback, events=events)
+
+    def stats(self) -> ServiceStats:
+        """A snapshot of what the service has seen: per pod (picks made through the
+        library's calls, calls in flight, failures, ejections, latency estimate) and for
+        the service (refreshes, failures, staleness of the view, DNS questions sent)."""
+        return self._core.stats(self._clock(), self._runner.questions)
 
     # -- shared by connect() and connection() ------------------------------------------------
 
@@ -270,6 +291,23 @@ class ServiceFace:
             options.get("timeout"), options.get("attempts"), options.get("total_timeout")
         )
         return request, policy, options.get("ssl_context"), options.get("source_address")
+
+    def _watch_source(self) -> None:
+        """Started: have a change-notifying resolver (an EndpointSlice watch) trigger a
+        refresh at once. The resolver holds the core only weakly: it may outlive us."""
+        core_ref = weakref.ref(self._core)
+
+        def changed() -> None:
+            core = core_ref()
+            if core is not None:
+                core.refresh_soon()
+
+        self._unwatch = self._runner.watch(changed)
+
+    def _unwatch_source(self) -> None:
+        unwatch, self._unwatch = self._unwatch, None
+        if unwatch is not None:
+            unwatch()
 
     def _stalled(self) -> str:
         refreshing = bool(getattr(self, "refreshing", True))

@@ -27,7 +27,7 @@ import logging
 import math
 import threading
 import weakref
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
@@ -43,10 +43,11 @@ from .errors import (
     ServiceNotFound,
     ServiceNotStarted,
 )
-from .events import EndpointsChanged, Event
+from .events import EVENT_KINDS, EventKind, ServiceEvent, membership_events
 from .health import HealthPolicy, HealthTracker
 from .refresh import RefreshPolicy, RefreshState
 from .request import Request
+from .stats import ServiceStats, StatsKeeper
 from .strategies.routing import Router
 
 __all__ = [
@@ -62,8 +63,10 @@ __all__ = [
 log = logging.getLogger("headless_client.service")
 
 Phase = Literal["new", "starting", "running", "closed"]
-Subscriber = Callable[[EndpointSet, EndpointSet], Any]
-"""0.1.0's subscriber: ``callback(old, new)`` on every change of the view."""
+Subscriber = Callable[..., Any]
+"""A subscriber: 0.1.0's ``callback(old, new)`` on every change of the view, or, with
+``events=``, ``callback(event)`` for each :class:`~headless_client.events.ServiceEvent`."""
+_Subscription = tuple[Subscriber, frozenset[str] | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,8 +162,12 @@ class ServiceCore:
         self._wanted = 0
         self._served = 0
         self.last_error: BaseException | None = None
-        self._events: collections.deque[Event] = collections.deque()
-        self._subscribers: tuple[Subscriber, ...] = ()
+        self._events: collections.deque[ServiceEvent] = collections.deque()
+        self._subscribers: tuple[_Subscription, ...] = ()
+        # Identities ejected as of the last publication, and whether the panic rule was on.
+        self._ejected: frozenset[str] = frozenset()
+        self._panic = False
+        self._stats = StatsKeeper()
         self._listeners: tuple[Callable[[], None], ...] = ()
         # The strategy may be shared and long-lived: it must not keep this core alive.
         self_ref = weakref.WeakMethod(self._routing_changed)
@@ -351,12 +358,20 @@ class ServiceCore:
             else:
                 assert error is not None
                 decision = schedule.on_error(error, now)
+            self._stats.resolved(now, error)
+            if error is not None and not isinstance(error, ServiceNotFound):
+                self._emit("refresh_failed", now, error=error, detail=str(error))
+            elif schedule.recovered_from:
+                self._emit(
+                    "refresh_recovered", now, detail=f"recovered after {schedule.recovered_from} failures"
+                )
             if decision.publish is not None:
                 old = self.view.snapshot
                 self._health.prune(decision.publish)
                 self._publish(decision.publish, now)
                 if old != decision.publish:
-                    self._events.append(EndpointsChanged(self.name, old, decision.publish))
+                    self._emit("changed", now, old=old, new=decision.publish)
+                    self._events.extend(membership_events(self.name, now, old, decision.publish))
                     diff = old.diff(decision.publish)
                     log.info(
                         "%s: %d endpoints (+%d -%d)", self.name, len(decision.publish),
@@ -374,6 +389,15 @@ class ServiceCore:
             log.warning("%s", decision.warning, extra={"service": self.name, "reason": "refresh"})
         if decision.info:
             log.info("%s", decision.info, extra={"service": self.name, "reason": "refresh"})
+        self._notify()
+
+    def refresh_soon(self) -> None:
+        """Resolve as soon as possible, not rate-limited: the source said it changed (an
+        EndpointSlice watch event). Never blocks; no ticket."""
+        with self._lock:
+            if self.phase == "closed":
+                return
+            self._wanted += 1
         self._notify()
 
     def want_refresh(self) -> int:
@@ -425,6 +449,7 @@ class ServiceCore:
         endpoint = self.resolve_target(target)
         assert endpoint is not None
         self.router.finished(endpoint, ok=False)
+        self._stats.failed(endpoint)
         until: float | None = None
         with self._lock:
             # Only pods in the view are ejected: state for one that already left DNS (a
@@ -448,25 +473,32 @@ class ServiceCore:
         endpoint = self.resolve_target(target)
         assert endpoint is not None
         self.router.finished(endpoint, latency=latency, ok=True)
+        self._stats.succeeded(endpoint, latency)
         # Unlocked read first: the common case (a healthy pod) costs no lock.
         if not self._health.tracks(endpoint):
             return
         with self._lock:
             if self._health.success(endpoint):
                 self._publish(self.view.snapshot, now)
+        if self._events:
+            self._notify()
 
     def started(self, endpoint: Endpoint) -> None:
-        """A call to *endpoint* is in flight (load tracking)."""
+        """A call to *endpoint* is in flight (load tracking, statistics)."""
         self.router.started(endpoint)
+        self._stats.started(endpoint)
 
     def finished(self, endpoint: Endpoint, latency: float | None = None, ok: bool = True) -> None:
         """A call to *endpoint* ended without a verdict on the pod's health."""
         self.router.finished(endpoint, latency=latency, ok=ok)
+        self._stats.ended(endpoint)
 
     def _health_expired(self, now: float) -> None:
         with self._lock:
             self._publish(self.view.snapshot, now)
             self._health_wake = self._health.next_expiry(now) or math.inf
+        if self._events:
+            self._notify()
 
     def _routing_changed(self) -> None:
         # A leader map or a named primary changed: roles and health pools may differ,
@@ -475,6 +507,7 @@ class ServiceCore:
             if self.phase == "new":
                 return
             self._publish(self.view.snapshot, self._now, force=True)
+            self._emit("routing_changed", self._now, detail=f"{self.router.name}'s routing inputs changed")
         self._notify()
 
     def _publish(self, snapshot: EndpointSet, now: float, *, force: bool = False) -> None:
@@ -485,6 +518,12 @@ class ServiceCore:
         """
         self._now = max(self._now, now)
         usable = self._health.healthy(snapshot, now, self.router.health_pools(snapshot))
+        if any(ep.terminating for ep in usable):
+            # New work avoids pods that are shutting down (calls in flight finish); if
+            # every pod is terminating, they are all there is.
+            serving = [ep for ep in usable if not ep.terminating]
+            if serving:
+                usable = EndpointSet(serving, name=usable.name, ttl=usable.ttl)
         old = self.view
         if usable is old.usable and snapshot is old.snapshot and not force:
             return
@@ -493,53 +532,118 @@ class ServiceCore:
         self.view = View(snapshot, usable)
         if self._resolved_once:
             self.hot = hot
+        self._health_events(snapshot, usable, now)
+
+    def _health_events(self, snapshot: EndpointSet, usable: EndpointSet, now: float) -> None:
+        """Under the lock: ``ejected``/``returned`` and panic events since the last view."""
+        ejected = frozenset(ep.identity for ep in snapshot if self._health.is_ejected(ep, now))
+        before = self._ejected
+        if ejected != before:
+            for ep in snapshot:
+                if ep.identity in ejected and ep.identity not in before:
+                    self._stats.ejected(ep)
+                    self._emit("ejected", now, endpoint=ep, detail=f"{ep} ejected")
+                    before = before | {ep.identity}  # one event per pod, not per address
+                elif ep.identity in before and ep.identity not in ejected:
+                    self._emit("returned", now, endpoint=ep, detail=f"{ep} returned")
+                    before = before - {ep.identity}
+            self._ejected = ejected
+        panic = any(usable.by_identity(identity) is not None for identity in ejected)
+        if panic != self._panic:
+            self._panic = panic
+            if panic:
+                detail = f"{len(ejected)} of {len(snapshot)} pods ejected: every endpoint is used (panic)"
+                self._emit("panic_started", now, detail=detail)
+            else:
+                self._emit("panic_ended", now, detail="the panic rule no longer applies")
+
+    def _emit(self, kind: EventKind, now: float, **fields: Any) -> None:
+        """Under the lock: queue one event for the subscribers."""
+        if self._subscribers:
+            self._events.append(ServiceEvent(kind, self.name, now, **fields))
 
     # -- events --------------------------------------------------------------------------------
 
-    def subscribe(self, callback: Subscriber) -> Callable[[], None]:
-        """Call ``callback(old, new)`` on every change of the view; returns an unsubscribe.
+    def subscribe(
+        self, callback: Subscriber, *, events: bool | Collection[EventKind] = False
+    ) -> Callable[[], None]:
+        """Subscribe *callback*; returns an unsubscribe function (idempotent).
+
+        Without *events*, ``callback(old, new)`` is called on every change of the view
+        (0.1.0's form). With ``events=True`` (every kind) or a collection of kinds,
+        ``callback(event)`` gets each :class:`~headless_client.events.ServiceEvent`.
 
         Raises:
             InvalidArgument: *callback* is not callable.
+            InvalidName: an unknown event kind.
         """
         if not callable(callback):
             raise InvalidArgument(f"callback must be callable: {callback!r}")
+        kinds: frozenset[str] | None
+        if events is False:
+            kinds = None
+        elif events is True:
+            kinds = frozenset(EVENT_KINDS)
+        else:
+            if isinstance(events, str):
+                raise InvalidArgument(f"events must be True or a collection of kinds, not a str: {events!r}")
+            kinds = frozenset(events)
+            unknown = sorted(kinds - set(EVENT_KINDS))
+            if unknown:
+                raise InvalidName(f"unknown event kinds {unknown}; the kinds are {list(EVENT_KINDS)}")
+        subscription: _Subscription = (callback, kinds)
         with self._lock:
-            self._subscribers = (*self._subscribers, callback)
+            self._subscribers = (*self._subscribers, subscription)
 
         def unsubscribe() -> None:
             with self._lock:
-                subs = list(self._subscribers)
-                if callback in subs:
-                    subs.remove(callback)
-                self._subscribers = tuple(subs)
+                self._subscribers = tuple(s for s in self._subscribers if s is not subscription)
 
         return unsubscribe
 
     @property
-    def subscribers(self) -> tuple[Subscriber, ...]:
-        """The current subscribers, in order."""
+    def subscribers(self) -> tuple[_Subscription, ...]:
+        """The current subscriptions, in order: ``(callback, kinds or None for 0.1.0's form)``."""
         return self._subscribers
 
     def has_events(self) -> bool:
         """True when events wait for delivery."""
         return bool(self._events)
 
-    def take_events(self) -> list[Event]:
+    def take_events(self) -> list[ServiceEvent]:
         """The events not delivered yet, oldest first (each returned once)."""
         with self._lock:
             events = list(self._events)
             self._events.clear()
         return events
 
-    def deliver(self, event: Event) -> None:
-        """Call every subscriber with *event* (in the caller's thread); an exception in
-        one is logged and affects neither the others nor the caller."""
-        for callback in self._subscribers:
+    def calls_for(self, event: ServiceEvent) -> Iterator[tuple[Subscriber, tuple[Any, ...]]]:
+        """Each subscriber that wants *event*, with the arguments to call it with."""
+        for callback, kinds in self._subscribers:
+            if kinds is None:
+                if event.kind == "changed":
+                    yield callback, (event.old, event.new)
+            elif event.kind in kinds:
+                yield callback, (event,)
+
+    def deliver(self, event: ServiceEvent) -> None:
+        """Call every subscriber that wants *event* (in the caller's thread); an exception
+        in one is logged and affects neither the others nor the caller."""
+        for callback, args in self.calls_for(event):
             try:
-                callback(event.old, event.new)
+                callback(*args)
             except Exception:
                 log.exception("%s: subscriber %r raised", self.name, callback, extra={"service": self.name})
+
+    # -- statistics -------------------------------------------------------------------------
+
+    def stats(self, now: float, dns_questions: int = 0) -> ServiceStats:
+        """A snapshot of the service's counters (see :class:`~headless_client.stats.ServiceStats`)."""
+        view = self.view
+        ejected = self._ejected
+        return self._stats.snapshot(
+            self.name, self.phase, now, view.snapshot, view.usable, ejected, self._panic, dns_questions
+        )
 
     # -- shells' wake-ups ------------------------------------------------------------------
 

@@ -26,6 +26,8 @@ class Endpoint:
     ``priority``/``weight`` come from SRV; Kubernetes sets them to meaningless values
     (0 and ``floor(100/N)``), so no strategy balances by them. ``ttl`` is informative and
     not part of equality, since a caching server counts it down between answers.
+    ``zone``, ``node`` and ``terminating`` come from an EndpointSlice source (DNS knows
+    none of them): a terminating pod finishes the calls it has, but gets no new ones.
     """
 
     address: str
@@ -37,6 +39,11 @@ class Endpoint:
     priority: int = field(default=0, compare=False)
     weight: int = field(default=0, compare=False)
     ttl: int | None = field(default=None, compare=False)
+    # From the Kubernetes API (EndpointSlices), not DNS: where the pod runs, and whether it
+    # is shutting down. A pod that starts terminating is a change of the view.
+    zone: str | None = None
+    node: str | None = None
+    terminating: bool = False
     # The stable name of this endpoint: pod hostname when known (a restarted pod with a
     # new IP keeps it), else address:port. Sticky hashing and health state key on it.
     identity: str = field(init=False, repr=False, compare=False)

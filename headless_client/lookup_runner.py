@@ -18,13 +18,20 @@ overrides ``resolve`` is called through ``resolve``, as in 0.1.0).
 from __future__ import annotations
 
 import inspect
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol, runtime_checkable
 
 from .endpoints import EndpointSet
 from .errors import InvalidArgument
 
-__all__ = ["AsyncServiceResolver", "LookupRunner", "LookupSource", "ServiceResolver", "check_resolver"]
+__all__ = [
+    "AsyncServiceResolver",
+    "ChangeNotifier",
+    "LookupRunner",
+    "LookupSource",
+    "ServiceResolver",
+    "check_resolver",
+]
 
 
 @runtime_checkable
@@ -90,6 +97,20 @@ class LookupSource(Protocol):
     def host_lookup(self, hostname: str, port: int = 0) -> Any: ...
 
 
+@runtime_checkable
+class ChangeNotifier(Protocol):
+    """Optional: a resolver that knows at once when a service changed (an EndpointSlice
+    watch). A started service asks to be told, and resolves right away when it is, instead
+    of waiting for its next refresh."""
+
+    def watch_service(
+        self, service: str, namespace: str | None, callback: Callable[[], None]
+    ) -> Callable[[], None]:
+        """Call *callback* (no arguments, from any thread, must not block) after each change
+        of *service*; returns a function that stops the calls."""
+        ...
+
+
 def check_resolver(resolver: object, *, awaited: bool) -> None:
     """Refuse what cannot serve as a service's resolver, with a message saying why.
 
@@ -142,7 +163,7 @@ class LookupRunner:
         namespace: Its namespace as given.
     """
 
-    __slots__ = ("lookups", "namespace", "port", "protocol", "resolver", "service")
+    __slots__ = ("lookups", "namespace", "port", "protocol", "questions", "resolver", "service")
 
     def __init__(
         self, resolver: Any, service: str, port: int | str, protocol: str, namespace: str | None
@@ -153,6 +174,8 @@ class LookupRunner:
         self.protocol = protocol
         self.namespace = namespace
         self.lookups = _runs_lookups(resolver)
+        #: DNS questions this service's lookups sent (counted as their plans ask).
+        self.questions = 0
 
     @property
     def timeout(self) -> float:
@@ -166,6 +189,12 @@ class LookupRunner:
         return self.resolver.service_lookup(
             self.service, self.port, protocol=self.protocol, namespace=self.namespace, previous=previous
         )
+
+    def watch(self, callback: Callable[[], None]) -> Callable[[], None] | None:
+        """Have a change-notifying resolver call *callback* on changes; None otherwise."""
+        if not isinstance(self.resolver, ChangeNotifier):
+            return None
+        return self.resolver.watch_service(self.service, self.namespace, callback)
 
     def resolve_blocking(self) -> EndpointSet:
         """Resolve the service now, blocking."""

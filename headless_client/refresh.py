@@ -162,13 +162,15 @@ class RefreshState:
         self.failures = 0
         self.empty_since: float | None = None
         self.last_attempt: float | None = None
+        #: The failure streak the latest answer ended (0: there was none).
+        self.recovered_from = 0
 
     # -- outcomes -----------------------------------------------------------------
 
     def on_answer(self, answer: EndpointSet, now: float) -> Decision:
         """A successful resolution (possibly empty)."""
         self.last_attempt = now
-        recovered = self.failures
+        recovered = self.recovered_from = self.failures
         self.failures = 0
         info = f"resolving {self.name} recovered after {recovered} failures" if recovered else None
         if not answer:
@@ -185,7 +187,7 @@ class RefreshState:
     def on_not_found(self, now: float) -> Decision:
         """NXDOMAIN: in Kubernetes, "no ready pods" as much as "no such service"."""
         self.last_attempt = now
-        recovered = self.failures
+        recovered = self.recovered_from = self.failures
         self.failures = 0
         info = f"resolving {self.name} recovered after {recovered} failures" if recovered else None
         return self._on_empty(now, info, "NXDOMAIN")
@@ -193,6 +195,7 @@ class RefreshState:
     def on_error(self, error: BaseException, now: float) -> Decision:
         """A transport or server failure: keep the last good set and back off."""
         self.last_attempt = now
+        self.recovered_from = 0
         self.failures += 1
         delay = self.policy.failure_delay(self.failures, self.rng)
         warning = None

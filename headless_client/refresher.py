@@ -204,6 +204,8 @@ class Refresher:
         except Exception:
             log.exception("%s: planning the next refresh failed", entry.name)
             action = WaitUntil(now + core.refresh_policy.max_refresh)
+        if core.has_events():  # an ejection that ended while planning
+            dispatcher().post(core)
         if action is STOP:
             self._drop(entry)
         elif isinstance(action, Resolve):

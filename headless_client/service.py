@@ -141,7 +141,10 @@ class HeadlessService(ServiceFace):
         self._entry = entry
         refresher = refresher_for(self._clock)
         core.listen(lambda: refresher.poke(entry))
+        # Events queued by calls on other threads (a failure reported, an ejection ending).
+        core.listen(lambda: dispatcher().post(core) if core.has_events() else None)
         refresher.add(entry)
+        self._watch_source()
         # Dropped without close(): collected, the service stops and says so.
         self._finalizer = weakref.finalize(self, _collected, entry, repr(self))
 
@@ -166,6 +169,7 @@ class HeadlessService(ServiceFace):
         go of the service (not when called from a subscriber callback)."""
         if not self._core.close():
             return
+        self._unwatch_source()
         if self._finalizer is not None:
             self._finalizer.detach()
         entry = self._entry

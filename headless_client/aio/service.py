@@ -93,9 +93,9 @@ async def _deliver(core: ServiceCore, signal: _Signal) -> None:
     try:
         while core.has_events():
             for event in core.take_events():
-                for callback in core.subscribers:
+                for callback, args in core.calls_for(event):
                     try:
-                        result = callback(event.old, event.new)
+                        result = callback(*args)
                         if inspect.isawaitable(result):
                             await result
                     except Exception:
@@ -143,6 +143,9 @@ async def _refresher(
                 await _deliver(core, signal)
             continue
         assert isinstance(action, WaitUntil)
+        if core.has_events():  # queued by a failure report, an ejection ending...
+            await _deliver(core, signal)
+            continue
         del core
         event.clear()
         with contextlib.suppress(asyncio.TimeoutError):
@@ -211,6 +214,7 @@ class AsyncHeadlessService(ServiceFace):
         if not core.closed:
             self._pid = os.getpid()
             self._start_task()
+            self._watch_source()
             self._finalizer = weakref.finalize(self, _collected, self._task, repr(self))
 
     def _start_task(self) -> None:
@@ -243,6 +247,7 @@ class AsyncHeadlessService(ServiceFace):
         """
         core = self._core
         core.close()
+        self._unwatch_source()
         finalizer = self._finalizer
         if finalizer is not None:
             finalizer.detach()
