@@ -15,8 +15,7 @@ against real CoreDNS by ``tests/integration/test_conformance.py``:
   targets are merged; a ClusterIP Service's SRV target is the Service name;
 - a name one label below a Service that is not an endpoint (``_tcp.<svc>``) is NXDOMAIN,
   and so is anything two labels deeper than a port; a namespace's name is NODATA;
-- ExternalName gives a CNAME (its target chased inside the zone), and a bare-name SRV
-  query on it gives ``0 100 0 <target>``;
+- ExternalName gives a CNAME (its target chased inside the zone), and NODATA for SRV;
 - answers that do not fit are cut record by record, TC set when anything was dropped
   (miekg/dns ``Truncate``).
 """
@@ -87,6 +86,23 @@ class Zone:
     names: frozenset[dns.name.Name]
     soa: dns.rdata.Rdata
     externals: Mapping[dns.name.Name, dns.name.Name] = field(default_factory=dict)
+    #: RRsets built on first use (by the one server thread), so a big answer asked again
+    #: and again (UDP resends) is not rebuilt record by record each time.
+    built: dict[tuple[dns.name.Name, int, int], dns.rrset.RRset] = field(default_factory=dict, compare=False)
+    #: Wire answers by question (exact case), size limit and options: a repeated question
+    #: costs a dictionary lookup and a new message ID.
+    answers: dict[tuple[object, ...], bytes] = field(default_factory=dict, compare=False)
+
+    def rrset(self, owner: dns.name.Name, rdtype: int, ttl: int | None = None) -> dns.rrset.RRset:
+        """The RRset at *owner* (asked in any case: the answer echoes *owner*'s case)."""
+        ttl = self.ttl if ttl is None else ttl
+        key = (owner, rdtype, ttl)
+        cached = self.built.get(key)
+        if cached is None or cached.name.labels != owner.labels:
+            cached = _rrset(owner, ttl, rdtype, self.records[(owner, rdtype)])
+            if len(self.built) < 100_000:
+                self.built[key] = cached
+        return cached
 
     def rrsets(self) -> list[tuple[dns.name.Name, int, tuple[dns.rdata.Rdata, ...]]]:
         """Every RRset under the origin, for writing the zone elsewhere (BIND)."""
@@ -257,10 +273,33 @@ def respond(
 
     *max_size* is the UDP limit (the client's EDNS payload, at least 512); ``None`` is
     TCP (65535). An answer that does not fit is cut record by record with TC set.
-    *rcode* forces a failure answer (SERVFAIL, REFUSED). ``synced=False`` answers
-    SERVFAIL where the answer would be NXDOMAIN, as CoreDNS does before its informers
-    have synced with the API.
+    *rcode* forces a failure answer (SERVFAIL, REFUSED). ``synced=False`` answers as
+    CoreDNS does before its informers have synced with the API: it knows no Service or
+    namespace yet, and gives SERVFAIL where it would give NXDOMAIN.
     """
+    if rcode is None and len(query.question) == 1:
+        q = query.question[0]
+        key = (q.name.labels, int(q.rdtype), int(q.rdclass), max_size, glue, synced, query.flags,
+               query.opcode(), query.edns, query.payload if query.edns >= 0 else 0)
+        cached = zone.answers.get(key)
+        if cached is not None:
+            return query.id.to_bytes(2, "big") + cached[2:]
+        wire = _respond(zone, query, max_size=max_size, glue=glue, synced=synced)
+        if len(zone.answers) < 10_000:
+            zone.answers[key] = wire
+        return wire
+    return _respond(zone, query, max_size=max_size, glue=glue, rcode=rcode, synced=synced)
+
+
+def _respond(
+    zone: Zone,
+    query: dns.message.Message,
+    *,
+    max_size: int | None,
+    glue: bool,
+    rcode: dns.rcode.Rcode | None = None,
+    synced: bool,
+) -> bytes:
     response = dns.message.make_response(query)
     response.flags |= dns.flags.AA
     if rcode is not None:
@@ -288,6 +327,12 @@ def respond(
         else:
             response.set_rcode(dns.rcode.NXDOMAIN)
         return _encode(response, max_size)
+    if not synced and len(qname) - len(zone.origin) > 1:
+        # Before the informers sync CoreDNS knows no Service or namespace: every name it
+        # would call NXDOMAIN gets SERVFAIL instead.
+        response.set_rcode(dns.rcode.SERVFAIL)
+        response.authority.append(_rrset(zone.origin, negative_ttl, _SOA, [zone.soa]))
+        return _encode(response, max_size)
     if qname == zone.origin and rdtype in (_SOA, _NS):
         if rdtype == _SOA:
             response.answer.append(_rrset(qname, zone.ttl, _SOA, [zone.soa]))
@@ -296,18 +341,19 @@ def respond(
         return _encode(response, max_size)
     external = zone.externals.get(qname)
     if external is not None and rdtype == _SRV:
-        # CoreDNS: an ExternalName's bare-name SRV points at the external name, port 0.
-        response.answer.append(_rrset(qname, zone.ttl, _SRV, [_rdata(_SRV, f"0 100 0 {external}")]))
-        if glue:
-            _add_glue(zone, response, external, qname)
+        # CoreDNS answers an ExternalName's SRV with NODATA (checked against v1.15.0).
+        response.authority.append(_rrset(zone.origin, negative_ttl, _SOA, [zone.soa]))
         return _encode(response, max_size)
     rdatas = zone.records.get((qname, rdtype))
     if rdatas:
-        ttl = 28800 if rdtype == _TXT else zone.ttl
-        response.answer.append(_rrset(qname, ttl, rdtype, rdatas))
+        response.answer.append(zone.rrset(qname, rdtype, 28800 if rdtype == _TXT else zone.ttl))
         if rdtype == _SRV and glue:
+            seen: set[dns.name.Name] = set()
             for rd in rdatas:
-                _add_glue(zone, response, rd.target, qname)  # type: ignore[attr-defined]
+                target = rd.target  # type: ignore[attr-defined]
+                if target not in seen:  # one glue RRset per target (a hostname can repeat)
+                    seen.add(target)
+                    _add_glue(zone, response, target, qname)
         return _encode(response, max_size)
     if external is not None and rdtype != _CNAME:
         _chase(zone, response, qname, external, rdtype)
@@ -326,9 +372,8 @@ def respond(
 def _add_glue(zone: Zone, response: dns.message.Message, target: dns.name.Name, qname: dns.name.Name) -> None:
     owner = _asked_case(target, qname, zone.origin)
     for family in (_A, _AAAA):
-        addresses = zone.records.get((target, family))
-        if addresses and not any(r.name == target and r.rdtype == family for r in response.additional):
-            response.additional.append(_rrset(owner, zone.ttl, family, addresses))
+        if (target, family) in zone.records:
+            response.additional.append(zone.rrset(owner, family))
 
 
 def _chase(zone: Zone, response: dns.message.Message, qname: dns.name.Name, target: dns.name.Name,
@@ -352,55 +397,36 @@ def _chase(zone: Zone, response: dns.message.Message, qname: dns.name.Name, targ
 
 def _encode(response: dns.message.Message, max_size: int | None) -> bytes:
     limit = _MAX_TCP if max_size is None else max(512, min(max_size, _MAX_TCP))
-    try:
-        return response.to_wire(max_size=limit)
-    except dns.exception.TooBig:
-        pass
+    records = sum(len(r) for s in (response.answer, response.authority, response.additional) for r in s)
+    if records * 12 <= limit:  # a record takes at least 12 bytes: skip what cannot fit
+        try:
+            return response.to_wire(max_size=limit)
+        except dns.exception.TooBig:
+            pass
     # miekg/dns Truncate: keep the records that fit (answer, then authority, then
-    # additional), one by one, and set TC because some were dropped.
-    flat: list[tuple[int, dns.rrset.RRset, dns.rdata.Rdata]] = []
-    for section_index, section in enumerate((response.answer, response.authority, response.additional)):
-        for rrset in section:
-            for rd in rrset:
-                flat.append((section_index, rrset, rd))
-    response.flags |= dns.flags.TC
-    low, high = 0, len(flat)  # the largest prefix that fits: binary search, bounded
-    best = _render_prefix(response, flat, 0, limit)
-    assert best is not None
-    while low < high:
-        middle = (low + high + 1) // 2
-        wire = _render_prefix(response, flat, middle, limit)
-        if wire is None:
-            high = middle - 1
-        else:
-            low, best = middle, wire
-    return best
-
-
-def _render_prefix(
-    response: dns.message.Message,
-    flat: list[tuple[int, dns.rrset.RRset, dns.rdata.Rdata]],
-    count: int,
-    limit: int,
-) -> bytes | None:
-    sections: list[list[dns.rrset.RRset]] = [[], [], []]
-    current: dict[tuple[int, int], dns.rrset.RRset] = {}
-    for section_index, rrset, rd in flat[:count]:
-        key = (section_index, id(rrset))
-        out = current.get(key)
-        if out is None:
-            out = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
-            current[key] = out
-            sections[section_index].append(out)
-        out.add(rd, rrset.ttl)
-    copy = dns.message.Message(id=response.id)
-    copy.flags = response.flags
-    copy.set_rcode(response.rcode())
-    copy.question = list(response.question)
-    copy.answer, copy.authority, copy.additional = sections
+    # additional), one by one, and set TC because some were dropped. Each record becomes
+    # its own RRset (the same bytes on the wire), so dnspython stops at the first record
+    # that does not fit instead of dropping a whole RRset.
+    total = 0
+    split = dns.message.Message(id=response.id)
+    split.flags = response.flags
+    split.question = list(response.question)
     if response.edns >= 0:
-        copy.use_edns(response.edns, response.ednsflags, response.payload, options=list(response.options))
-    try:
-        return copy.to_wire(max_size=limit)
-    except dns.exception.TooBig:
-        return None
+        split.use_edns(response.edns, response.ednsflags, response.payload, options=list(response.options))
+    for source, target in ((response.answer, split.answer), (response.authority, split.authority),
+                           (response.additional, split.additional)):
+        for rrset in source:
+            for rd in rrset:
+                total += 1
+                if total > limit // 12:  # a record takes at least 12 bytes: cannot fit
+                    continue
+                one = dns.rrset.RRset(rrset.name, rrset.rdclass, rrset.rdtype)
+                one.add(rd, rrset.ttl)
+                target.append(one)
+    wire = bytearray(split.to_wire(max_size=limit, prefer_truncation=True))
+    written = sum(int.from_bytes(wire[i : i + 2], "big") for i in (6, 8, 10))
+    if response.edns >= 0:
+        written -= 1  # the OPT record
+    if written < total:
+        wire[2] |= 0x02  # TC
+    return bytes(wire)

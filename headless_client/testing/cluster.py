@@ -224,8 +224,8 @@ class FakeClusterDNS:
     def fault(self) -> Fault | None:
         """Make answers fail: ``"servfail"``, ``"refused"``, ``"drop"`` (no answer: the
         client times out), ``"truncate"`` (every UDP answer has TC set), ``"unsynced"``
-        (SERVFAIL wherever the answer would be NXDOMAIN, as CoreDNS answers before its
-        informers have synced with the API), or ``None``."""
+        (as CoreDNS before its informers have synced with the API: no Service is known
+        and every such name gets SERVFAIL), or ``None``."""
         return self._loop.fault
 
     @fault.setter
@@ -257,6 +257,12 @@ class FakeClusterDNS:
         if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
             raise InvalidName(f"max_tcp_queries must be a positive int or None: {value!r}")
         self._loop.max_tcp_queries = value
+
+    @property
+    def zone(self) -> Zone:
+        """The records served now (an immutable snapshot; ``zone.rrsets()`` lists them),
+        for mirroring this cluster into another DNS server."""
+        return self._zone
 
     @property
     def queries(self) -> list[tuple[str, str, str]]:

@@ -38,16 +38,20 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from headless_client import Resolver
+from headless_client.testing import FakeClusterDNS
 from headless_client.testing.kube_api import FakeKubeAPI
 from headless_client.testing.model import ClusterModel
-from tests.integration.dnsground import _die_with_parent, free_port
+from tests.integration.dnsground import BindServer, ZoneMirror, _die_with_parent, free_port
 
 __all__ = [
     "COREDNS_MISSING",
+    "GROUND_NAMES",
     "INSTALL_SCRIPT",
     "SYNC_NAMESPACE",
     "CoreDNSError",
     "CoreDNSServer",
+    "Grounds",
     "coredns_version",
     "corefile_default",
     "corefile_kubeadm",
@@ -360,6 +364,60 @@ def _place_markers(model: ClusterModel, vip: str, endpoint: str) -> None:
         return
     model.update_service("vip", SYNC_NAMESPACE, cluster_ips=(vip,))
     model.update_pod("eps", SYNC_NAMESPACE, addresses=(endpoint,))
+
+
+GROUND_NAMES = ("coredns", "bind", "fake")
+"""The three grounds of the conformance suite; CoreDNS is the truth."""
+
+
+class Grounds:
+    """One :class:`ClusterModel` served three ways: real CoreDNS (through a
+    :class:`FakeKubeAPI`), a BIND ``named`` (through a :class:`ZoneMirror`) and
+    :class:`FakeClusterDNS`, all with the same TTL.
+
+    Change :attr:`model`, then call :meth:`sync`: it returns once all three answer the
+    change. :meth:`resolver` gives a library resolver asking one of them.
+    """
+
+    def __init__(self, binary: str, directory: Path, *, ttl: int = 5, named: str | None = None) -> None:
+        self.ttl = ttl
+        self.model = ClusterModel(address_base="127.31.0.1")
+        self.api = FakeKubeAPI(self.model).start()
+        self.fake = FakeClusterDNS(model=self.model, ttl=ttl)
+        self.coredns = CoreDNSServer(
+            binary, directory / "coredns", lambda port: corefile_default(self.api.url, port, ttl=ttl)
+        )
+        self.bind = BindServer(directory / "bind", named=named, services=[])
+        self.mirror = ZoneMirror(lambda: self.bind.zone)
+        try:
+            self.fake.start()
+            self.coredns.start()
+            self.bind.start()
+        except BaseException:
+            self.close()
+            raise
+
+    def nameserver(self, ground: str) -> str:
+        """``127.0.0.1:PORT`` of *ground* (one of :data:`GROUND_NAMES`)."""
+        servers = {"coredns": self.coredns.nameserver, "bind": self.bind.nameserver, "fake": self.fake.nameserver}
+        return servers[ground]
+
+    def resolver(self, ground: str, **kwargs: object) -> Resolver:
+        """A :class:`Resolver` asking *ground* (timeout 5 s, namespace ``default``)."""
+        kwargs.setdefault("timeout", 5.0)
+        kwargs.setdefault("namespace", "default")
+        return Resolver([self.nameserver(ground)], **kwargs)  # type: ignore[arg-type]
+
+    def sync(self, timeout: float = 20.0) -> None:
+        """Block until CoreDNS and BIND serve the model's current state (the fake always does)."""
+        self.coredns.sync(self.model, timeout)
+        self.mirror.push(self.fake.zone)
+
+    def close(self) -> None:
+        """Stop all three servers and the API."""
+        for stop in (self.coredns.close, self.bind.close, self.fake.close, self.api.close):
+            with contextlib.suppress(Exception):
+                stop()
 
 
 @contextlib.contextmanager
