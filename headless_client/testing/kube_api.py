@@ -513,16 +513,16 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(400, "BadRequest", f"timeoutSeconds is not a number: {query.get('timeoutSeconds')!r}")
             return
         asked = query.get("resourceVersion", "")
-        api.requests.append((self.command, self.path, 200))
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Transfer-Encoding", "chunked")
-        self.send_header("Cache-Control", "no-cache, private")
-        self.end_headers()
-        with api._lock:
+        with api._lock:  # before the headers: a client that saw them is already counted
             epoch, expire = api._epoch, api._expire_epoch
             api._open_watches += 1
+        api.requests.append((self.command, self.path, 200))
         try:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.end_headers()
             self._stream(kind, namespace, labels, fields, asked, initial, bookmarks, timeout, epoch, expire)
         except OSError:
             pass  # the client went away

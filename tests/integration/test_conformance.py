@@ -45,7 +45,14 @@ from headless_client.testing._zone import dashed
 from headless_client.testing.kube_api import FakeKubeAPI
 from headless_client.testing.model import SERVICE_LABEL, ClusterModel
 from tests.faults.proxy import FaultProxy, Faults
-from tests.integration.coredns import GROUND_NAMES, CoreDNSServer, Grounds, corefile_default
+from tests.integration.coredns import (
+    GROUND_NAMES,
+    CoreDNSServer,
+    Grounds,
+    corefile_default,
+    corefile_kubeadm,
+    corefile_nodelocal,
+)
 
 pytestmark = [pytest.mark.integration, pytest.mark.coredns]
 
@@ -512,3 +519,35 @@ def test_live_service_follows_changes_on_every_ground(static: Grounds, live_serv
         seen = watch.wait(expected)
     assert seen["coredns"] == expected
     assert seen["fake"] == seen["coredns"] and seen["bind"] == seen["coredns"]
+
+
+# -- Corefile variants (timing lives in benchmarks/bench_coredns_delay.py) ------------------------
+
+
+@pytest.mark.parametrize("variant", ["default", "kubeadm", "nodelocal"])
+def test_corefile_variants_start_and_answer(coredns_binary: str, tmp_path: Path, variant: str) -> None:
+    """Each Corefile variant starts, syncs and gives the library the model's pods with its TTL."""
+    model = ClusterModel()
+    model.add_service("web", "prod", ports=[("http", 8080)])
+    model.add_statefulset("web", "prod", 2)
+    with FakeKubeAPI(model) as api:
+        maker = corefile_kubeadm if variant != "default" else corefile_default
+        cluster = CoreDNSServer(coredns_binary, tmp_path / "cluster", lambda port: maker(api.url, port))
+        front: CoreDNSServer | None = None
+        try:
+            cluster.start()
+            asked = cluster
+            if variant == "nodelocal":
+                front = CoreDNSServer(coredns_binary, tmp_path / "nodelocal",
+                                      lambda port: corefile_nodelocal(cluster.nameserver, port))
+                front.start(probe=f"web.prod.svc.{ZONE}.")
+                asked = front
+            got = Resolver([asked.nameserver], timeout=5.0).resolve("web.prod", "http")
+            assert outcome(lambda: got) == pods_of(model, "web")
+            assert got.ttl == (5 if variant == "default" else 30)
+            with pytest.raises(ServiceNotFound):
+                Resolver([asked.nameserver], timeout=5.0).resolve("nope.prod", 8080)
+        finally:
+            if front is not None:
+                front.close()
+            cluster.close()
