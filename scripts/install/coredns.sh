@@ -16,6 +16,9 @@ if [ -x "$binary" ]; then
   echo "$binary"
   exit 0
 fi
+if ! command -v go >/dev/null 2>&1 && [ -x /usr/local/go/bin/go ]; then
+  PATH="/usr/local/go/bin:$PATH"  # the official tarball's place, often not on PATH
+fi
 if ! command -v go >/dev/null 2>&1; then
   cat >&2 <<MSG
 error: CoreDNS $VERSION is not built and the Go toolchain ('go') is not on PATH.
