@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import queue
 import socket
 import threading
@@ -36,6 +37,7 @@ from headless_client import (
 from headless_client.testing import (
     AsyncStaticResolver,
     FakeClusterDNS,
+    FakeKubeAPI,
     FakePod,
     StaticResolver,
     statefulset_endpoints,
@@ -547,6 +549,20 @@ def test_fixtures(fake_cluster: FakeClusterDNS, fake_resolver: Resolver) -> None
     assert fake_resolver.resolve("web", "http").ordinals == (0, 1)
 
 
+def test_fake_kube_api_fixture_serves_the_fake_clusters_model(
+    fake_cluster: FakeClusterDNS, fake_kube_api: FakeKubeAPI
+) -> None:
+    """The fake_kube_api fixture lists what fake_cluster serves in DNS."""
+    fake_cluster.add_statefulset("web", "prod", 2)
+    conn = http.client.HTTPConnection(fake_kube_api.host, fake_kube_api.port, timeout=5)
+    try:
+        conn.request("GET", "/api/v1/namespaces/prod/pods")
+        names = [p["metadata"]["name"] for p in json.loads(conn.getresponse().read())["items"]]
+    finally:
+        conn.close()
+    assert names == [p.name for p in fake_cluster.pods("web", "prod")] == ["web-0", "web-1"]
+
+
 def test_plugin_in_a_user_project(pytester: pytest.Pytester) -> None:
     pytester.makeconftest('pytest_plugins = ["headless_client.testing.pytest_plugin"]\n')
     pytester.makepyfile(
@@ -574,9 +590,11 @@ class TestCoreDNSShapes:
         with FakeClusterDNS(max_tcp_queries=3) as cluster:
             cluster.add_statefulset("web", "prod", 1)
             with socket.create_connection((cluster.host, cluster.port), timeout=2) as sock:
+                pipelined = b""
                 for i in range(5):
                     wire = dns.message.make_query("web-0.web.prod.svc.cluster.local.", "A", id=i).to_wire()
-                    sock.sendall(len(wire).to_bytes(2, "big") + wire)
+                    pipelined += len(wire).to_bytes(2, "big") + wire
+                sock.sendall(pipelined)  # one write: the server reads it all before closing
                 data = b""
                 while chunk := sock.recv(65536):  # bounded: the server closes after 3 answers
                     data += chunk

@@ -94,6 +94,8 @@ class _Conn:
     last: float = 0.0
     close_after_flush: bool = False
     answered: int = 0  # DNS questions answered on this connection
+    half_closed: bool = False  # FIN sent, draining the client's input
+    eof: bool = False  # the client closed its side
 
 
 class Loop:
@@ -345,6 +347,7 @@ class Loop:
                 self._drop(conn)
                 return
             if data == b"":
+                conn.eof = True
                 if not conn.outbox:
                     self._drop(conn)
                     return
@@ -372,8 +375,15 @@ class Loop:
                 return
             del conn.outbox[:sent]
         if not conn.outbox and conn.close_after_flush:
-            self._drop(conn)
-            return
+            if conn.kind == "dns" and not conn.eof and not conn.half_closed:
+                # A capped DNS connection: send FIN and read (and drop) what the client
+                # still sends until it closes, so no reset destroys answers in flight.
+                conn.half_closed = True
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_WR)
+            elif not conn.half_closed or conn.eof:
+                self._drop(conn)
+                return
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
         if self._sel.get_key(conn.sock).events != events:
             self._sel.modify(conn.sock, events, conn)
