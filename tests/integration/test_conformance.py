@@ -551,3 +551,34 @@ def test_corefile_variants_start_and_answer(coredns_binary: str, tmp_path: Path,
             if front is not None:
                 front.close()
             cluster.close()
+
+
+def test_coredns_follows_the_api_through_fallback_expiry_and_outage(coredns_binary: str, tmp_path: Path) -> None:
+    """Without WatchList CoreDNS lists then watches; after a 410 it lists again; after an outage it catches up."""
+    model = ClusterModel()
+    model.add_service("web", "prod", ports=[("http", 8080)])
+    model.add_statefulset("web", "prod", 2)
+    with FakeKubeAPI(model, watch_list=False) as api:
+        server = CoreDNSServer(coredns_binary, tmp_path, lambda port: corefile_default(api.url, port))
+        try:
+            server.start()
+            refused = [path for _, path, status in api.requests if "sendInitialEvents=true" in path]
+            assert refused and all(status == 400 for _, path, status in api.requests if path in refused)
+            assert any("watch=" not in path and status == 200 for _, path, status in api.requests)
+            resolver = Resolver([server.nameserver], timeout=5.0)
+            assert outcome(lambda: resolver.resolve("web.prod", "http")) == pods_of(model, "web")
+
+            lists_before = sum(1 for _, path, _ in api.requests if "watch=" not in path)
+            api.expire_watches()
+            model.scale("web", "prod", 3)
+            server.sync(model)
+            assert sum(1 for _, path, _ in api.requests if "watch=" not in path) > lists_before  # relisted
+            assert outcome(lambda: resolver.resolve("web.prod", "http")) == pods_of(model, "web")
+
+            with api.down():
+                model.update_pod("web-0", "prod", ready=False)
+                model.compact()  # the outage outlasts the history: CoreDNS must list again
+            server.sync(model, timeout=60)
+            assert outcome(lambda: resolver.resolve("web.prod", "http")) == pods_of(model, "web")
+        finally:
+            server.close()
