@@ -294,6 +294,7 @@ class Resolver(BaseResolver):
         Raises:
             InvalidName: a bad service name, port or protocol.
             ServiceNotFound: NXDOMAIN (no such service, or zero ready pods).
+            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
             ResolutionError: timeout, refused, SERVFAIL or a malformed answer.
         """
         plan, options, fqdn = self._resolve_plan(service, port, protocol, namespace)
@@ -359,6 +360,10 @@ class Resolver(BaseResolver):
 
         Raises:
             ServiceNotFound: the service name does not exist (when *replicas* is None).
+            NotGoverningService: the service has ready addresses but none of the
+                ``<sts>-<n>`` names exists: it is not the Service the StatefulSet names as
+                ``serviceName`` (or the ordinals do not start at *start*).
+            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
         """
         plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
         return self._run(plan)
