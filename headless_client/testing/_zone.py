@@ -22,6 +22,7 @@ against real CoreDNS by ``tests/integration/test_conformance.py``:
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -110,7 +111,10 @@ class Zone:
                 if owner.is_subdomain(self.origin)]
 
 
+@functools.lru_cache(maxsize=200_000)
 def _rdata(rdtype: dns.rdatatype.RdataType, text: str) -> dns.rdata.Rdata:
+    # Cached: the zone is rebuilt on every change, mostly from the same records, and
+    # rdata objects are immutable.
     return dns.rdata.from_text(_IN, rdtype, text)
 
 
@@ -134,7 +138,7 @@ def build_zone(
 ) -> Zone:
     """The records CoreDNS would serve for these API objects in cluster domain *domain*."""
     origin = dns.name.from_text(domain)
-    records: dict[Key, dict[dns.rdata.Rdata, None]] = {}
+    records: dict[Key, dict[str, None]] = {}
     names: set[dns.name.Name] = {origin}
     externals: dict[dns.name.Name, dns.name.Name] = {}
     svc_root = dns.name.from_text("svc", origin)
@@ -151,7 +155,7 @@ def build_zone(
 
     def add(owner: dns.name.Name, rdtype: dns.rdatatype.RdataType, text: str) -> None:
         # A dict keeps the first-seen order and drops duplicates in O(1).
-        records.setdefault((owner, rdtype), {})[_rdata(rdtype, text)] = None
+        records.setdefault((owner, rdtype), {})[text] = None
         names.add(owner)
 
     for svc in services:
@@ -195,7 +199,7 @@ def build_zone(
     return Zone(
         origin=origin,
         ttl=ttl,
-        records={k: tuple(v) for k, v in records.items()},
+        records={(owner, t): tuple(_rdata(t, text) for text in v) for (owner, t), v in records.items()},
         names=frozenset(n for n in names if n.is_subdomain(origin)),
         soa=soa,
         externals=externals,
