@@ -56,12 +56,16 @@ local; on macOS add loopback aliases first (``sudo ifconfig lo0 alias 127.42.0.1
 from __future__ import annotations
 
 from .cluster import FakeClusterDNS, FakePod, PodHandler, PodReply
+from .kube_api import FakeKubeAPI
+from .model import ClusterModel
 from .static import AsyncStaticResolver, EndpointLike, StaticResolver, statefulset_endpoints
 
 __all__ = [
     "AsyncStaticResolver",
+    "ClusterModel",
     "EndpointLike",
     "FakeClusterDNS",
+    "FakeKubeAPI",
     "FakePod",
     "PodHandler",
     "PodReply",
