@@ -20,6 +20,8 @@ __all__ = [
     "InvalidName",
     "LeaderNotAvailable",
     "NoEndpointsAvailable",
+    "NotGoverningService",
+    "NotHeadless",
     "NotLeader",
     "ResolutionError",
     "ServiceClosed",
@@ -60,6 +62,35 @@ class ServiceNotFound(ResolutionError):
     In Kubernetes a headless Service with zero ready pods also answers NXDOMAIN,
     so this can mean "deleted" as well as "currently empty".
     """
+
+
+class NotHeadless(ResolutionError):
+    """The Service has a cluster IP: it is a normal (ClusterIP) Service, not a headless one.
+
+    DNS then answers its one virtual IP, never the pods: the library would see a single
+    "pod" with no identity. Point the library at a headless Service (``clusterIP: None``),
+    or pass ``cluster_ip="warn"`` to the resolver to accept the virtual IP with a warning.
+    ``service`` is the Service's FQDN.
+    """
+
+    def __init__(self, message: str, service: str) -> None:
+        self.service = service
+        super().__init__(message)
+
+
+class NotGoverningService(ResolutionError):
+    """``resolve_statefulset`` asked a Service that is not the StatefulSet's governing one.
+
+    StatefulSet pods get ``<statefulset>-<ordinal>`` names only under the Service their
+    StatefulSet names as ``serviceName``; a second headless Service over the same pods
+    has only generated (dashed-address) names. ``service`` is the Service's FQDN and
+    ``statefulset`` the StatefulSet asked for.
+    """
+
+    def __init__(self, message: str, service: str, statefulset: str) -> None:
+        self.service = service
+        self.statefulset = statefulset
+        super().__init__(message)
 
 
 class NoEndpointsAvailable(HeadlessClientError):

@@ -11,13 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Generator
 from dataclasses import dataclass, field
-from typing import TypeAlias, TypeVar
+from typing import Literal, TypeAlias, TypeVar
 
 import dns.rcode
 import dns.rdatatype
 
 from .endpoints import Endpoint, EndpointSet
-from .errors import ResolutionError, ServiceNotFound
+from .errors import NotGoverningService, NotHeadless, ResolutionError, ServiceNotFound
 from .names import absolute, try_parse_pod_fqdn
 from .records import (
     DEFAULT_MAX_RECORDS,
@@ -29,6 +29,7 @@ from .records import (
     addresses_from_answer,
     glue_from_message,
     srv_endpoints,
+    srv_names_itself,
     srv_targets,
 )
 from .wire import Reply, encode_name
@@ -72,6 +73,47 @@ class LookupOptions:
     dropped: list[SrvTarget] = field(default_factory=list, compare=False)
     #: ``(name, address)`` dropped by *allowed_networks*, for the shell to log.
     rejected: list[tuple[str, str]] = field(default_factory=list, compare=False)
+    #: A ClusterIP (non-headless) Service: ``"error"`` raises :class:`NotHeadless`,
+    #: ``"warn"`` accepts its virtual IP (noted in *cluster_ips* for the shell to log).
+    cluster_ip: Literal["error", "warn"] = "error"
+    #: Service FQDNs already found headless (shared by one resolver: a Service's
+    #: ``clusterIP`` cannot change), so the extra SRV question is asked once.
+    headless: set[str] | None = field(default=None, compare=False)
+    #: ClusterIP Services accepted under ``cluster_ip="warn"``, for the shell to log.
+    cluster_ips: list[str] = field(default_factory=list, compare=False)
+
+
+def _cluster_ip_found(fqdn: str, options: LookupOptions) -> None:
+    """*fqdn* is a ClusterIP Service: raise, or note it for a warning."""
+    if options.cluster_ip == "warn":
+        options.cluster_ips.append(fqdn)
+        return
+    raise NotHeadless(
+        f"service {fqdn!r} is not headless: it has a cluster IP, so DNS gives its virtual IP, "
+        "not its pods (make it headless with `clusterIP: None`, or pass cluster_ip='warn' "
+        "to the resolver to accept the virtual IP)",
+        fqdn,
+    )
+
+
+def _check_headless(
+    fqdn: str, found: tuple[AddressAnswer, AddressAnswer], options: LookupOptions
+) -> Generator[Batch, list[Reply], None]:
+    """A ClusterIP Service answers one virtual IP per family, like a headless Service of
+    one pod; only then ask the name's own SRV (once per resolver), which CoreDNS answers
+    for a ClusterIP Service with the Service name itself as target."""
+    if len(found[0].addresses) > 1 or len(found[1].addresses) > 1:
+        return
+    if not (found[0].addresses or found[1].addresses):
+        return
+    key = fqdn.lower().rstrip(".")
+    if options.headless is not None and key in options.headless:
+        return
+    (reply,) = yield [(absolute(fqdn), SRV)]
+    if srv_names_itself(reply.message, absolute(fqdn), options.cname_domain):
+        _cluster_ip_found(fqdn, options)
+    elif options.headless is not None:
+        options.headless.add(key)
 
 
 def _is_nxdomain(reply: Reply) -> bool:
@@ -132,6 +174,7 @@ def plan_addresses(
     found = _both_families(fqdn, answers, options)
     if found is None:
         raise ServiceNotFound(f"service {fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
+    yield from _check_headless(fqdn, found, options)
     return address_endpoints(found, port, name=fqdn)
 
 
@@ -159,6 +202,9 @@ def plan_srv(
         max_records=options.max_records,
     )
     options.dropped.extend(dropped)
+    own = service_fqdn.lower().rstrip(".")
+    if any(t.target == own for t in kept):  # a ClusterIP Service's SRV names the Service
+        _cluster_ip_found(service_fqdn, options)
     glue = glue_from_message(message)
     addresses: dict[str, AddressAnswer] = {}
     for t in kept:
@@ -264,8 +310,12 @@ def plan_statefulset(
             raise ServiceNotFound(
                 f"service {service_fqdn!r} does not exist or has no ready pods (NXDOMAIN)"
             )
+        yield from _check_headless(service_fqdn, found, options)
         # A dual-stack pod has one address per family: count the larger family.
         replicas = max(len(found[0].addresses), len(found[1].addresses))
+        counted = replicas
+    else:
+        counted = 0
     eps: list[Endpoint] = []
     pods_found = 0
     misses = 0
@@ -288,4 +338,24 @@ def plan_statefulset(
             misses = 0
             pods_found += 1
             eps.extend(_pod_endpoints(name, got, port))
+    if counted and not pods_found and pod_names:
+        _not_governing(service_fqdn, pod_names, index, counted)
     return EndpointSet(eps, name=service_fqdn)
+
+
+def _not_governing(service_fqdn: str, pod_names: list[str], asked: int, counted: int) -> None:
+    """The Service has ready addresses but none of the StatefulSet's names exists."""
+    first = pod_names[0].split(".", 1)[0]
+    statefulset, _, start = first.rpartition("-")
+    last = pod_names[max(asked, 1) - 1].split(".", 1)[0]
+    service = service_fqdn.split(".", 1)[0]
+    raise NotGoverningService(
+        f"service {service_fqdn!r} has {counted} ready address(es) but none of the names "
+        f"{first}..{last}.{service}... exists: StatefulSet pods get '<statefulset>-<ordinal>' "
+        f"names only under the Service their StatefulSet names as serviceName, so {service!r} "
+        f"is not the governing Service of {statefulset!r} (a second Service over the same pods "
+        f"has only dashed-address names: use resolve() with it, or pass service=<serviceName>), "
+        f"or the ordinals do not start at {start} (pass start=)",
+        service_fqdn,
+        statefulset,
+    )

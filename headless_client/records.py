@@ -38,6 +38,7 @@ __all__ = [
     "is_host_name",
     "parse_networks",
     "srv_endpoints",
+    "srv_names_itself",
     "srv_targets",
 ]
 
@@ -258,6 +259,24 @@ def srv_targets(
         else:
             kept.append(entry)
     return kept, dropped
+
+
+def srv_names_itself(message: dns.message.Message, qname: str, allowed_domain: str | None) -> bool:
+    """True if the SRV answer for *qname* has a target equal to its own owner name.
+
+    That is how CoreDNS answers the SRV of a ClusterIP (non-headless) Service:
+    ``0 100 <port> <service name>``, with the virtual IP as glue; a headless Service's
+    targets are its endpoints' names, one label deeper. NXDOMAIN, NODATA, or a CNAME
+    leaving *allowed_domain* give False.
+    """
+    if message.rcode() != dns.rcode.NOERROR:
+        return False
+    try:
+        name, _ = _follow_chain(message, qname, dns.rdatatype.SRV, allowed_domain)
+        rrset = message.find_rrset(message.answer, name, dns.rdataclass.IN, dns.rdatatype.SRV)
+    except (KeyError, ResolutionError):
+        return False
+    return any(rd.target == name for rd in rrset)
 
 
 def glue_from_message(message: dns.message.Message) -> dict[str, AddressAnswer]:

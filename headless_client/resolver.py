@@ -13,7 +13,7 @@ import logging
 import threading
 import time
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Final, TypeVar
+from typing import Final, Literal, TypeVar
 
 from ._validate import seconds
 from .endpoints import Endpoint, EndpointSet
@@ -65,6 +65,13 @@ class BaseResolver:
             SRV target lookups, are dropped and logged at WARNING; the rest of the answer
             is used. ``None`` (default): any address.
         context: an explicit :class:`KubernetesContext` instead of reading the system's.
+        cluster_ip: what a normal (ClusterIP, not headless) Service gives, since DNS then
+            answers its one virtual IP instead of the pods: ``"error"`` (default) raises
+            :class:`~headless_client.errors.NotHeadless` naming the Service; ``"warn"``
+            logs one WARNING per Service and returns the virtual IP as a single endpoint.
+            Detected from the SRV answer (its target is the Service name itself); with a
+            port number, the Service name's SRV is asked once per Service when the A/AAAA
+            answer has a single address per family.
 
     Raises:
         InvalidName: a nameserver string, the cluster domain or namespace is invalid.
@@ -82,7 +89,13 @@ class BaseResolver:
         check_targets: bool = True,
         allowed_networks: Iterable[str | Network] | None = None,
         context: KubernetesContext | None = None,
+        cluster_ip: Literal["error", "warn"] = "error",
     ) -> None:
+        if cluster_ip not in ("error", "warn"):
+            raise InvalidName(f"cluster_ip must be 'error' or 'warn': {cluster_ip!r}")
+        self.cluster_ip: Literal["error", "warn"] = cluster_ip
+        self._headless: set[str] = set()
+        self._cluster_ip_warned: set[str] = set()
         # Finite and at most an hour: an infinite timeout would overflow every wait that
         # derives from it (refresh(), wait_for(), close()).
         timeout = seconds("timeout", timeout, maximum=3600.0)
@@ -135,6 +148,8 @@ class BaseResolver:
             max_records=self.max_records,
             check_targets=self.check_targets,
             allowed_networks=self.allowed_networks,
+            cluster_ip=self.cluster_ip,
+            headless=self._headless,
         )
 
     def _log_dropped(self, options: LookupOptions, fqdn: str) -> None:
@@ -147,6 +162,15 @@ class BaseResolver:
                 target or ".",
                 fqdn,
             )
+        for service in dict.fromkeys(options.cluster_ips):
+            if service not in self._cluster_ip_warned:
+                self._cluster_ip_warned.add(service)
+                log.warning(
+                    "service %s is not headless (it has a cluster IP): using its virtual IP as "
+                    "the only endpoint, with no pod identities (cluster_ip='warn')",
+                    service,
+                )
+        options.cluster_ips.clear()
         rejected = list(dict.fromkeys(options.rejected))
         options.rejected.clear()
         if rejected:
@@ -272,6 +296,7 @@ class Resolver(BaseResolver):
         Raises:
             InvalidName: a bad service name, port or protocol.
             ServiceNotFound: NXDOMAIN (no such service, or zero ready pods).
+            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
             ResolutionError: timeout, refused, SERVFAIL or a malformed answer.
         """
         plan, options, fqdn = self._resolve_plan(service, port, protocol, namespace)
@@ -337,6 +362,10 @@ class Resolver(BaseResolver):
 
         Raises:
             ServiceNotFound: the service name does not exist (when *replicas* is None).
+            NotGoverningService: the service has ready addresses but none of the
+                ``<sts>-<n>`` names exists: it is not the Service the StatefulSet names as
+                ``serviceName`` (or the ordinals do not start at *start*).
+            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
         """
         plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
         return self._run(plan)

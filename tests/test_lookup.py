@@ -194,3 +194,51 @@ def test_statefulset_walk_is_bounded():
     assert len(result) == 3
     asked = sum(len(b) for b in zone.asked) // 2
     assert asked < 60
+
+
+# -- ClusterIP Services and non-governing Services (issue 13) --------------------------------------
+
+CLUSTER_IP = {
+    (f"{SVC}.", "A"): ["10.96.0.10"],
+    (f"{SVC}.", "SRV"): [f"0 100 8080 {SVC}."],
+    (f"_http._tcp.{SVC}.", "SRV"): [f"0 100 8080 {SVC}."],
+}
+
+
+def test_cluster_ip_service_raises_not_headless_on_both_paths():
+    """A ClusterIP Service (SRV target = the Service name) raises NotHeadless, or is noted with 'warn'."""
+    from headless_client.errors import NotHeadless
+
+    with pytest.raises(NotHeadless, match="not headless") as info:
+        addrs(FakeZone(CLUSTER_IP))
+    assert info.value.service == SVC
+    with pytest.raises(NotHeadless):
+        srv(FakeZone(CLUSTER_IP))
+    options = LookupOptions(**OPTS, cluster_ip="warn")
+    result = FakeZone(CLUSTER_IP).run(plan_addresses(SVC, 80, options))
+    assert [e.address for e in result] == ["10.96.0.10"] and options.cluster_ips == [SVC]
+
+
+def test_one_pod_headless_service_passes_the_check_and_is_remembered():
+    """One address per family triggers one SRV question; a headless answer is remembered."""
+    zone = FakeZone(statefulset("web", "prod", ["10.0.0.1"]))
+    options = LookupOptions(**OPTS, headless=set())
+    assert len(zone.run(plan_addresses(SVC, 80, options))) == 1
+    assert len(zone.asked) == 2 and options.headless == {SVC}
+    assert len(zone.run(plan_addresses(SVC, 80, options))) == 1
+    assert len(zone.asked) == 3  # no second SRV question
+
+
+def test_statefulset_through_a_non_governing_service_says_why():
+    """Addresses but no <sts>-<n> names: NotGoverningService naming serviceName and start=."""
+    from headless_client.errors import NotGoverningService
+
+    peers = "web-peers.prod.svc.cluster.local"
+    zone = FakeZone({(f"{peers}.", "A"): ["10.0.0.1", "10.0.0.2"],
+                     (f"10-0-0-1.{peers}.", "A"): ["10.0.0.1"], (f"10-0-0-2.{peers}.", "A"): ["10.0.0.2"]})
+    names = [f"web-{i}.{peers}" for i in range(20)]
+    with pytest.raises(NotGoverningService, match="serviceName") as info:
+        zone.run(plan_statefulset(peers, names, 80, None, LookupOptions(**OPTS)))
+    assert info.value.statefulset == "web" and info.value.service == peers
+    # With an explicit replica count the walk trusts the caller: an empty set, no error.
+    assert len(zone.run(plan_statefulset(peers, names, 80, 2, LookupOptions(**OPTS)))) == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import http.client
+import json
 import queue
 import socket
 import threading
@@ -25,6 +26,8 @@ from headless_client import (
     HeadlessService,
     InvalidName,
     NoEndpointsAvailable,
+    NotGoverningService,
+    NotHeadless,
     ResolutionError,
     Resolver,
     RoundRobin,
@@ -34,6 +37,7 @@ from headless_client import (
 from headless_client.testing import (
     AsyncStaticResolver,
     FakeClusterDNS,
+    FakeKubeAPI,
     FakePod,
     StaticResolver,
     statefulset_endpoints,
@@ -273,7 +277,8 @@ class TestZoneShape:
     def test_big_answers_truncate_over_udp_and_complete_over_tcp(self, cluster: FakeClusterDNS) -> None:
         cluster.add_statefulset("big", "prod", 120)
         udp = raw(cluster, "big.prod.svc.cluster.local.", "A")
-        assert udp.flags & dns.flags.TC and not udp.answer
+        # Like CoreDNS (miekg/dns Truncate): what fits, with TC set.
+        assert udp.flags & dns.flags.TC and 0 < len(udp.answer[0]) < 120
         tcp = raw(cluster, "big.prod.svc.cluster.local.", "A", tcp=True)
         assert len(tcp.answer[0]) == 120
         small = raw(cluster, "_http._tcp.big.prod.svc.cluster.local.", "SRV", payload=None)
@@ -544,6 +549,20 @@ def test_fixtures(fake_cluster: FakeClusterDNS, fake_resolver: Resolver) -> None
     assert fake_resolver.resolve("web", "http").ordinals == (0, 1)
 
 
+def test_fake_kube_api_fixture_serves_the_fake_clusters_model(
+    fake_cluster: FakeClusterDNS, fake_kube_api: FakeKubeAPI
+) -> None:
+    """The fake_kube_api fixture lists what fake_cluster serves in DNS."""
+    fake_cluster.add_statefulset("web", "prod", 2)
+    conn = http.client.HTTPConnection(fake_kube_api.host, fake_kube_api.port, timeout=5)
+    try:
+        conn.request("GET", "/api/v1/namespaces/prod/pods")
+        names = [p["metadata"]["name"] for p in json.loads(conn.getresponse().read())["items"]]
+    finally:
+        conn.close()
+    assert names == [p.name for p in fake_cluster.pods("web", "prod")] == ["web-0", "web-1"]
+
+
 def test_plugin_in_a_user_project(pytester: pytest.Pytester) -> None:
     pytester.makeconftest('pytest_plugins = ["headless_client.testing.pytest_plugin"]\n')
     pytester.makepyfile(
@@ -561,3 +580,85 @@ def test_plugin_in_a_user_project(pytester: pytest.Pytester) -> None:
     )
     result = pytester.runpytest_inprocess("-W", "error", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+class TestCoreDNSShapes:
+    """Shapes the fake shares with CoreDNS (checked against real CoreDNS by the conformance suite)."""
+
+    def test_max_tcp_queries_closes_the_connection_after_n(self) -> None:
+        """With max_tcp_queries=3, three pipelined questions are answered, then the connection closes."""
+        with FakeClusterDNS(max_tcp_queries=3) as cluster:
+            cluster.add_statefulset("web", "prod", 1)
+            with socket.create_connection((cluster.host, cluster.port), timeout=2) as sock:
+                pipelined = b""
+                for i in range(5):
+                    wire = dns.message.make_query("web-0.web.prod.svc.cluster.local.", "A", id=i).to_wire()
+                    pipelined += len(wire).to_bytes(2, "big") + wire
+                sock.sendall(pipelined)  # one write: the server reads it all before closing
+                data = b""
+                while chunk := sock.recv(65536):  # bounded: the server closes after 3 answers
+                    data += chunk
+            answers = []
+            while data:
+                size = int.from_bytes(data[:2], "big")
+                answers.append(dns.message.from_wire(data[2 : 2 + size]))
+                data = data[2 + size :]
+            assert [a.id for a in answers] == [0, 1, 2]
+            cluster.max_tcp_queries = None
+            assert raw(cluster, "web.prod.svc.cluster.local.", "A", tcp=True).answer
+            with pytest.raises(InvalidName):
+                cluster.max_tcp_queries = 0
+
+    def test_cluster_ip_service_is_reported(self, caplog: pytest.LogCaptureFixture) -> None:
+        """A ClusterIP Service raises NotHeadless; with cluster_ip='warn' its VIP comes back, warned once."""
+        with FakeClusterDNS() as cluster:
+            cluster.add_service("api", "prod", type="ClusterIP", cluster_ips=["127.96.0.7"], port=80)
+            with pytest.raises(NotHeadless, match="api.prod.svc.cluster.local"):
+                cluster.resolver().resolve("api.prod", 80)
+            with pytest.raises(NotHeadless):
+                cluster.resolver().resolve("api.prod", "http")
+            lenient = cluster.resolver(cluster_ip="warn")
+            with caplog.at_level("WARNING", logger="headless_client"):
+                for _ in range(2):
+                    assert [ep.address for ep in lenient.resolve("api.prod", 80)] == ["127.96.0.7"]
+            assert sum("not headless" in r.getMessage() for r in caplog.records) == 1
+            with pytest.raises(InvalidName):
+                cluster.resolver(cluster_ip="ignore")
+
+    def test_one_pod_headless_service_is_checked_once(self) -> None:
+        """A headless Service of one pod costs one extra SRV question, on the first resolution only."""
+        with FakeClusterDNS() as cluster:
+            cluster.add_statefulset("solo", "prod", 1)
+            r = cluster.resolver()
+            cluster.clear_queries()
+            for _ in range(3):
+                assert len(r.resolve("solo.prod", 8080)) == 1
+            assert [t for _, t, _ in cluster.queries].count("SRV") == 1
+
+    def test_statefulset_under_a_non_governing_service_is_an_error(self) -> None:
+        """resolve_statefulset via a second headless Service says why instead of returning nothing."""
+        with FakeClusterDNS() as cluster:
+            cluster.add_statefulset("web", "prod", 3)
+            cluster.add_service("peers", "prod", statefulset="web")
+            r = cluster.resolver()
+            assert len(r.resolve("peers.prod", "http")) == 3  # dashed names
+            with pytest.raises(NotGoverningService, match="serviceName") as info:
+                r.resolve_statefulset("web", namespace="prod", service="peers")
+            assert info.value.statefulset == "web" and info.value.service == "peers.prod.svc.cluster.local"
+            assert r.resolve_statefulset("web", namespace="prod").ordinals == (0, 1, 2)
+
+    def test_unsynced_external_name_dual_stack_and_a_shared_model(self) -> None:
+        """SERVFAIL before sync, ExternalName CNAMEs, dual-stack pods, and two servers on one model."""
+        with FakeClusterDNS() as cluster, FakeClusterDNS(model=cluster.model) as twin:
+            cluster.add_statefulset("db", "prod", 2, ip_families=("IPv4", "IPv6"))
+            cluster.add_service("db-alias", "prod", type="ExternalName", external_name="db.prod.svc.cluster.local")
+            cluster.add_service("outside", "prod", type="ExternalName", external_name="db.example.com")
+            r = twin.resolver()
+            assert len(r.resolve("db.prod", 5432)) == 4
+            assert len(r.resolve("db-alias.prod", 5432)) == 4
+            with pytest.raises(ResolutionError, match="outside"):
+                r.resolve("outside.prod", 80)
+            twin.fault = "unsynced"
+            with pytest.raises(ResolutionError, match="SERVFAIL"):
+                r.resolve("db.prod", 5432)
+            assert raw(twin, "cluster.local.", "SOA").rcode() == dns.rcode.NOERROR

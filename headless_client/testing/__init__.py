@@ -57,13 +57,17 @@ from __future__ import annotations
 
 from .clock import FakeClock
 from .cluster import FakeClusterDNS, FakePod, PodHandler, PodReply
+from .kube_api import FakeKubeAPI
+from .model import ClusterModel
 from .static import AsyncStaticResolver, EndpointLike, StaticResolver, statefulset_endpoints
 
 __all__ = [
     "AsyncStaticResolver",
+    "ClusterModel",
     "EndpointLike",
     "FakeClock",
     "FakeClusterDNS",
+    "FakeKubeAPI",
     "FakePod",
     "PodHandler",
     "PodReply",

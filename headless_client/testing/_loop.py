@@ -37,7 +37,7 @@ log = logging.getLogger("headless_client.testing")
 
 Protocol = Literal["tcp", "http"]
 PodMode = Literal["serve", "refuse", "hang"]
-Fault = Literal["servfail", "refused", "drop", "truncate"]
+Fault = Literal["servfail", "refused", "drop", "truncate", "unsynced"]
 
 _BURST = 64  # datagrams or accepts handled per wake-up and socket
 _MAX_INBOX = 1 << 16  # bytes buffered per connection before it is dropped
@@ -93,6 +93,9 @@ class _Conn:
     outbox: bytearray = field(default_factory=bytearray)
     last: float = 0.0
     close_after_flush: bool = False
+    answered: int = 0  # DNS questions answered on this connection
+    half_closed: bool = False  # FIN sent, draining the client's input
+    eof: bool = False  # the client closed its side
 
 
 class Loop:
@@ -103,6 +106,8 @@ class Loop:
         self._zone = zone
         self.glue = True
         self.fault: Fault | None = None
+        #: Questions answered per TCP connection before closing it (None: no cap).
+        self.max_tcp_queries: int | None = None
         self.queries: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=10_000)
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
@@ -285,10 +290,11 @@ class Loop:
         if fault in ("servfail", "refused"):
             rcode = dns.rcode.SERVFAIL if fault == "servfail" else dns.rcode.REFUSED
             return respond(self._zone(), query, max_size=None, rcode=rcode)
+        synced = fault != "unsynced"
         if transport == "udp":
             limit = query.payload if query.edns >= 0 else 512
-            return respond(self._zone(), query, max_size=limit, glue=self.glue)
-        return respond(self._zone(), query, max_size=None, glue=self.glue)
+            return respond(self._zone(), query, max_size=limit, glue=self.glue, synced=synced)
+        return respond(self._zone(), query, max_size=None, glue=self.glue, synced=synced)
 
     def _datagrams(self) -> None:
         udp = self.udp
@@ -341,6 +347,7 @@ class Loop:
                 self._drop(conn)
                 return
             if data == b"":
+                conn.eof = True
                 if not conn.outbox:
                     self._drop(conn)
                     return
@@ -368,14 +375,24 @@ class Loop:
                 return
             del conn.outbox[:sent]
         if not conn.outbox and conn.close_after_flush:
-            self._drop(conn)
-            return
+            if conn.kind == "dns" and not conn.eof and not conn.half_closed:
+                # A capped DNS connection: send FIN and read (and drop) what the client
+                # still sends until it closes, so no reset destroys answers in flight.
+                conn.half_closed = True
+                with contextlib.suppress(OSError):
+                    conn.sock.shutdown(socket.SHUT_WR)
+            elif not conn.half_closed or conn.eof:
+                self._drop(conn)
+                return
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if conn.outbox else 0)
         if self._sel.get_key(conn.sock).events != events:
             self._sel.modify(conn.sock, events, conn)
 
     def _dns_stream(self, conn: _Conn) -> None:
         inbox = conn.inbox
+        if conn.close_after_flush:  # capped: closing, nothing more is answered
+            inbox.clear()
+            return
         offset = 0
         while len(inbox) - offset >= 2:  # bounded by the (capped) inbox
             size = int.from_bytes(inbox[offset : offset + 2], "big")
@@ -386,6 +403,13 @@ class Loop:
             answer = self._answer(wire, "tcp")
             if answer is not None:
                 conn.outbox += len(answer).to_bytes(2, "big") + answer
+            conn.answered += 1
+            cap = self.max_tcp_queries
+            if cap is not None and conn.answered >= cap:
+                # Like miekg/dns's maxTCPQueries: close after N; the rest is never answered.
+                conn.close_after_flush = True
+                inbox.clear()
+                return
         del inbox[:offset]
 
     def _reply(self, listener: Listener, request: str) -> tuple[int, str]:

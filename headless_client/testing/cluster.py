@@ -5,11 +5,12 @@ See :mod:`headless_client.testing` for the overview and examples.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import random
 import threading
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from typing_extensions import Self
@@ -19,7 +20,16 @@ from ..errors import InvalidName
 from ..names import DEFAULT_CLUSTER_DOMAIN, service_fqdn, validate_label, validate_ordinal
 from ..resolver import Resolver
 from ._loop import Fault, Listener, Loop, PodMode, Protocol
-from ._zone import Zone, ZoneEndpoint, ZoneService, build_zone, dashed
+from ._zone import Zone, build_zone, dashed
+from .model import (
+    STATEFULSET_LABEL,
+    ClusterModel,
+    PodSpec,
+    ServicePort,
+    ServiceSpec,
+    ServiceType,
+    StatefulSetSpec,
+)
 
 __all__ = ["FakeClusterDNS", "FakePod", "PodHandler", "PodReply"]
 
@@ -32,7 +42,7 @@ PodHandler = Callable[["FakePod", str], PodReply]
 (``tcp`` pods) or ``"METHOD /path"`` (``http`` pods). It runs on the server thread: keep it
 quick, and never change the cluster from it."""
 
-_FAULTS = (None, "servfail", "refused", "drop", "truncate")
+_FAULTS = (None, "servfail", "refused", "drop", "truncate", "unsynced")
 _PROTOCOLS = (None, "tcp", "http")
 
 
@@ -65,38 +75,11 @@ class FakePod:
 
 
 @dataclass(eq=False)
-class _Pod:
-    name: str
-    namespace: str
-    service: str
-    statefulset: str | None
-    ordinal: int | None
-    hostname: str | None  # the label in DNS; None: the dashed address
-    address: str
+class _Serving:
+    """How the pods of one StatefulSet are served (``serve=``)."""
+
+    protocol: Protocol
     port: int
-    ready: bool = True
-    listener: Listener | None = None
-
-
-@dataclass(eq=False)
-class _Service:
-    name: str
-    namespace: str
-    port_name: str
-    protocol: str
-    port: int
-    publish_not_ready: bool
-    pods: dict[str, _Pod] = field(default_factory=dict)
-
-
-@dataclass(eq=False)
-class _StatefulSet:
-    name: str
-    namespace: str
-    service: str
-    start: int
-    serve: Protocol | None
-    address_base: str | None
 
 
 class FakeClusterDNS:
@@ -139,6 +122,8 @@ class FakeClusterDNS:
         address_base: str | None = None,
         host: str = "127.0.0.1",
         namespace: str = "default",
+        model: ClusterModel | None = None,
+        max_tcp_queries: int | None = None,
     ) -> None:
         if isinstance(ttl, bool) or not isinstance(ttl, int) or ttl < 0:
             raise InvalidName(f"ttl must be an int >= 0: {ttl!r}")
@@ -152,11 +137,19 @@ class FakeClusterDNS:
         self.address_base = _check_address(address_base, "address_base")
         self._host = _check_address(host, "host")
         self._lock = threading.RLock()
-        self._services: dict[tuple[str, str], _Service] = {}
-        self._statefulsets: dict[tuple[str, str], _StatefulSet] = {}
+        if model is None:
+            model = ClusterModel(address_base=self.address_base)
+        self.model: ClusterModel = model
+        """The cluster this DNS serves; change it here or through this object's methods
+        (a :class:`~headless_client.testing.kube_api.FakeKubeAPI` may serve the same model)."""
+        self._serving: dict[tuple[str, str], _Serving] = {}
+        self._listeners: dict[tuple[str, str], Listener] = {}
         self._handler: PodHandler | None = None
-        self._zone: Zone = build_zone(self.cluster_domain, (), ttl)
+        self._zone: Zone = build_zone(self.cluster_domain, (), (), (), ttl)
         self._loop = Loop(self._host, lambda: self._zone)
+        self.max_tcp_queries = max_tcp_queries
+        self._unsubscribe = self.model.subscribe(lambda events: self._publish())
+        self._publish()
         self._started = False
         self._closed = False
 
@@ -178,6 +171,7 @@ class FakeClusterDNS:
             if self._closed:
                 return
             self._closed = True
+            self._unsubscribe()
             if self._started:
                 self._loop.stop()
 
@@ -189,7 +183,7 @@ class FakeClusterDNS:
 
     def __repr__(self) -> str:
         where = self.nameserver if self._started and not self._closed else "not running"
-        return f"<FakeClusterDNS {self.cluster_domain} {where} {len(self._services)} services>"
+        return f"<FakeClusterDNS {self.cluster_domain} {where} {len(self.model.services())} services>"
 
     @property
     def host(self) -> str:
@@ -228,8 +222,10 @@ class FakeClusterDNS:
 
     @property
     def fault(self) -> Fault | None:
-        """Make every answer fail: ``"servfail"``, ``"refused"``, ``"drop"`` (no answer: the
-        client times out), ``"truncate"`` (every UDP answer has TC set), or ``None``."""
+        """Make answers fail: ``"servfail"``, ``"refused"``, ``"drop"`` (no answer: the
+        client times out), ``"truncate"`` (every UDP answer has TC set), ``"unsynced"``
+        (as CoreDNS before its informers have synced with the API: no Service is known
+        and every such name gets SERVFAIL), or ``None``."""
         return self._loop.fault
 
     @fault.setter
@@ -247,6 +243,26 @@ class FakeClusterDNS:
     @glue.setter
     def glue(self, value: bool) -> None:
         self._loop.glue = bool(value)
+
+    @property
+    def max_tcp_queries(self) -> int | None:
+        """Questions answered on one TCP connection before the server closes it
+        (questions pipelined beyond are dropped unanswered), as miekg/dns did by default
+        (128) in CoreDNS before 1.10.1 and CoreDNS's ``timeouts { maxtcpqueries N }``
+        does; ``None`` (default): no cap."""
+        return self._loop.max_tcp_queries
+
+    @max_tcp_queries.setter
+    def max_tcp_queries(self, value: int | None) -> None:
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+            raise InvalidName(f"max_tcp_queries must be a positive int or None: {value!r}")
+        self._loop.max_tcp_queries = value
+
+    @property
+    def zone(self) -> Zone:
+        """The records served now (an immutable snapshot; ``zone.rrsets()`` lists them),
+        for mirroring this cluster into another DNS server."""
+        return self._zone
 
     @property
     def queries(self) -> list[tuple[str, str, str]]:
@@ -275,24 +291,40 @@ class FakeClusterDNS:
         port: int = 8080,
         protocol: str = "tcp",
         publish_not_ready: bool = False,
+        type: ServiceType = "headless",
+        ports: Sequence[tuple[str | None, int] | tuple[str | None, int, str]] | None = None,
+        statefulset: str | None = None,
+        ip_families: Sequence[str] = ("IPv4",),
+        cluster_ips: Sequence[str] | None = None,
+        external_name: str | None = None,
     ) -> None:
-        """Create a headless service with no endpoints yet (it answers NXDOMAIN).
+        """Create a Service (default: headless, no endpoints yet, so it answers NXDOMAIN).
 
         ``port_name=None`` makes the port unnamed: no SRV record, like Kubernetes.
+        *ports* replaces the single port: ``[("http", 80), (None, 9000), ("dns", 53, "udp")]``
+        (``[]``: a Service without ports). *statefulset* makes it select that
+        StatefulSet's pods without governing it (a second headless Service: its endpoints
+        have no hostname, so only dashed-address names). *type* ``"ClusterIP"`` gives a
+        virtual IP per family (*cluster_ips*, else allocated); ``"ExternalName"`` a CNAME
+        to *external_name*. *ip_families* ``("IPv4", "IPv6")`` makes it dual-stack.
         """
         ns = self._ns(namespace)
         validate_label(name, "service")
-        if port_name:
-            validate_label(port_name, "port name")
-        _check_port(port, allow_zero=False)
         validate_label(protocol, "protocol")
-        with self._lock:
-            if (ns, name) in self._services:
-                raise InvalidName(f"service {name!r} already exists in namespace {ns!r}")
-            self._services[(ns, name)] = _Service(
-                name, ns, port_name or "", protocol, port, bool(publish_not_ready)
-            )
-            self._publish()
+        if ports is None:
+            if port_name:
+                validate_label(port_name, "port name")
+            _check_port(port, allow_zero=False)
+            port_specs = [ServicePort(port_name or "", port, protocol.upper())]
+        else:
+            port_specs = [ServicePort(p[0] or "", p[1], (p[2] if len(p) > 2 else "TCP").upper())
+                          for p in ports]
+        selector = {STATEFULSET_LABEL: validate_label(statefulset, "statefulset")} if statefulset else None
+        self.model.add_service(
+            name, ns, type=type, ports=port_specs if type != "ExternalName" else (),
+            selector=selector, publish_not_ready=publish_not_ready, ip_families=ip_families,
+            cluster_ips=cluster_ips, external_name=external_name,
+        )  # fmt: skip
 
     def add_statefulset(
         self,
@@ -308,6 +340,7 @@ class FakeClusterDNS:
         address_base: str | None = None,
         serve: Protocol | None = None,
         publish_not_ready: bool = False,
+        ip_families: Sequence[str] = ("IPv4",),
     ) -> list[FakePod]:
         """A StatefulSet of *replicas* ready pods ``<name>-<start>``... behind a headless
         service (*service*, default *name*; created if missing, else its port is used).
@@ -316,7 +349,8 @@ class FakeClusterDNS:
         ``serve="tcp"`` or ``"http"`` starts a server per pod on its address and the
         service port. *port* defaults to 8080, or to a free port (chosen by binding the
         first pod) when serving, so a local listener on ``*:8080`` cannot get in the way.
-        Returns the pods.
+        *ip_families* ``("IPv4", "IPv6")`` makes a created service (and the pods)
+        dual-stack. Returns the pods.
         """
         if port is None:
             port = 0 if serve is not None else 8080
@@ -329,47 +363,64 @@ class FakeClusterDNS:
             raise InvalidName(f"serve must be one of {_PROTOCOLS}: {serve!r}")
         base = _check_address(address_base, "address_base") if address_base is not None else None
         _check_port(port, allow_zero=serve is not None)
+        if port_name:
+            validate_label(port_name, "port name")
         with self._lock:
-            if (ns, name) in self._statefulsets:
-                raise InvalidName(f"statefulset {name!r} already exists in namespace {ns!r}")
-            svc = self._services.get((ns, svc_name))
-            created = svc is None
-            if svc is None:
-                svc = _Service(
-                    svc_name, ns, port_name or "", protocol, port or 0, bool(publish_not_ready)
-                )
-                self._services[(ns, svc_name)] = svc
-            sts = _StatefulSet(name, ns, svc_name, start, serve, base)
-            self._statefulsets[(ns, name)] = sts
             try:
-                for ordinal in range(start, start + replicas):
-                    self._new_pod(sts, svc, ordinal, None, True)
+                self.model.statefulset(name, ns)
+            except LookupError:
+                pass
+            else:
+                raise InvalidName(f"statefulset {name!r} already exists in namespace {ns!r}")
+            existing = self._service_spec(svc_name, ns)
+            first_listener: Listener | None = None
+            fixed: dict[int, list[str]] = {}
+            if existing is None and serve is not None and port == 0 and replicas:
+                # A free port, chosen by binding the first pod's server.
+                first = self.model.free_address(4, base)
+                first_listener = self._bind(ns, f"{name}-{start}", first, 0, serve)
+                port = first_listener.port
+                fixed[start] = [first]
+            try:
+                with self.model.batch():
+                    if existing is None:
+                        self.model.add_service(
+                            svc_name, ns,
+                            ports=[ServicePort(port_name or "", port or 0, protocol.upper())] if port else [],
+                            publish_not_ready=publish_not_ready, ip_families=ip_families,
+                        )  # fmt: skip
+                    elif existing.ports:
+                        port = existing.ports[0].port
+                    self.model.add_statefulset(
+                        name, ns, replicas, service_name=svc_name, start=start, address_base=base,
+                        addresses=fixed,
+                    )  # fmt: skip
+                if serve is not None:
+                    self._serving[(ns, name)] = _Serving(serve, port or 0)
+                    if first_listener is not None:
+                        self._listeners[(ns, f"{name}-{start}")] = first_listener
+                    self._sync_listeners()
             except BaseException:
-                for pod in list(svc.pods.values()):
-                    if pod.statefulset == name:
-                        self._forget(svc, pod)
-                del self._statefulsets[(ns, name)]
-                if created:
-                    del self._services[(ns, svc_name)]
+                if first_listener is not None:
+                    self._loop.call(lambda: self._loop.close_listener(first_listener))
+                self._serving.pop((ns, name), None)
+                with contextlib.suppress(LookupError):
+                    self.model.delete_statefulset(name, ns)
+                if existing is None:
+                    with contextlib.suppress(LookupError):
+                        self.model.delete_service(svc_name, ns)
                 raise
-            self._publish()
-            return self._pods_of(sts)
+            return self._pods_of(name, ns)
 
     def scale(self, statefulset: str, namespace: str | None = None, replicas: int = 1) -> list[FakePod]:
         """Scale a StatefulSet to *replicas*: ordinals ``start..start+replicas-1`` exist
         afterwards (missing ones are created), higher ones are removed. Returns its pods."""
         validate_ordinal(replicas, "replicas")
+        ns = self._ns(namespace)
         with self._lock:
-            sts, svc = self._sts(statefulset, namespace)
-            wanted = set(range(sts.start, sts.start + replicas))
-            for pod in [p for p in svc.pods.values() if p.statefulset == sts.name]:
-                if pod.ordinal not in wanted:
-                    self._forget(svc, pod)
-            have = {p.ordinal for p in svc.pods.values() if p.statefulset == sts.name}
-            for ordinal in sorted(wanted - have):
-                self._new_pod(sts, svc, ordinal, None, True)
-            self._publish()
-            return self._pods_of(sts)
+            self.model.scale(statefulset, ns, replicas)
+            self._sync_listeners()
+            return self._pods_of(statefulset, ns)
 
     def add_pod(
         self,
@@ -381,17 +432,17 @@ class FakeClusterDNS:
         ready: bool = True,
     ) -> FakePod:
         """Add one pod to a StatefulSet (default ordinal: one above the highest)."""
+        ns = self._ns(namespace)
         with self._lock:
-            sts, svc = self._sts(statefulset, namespace)
+            sts = self.model.statefulset(statefulset, ns)
             if ordinal is None:
-                ordinals = [p.ordinal for p in svc.pods.values() if p.statefulset == sts.name]
+                ordinals = [p.ordinal for p in self.model.statefulset_pods(statefulset, ns)]
                 ordinal = max((o for o in ordinals if o is not None), default=sts.start - 1) + 1
             validate_ordinal(ordinal, "ordinal")
-            if f"{sts.name}-{ordinal}" in svc.pods:
-                raise InvalidName(f"pod {sts.name}-{ordinal} already exists in namespace {sts.namespace!r}")
-            pod = self._new_pod(sts, svc, ordinal, address, ready)
-            self._publish()
-            return self._snapshot(pod)
+            addresses = None if address is None else [_check_address(address, "address")]
+            pod = self.model.add_statefulset_pod(statefulset, ns, ordinal, addresses, ready=ready)
+            self._sync_listeners()
+            return self._snapshot(pod, sts.service_name)
 
     def add_endpoint(
         self, service: str, namespace: str | None = None, address: str | None = None, *, ready: bool = True
@@ -400,37 +451,41 @@ class FakeClusterDNS:
         dashed address (``10-244-1-20.<svc>...``)."""
         ns = self._ns(namespace)
         with self._lock:
-            svc = self._services.get((ns, service))
-            if svc is None:
+            spec = self._service_spec(service, ns)
+            if spec is None:
                 raise LookupError(f"no service {service!r} in namespace {ns!r} (add_service first)")
-            addr = self._allocate(address, None)
-            pod = _Pod(dashed(addr), ns, svc.name, None, None, None, addr, svc.port, bool(ready))
-            svc.pods[pod.name] = pod
-            self._publish()
-            return self._snapshot(pod)
+            addr = _check_address(address, "address") if address is not None else self.model.free_address(4)
+            family = "IPv6" if ipaddress.ip_address(addr).version == 6 else "IPv4"
+            if family not in spec.ip_families:  # the Service becomes dual-stack to list it
+                spec = self.model.update_service(service, ns, ip_families=(*spec.ip_families, family))
+            label = dashed(addr)
+            name = label if label[0].isalnum() and label[-1].isalnum() else f"ip-{label.strip('-')}"
+            pod = self.model.add_pod(name, ns, [addr], ready=ready, labels=dict(spec.selector))
+            return self._snapshot(pod, service)
 
     def remove_pod(
         self, statefulset: str, namespace: str | None = None, ordinal: int | None = None
     ) -> FakePod:
         """Delete one pod (default: the highest ordinal): gone from DNS, its server closed."""
         with self._lock:
-            svc, pod = self._pod(statefulset, namespace, ordinal)
-            snap = self._snapshot(pod)
-            self._forget(svc, pod)
-            self._publish()
+            pod, service = self._sts_pod(statefulset, namespace, ordinal)
+            snap = self._snapshot(pod, service)
+            self.model.delete_pod(pod.name, pod.namespace)
+            self._sync_listeners()
             return snap
 
     def remove_endpoint(self, service: str, namespace: str | None = None, address: str = "") -> FakePod:
         """Delete the endpoint of *service* with *address*."""
         ns = self._ns(namespace)
         with self._lock:
-            svc = self._services.get((ns, service))
-            pod = next((p for p in svc.pods.values() if p.address == address), None) if svc else None
-            if svc is None or pod is None:
+            spec = self._service_spec(service, ns)
+            pods = self.model.selected_pods(spec) if spec is not None else []
+            pod = next((p for p in pods if address in p.addresses), None)
+            if spec is None or pod is None:
                 raise LookupError(f"no endpoint {address!r} in service {service!r} of namespace {ns!r}")
-            snap = self._snapshot(pod)
-            self._forget(svc, pod)
-            self._publish()
+            snap = self._snapshot(pod, service)
+            self.model.delete_pod(pod.name, ns)
+            self._sync_listeners()
             return snap
 
     def reip_pod(
@@ -438,17 +493,17 @@ class FakeClusterDNS:
     ) -> FakePod:
         """Give a pod a new address (as when it is rescheduled); its server moves with it."""
         with self._lock:
-            _, pod = self._pod(statefulset, namespace, ordinal)
-            sts = self._statefulsets.get((pod.namespace, statefulset))
-            new = self._allocate(address, sts.address_base if sts else None, exclude=pod.address)
-            old_listener = pod.listener
-            if old_listener is not None:
-                listener = self._listen(pod, new, old_listener.protocol)
-                self._loop.call(lambda: self._loop.close_listener(old_listener))
-                pod.listener = listener
-            pod.address = new
-            self._publish()
-            return self._snapshot(pod)
+            pod, service = self._sts_pod(statefulset, namespace, ordinal)
+            sts = self.model.statefulset(statefulset, pod.namespace)
+            if address is not None:
+                new = _check_address(address, "address")
+            else:
+                new = self.model.free_address(4, sts.address_base)
+            version = ipaddress.ip_address(new).version
+            kept = tuple(a for a in pod.addresses if ipaddress.ip_address(a).version != version)
+            updated = self.model.update_pod(pod.name, pod.namespace, addresses=(new, *kept))
+            self._sync_listeners()
+            return self._snapshot(updated, service)
 
     def set_ready(
         self, statefulset: str, namespace: str | None = None, ordinal: int = 0, ready: bool = True
@@ -456,24 +511,25 @@ class FakeClusterDNS:
         """Mark a pod (un)ready: unready pods leave DNS (unless the service publishes them)
         but keep their address and server."""
         with self._lock:
-            _, pod = self._pod(statefulset, namespace, ordinal)
-            pod.ready = bool(ready)
-            self._publish()
-            return self._snapshot(pod)
+            pod, service = self._sts_pod(statefulset, namespace, ordinal)
+            return self._snapshot(self.model.update_pod(pod.name, pod.namespace, ready=bool(ready)), service)
 
     def delete_service(self, name: str, namespace: str | None = None) -> None:
         """Delete a service, its endpoints and the StatefulSets governed by it."""
         ns = self._ns(namespace)
         with self._lock:
-            svc = self._services.get((ns, name))
-            if svc is None:
+            spec = self._service_spec(name, ns)
+            if spec is None:
                 raise LookupError(f"no service {name!r} in namespace {ns!r}")
-            for pod in list(svc.pods.values()):
-                self._forget(svc, pod)
-            del self._services[(ns, name)]
-            for key in [k for k, s in self._statefulsets.items() if s.namespace == ns and s.service == name]:
-                del self._statefulsets[key]
-            self._publish()
+            with self.model.batch():
+                for pod in self.model.selected_pods(spec):
+                    if pod.statefulset is None:
+                        self.model.delete_pod(pod.name, ns)
+                for other in [s for s in self._statefulsets(ns) if s.service_name == name]:
+                    self.model.delete_statefulset(other.name, ns)
+                    self._serving.pop((ns, other.name), None)
+                self.model.delete_service(name, ns)
+            self._sync_listeners()
 
     # -- serving pods -------------------------------------------------------------------
 
@@ -492,12 +548,12 @@ class FakeClusterDNS:
 
     def _mode(self, statefulset: str, namespace: str | None, ordinal: int, mode: PodMode) -> FakePod:
         with self._lock:
-            _, pod = self._pod(statefulset, namespace, ordinal)
-            listener = pod.listener
+            pod, service = self._sts_pod(statefulset, namespace, ordinal)
+            listener = self._listeners.get((pod.namespace, pod.name))
             if listener is None:
                 raise LookupError(f"pod {pod.name} has no server (add its StatefulSet with serve=...)")
             self._loop.call(lambda: self._loop.set_mode(listener, mode))
-            return self._snapshot(pod)
+            return self._snapshot(pod, service)
 
     # -- reading ------------------------------------------------------------------------
 
@@ -505,15 +561,15 @@ class FakeClusterDNS:
         """Every pod of *service* (ready or not), by ordinal then address."""
         ns = self._ns(namespace)
         with self._lock:
-            svc = self._services.get((ns, service))
-            if svc is None:
+            spec = self._service_spec(service, ns)
+            if spec is None:
                 raise LookupError(f"no service {service!r} in namespace {ns!r}")
-            return sorted((self._snapshot(p) for p in svc.pods.values()), key=_order)
+            return sorted((self._snapshot(p, service) for p in self.model.selected_pods(spec)), key=_order)
 
     def pod(self, statefulset: str, namespace: str | None = None, ordinal: int = 0) -> FakePod:
         """One StatefulSet pod."""
         with self._lock:
-            return self._snapshot(self._pod(statefulset, namespace, ordinal)[1])
+            return self._snapshot(*self._sts_pod(statefulset, namespace, ordinal))
 
     def service_fqdn(self, service: str, namespace: str | None = None) -> str:
         """``<service>.<namespace>.svc.<cluster domain>`` (no trailing dot)."""
@@ -528,62 +584,31 @@ class FakeClusterDNS:
         if not self._started or self._closed:
             raise RuntimeError("the fake cluster DNS is not running: use `with FakeClusterDNS() as c:`")
 
-    def _sts(self, statefulset: str, namespace: str | None) -> tuple[_StatefulSet, _Service]:
-        ns = self._ns(namespace)
-        sts = self._statefulsets.get((ns, statefulset))
-        if sts is None:
-            raise LookupError(f"no statefulset {statefulset!r} in namespace {ns!r}")
-        return sts, self._services[(ns, sts.service)]
+    def _service_spec(self, name: str, namespace: str) -> ServiceSpec | None:
+        try:
+            return self.model.service(name, namespace)
+        except LookupError:
+            return None
 
-    def _pod(self, statefulset: str, namespace: str | None, ordinal: int | None) -> tuple[_Service, _Pod]:
-        sts, svc = self._sts(statefulset, namespace)
-        mine = [p for p in svc.pods.values() if p.statefulset == sts.name]
+    def _statefulsets(self, namespace: str) -> list[StatefulSetSpec]:
+        return self.model.statefulsets(namespace)
+
+    def _sts_pod(self, statefulset: str, namespace: str | None, ordinal: int | None) -> tuple[PodSpec, str]:
+        ns = self._ns(namespace)
+        sts = self.model.statefulset(statefulset, ns)
+        mine = self.model.statefulset_pods(statefulset, ns)
         if ordinal is None:
             if not mine:
                 raise LookupError(f"statefulset {statefulset!r} has no pods")
-            return svc, max(mine, key=lambda p: p.ordinal or 0)
+            return max(mine, key=lambda p: p.ordinal or 0), sts.service_name
         for pod in mine:
             if pod.ordinal == ordinal:
-                return svc, pod
-        have = ", ".join(str(p.ordinal) for p in sorted(mine, key=lambda p: p.ordinal or 0)) or "none"
-        raise LookupError(f"no pod {statefulset}-{ordinal} in namespace {sts.namespace!r} (ordinals: {have})")
+                return pod, sts.service_name
+        have = ", ".join(str(p.ordinal) for p in mine) or "none"
+        raise LookupError(f"no pod {statefulset}-{ordinal} in namespace {ns!r} (ordinals: {have})")
 
-    def _used(self) -> set[str]:
-        return {p.address for s in self._services.values() for p in s.pods.values()}
-
-    def _allocate(self, address: str | None, base: str | None, *, exclude: str | None = None) -> str:
-        used = self._used()
-        if address is not None:
-            addr = _check_address(address, "address")
-            if addr in used and addr != exclude:
-                raise InvalidName(f"address {addr} is already used by another pod")
-            return addr
-        first = ipaddress.ip_address(base or self.address_base)
-        for step in range(1 << 16):  # bounded: a /16 of candidates
-            candidate = first + step
-            text = str(candidate)
-            if candidate.version == 4 and text.endswith((".0", ".255")):
-                continue
-            if text not in used and text != exclude:
-                return text
-        raise InvalidName(f"no free address from {first} (65536 tried)")
-
-    def _new_pod(
-        self, sts: _StatefulSet, svc: _Service, ordinal: int, address: str | None, ready: bool
-    ) -> _Pod:
-        name = f"{sts.name}-{ordinal}"
-        addr = self._allocate(address, sts.address_base)
-        pod = _Pod(name, sts.namespace, svc.name, sts.name, ordinal, name, addr, svc.port, bool(ready))
-        if sts.serve is not None:
-            pod.listener = self._listen(pod, addr, sts.serve)
-            if svc.port == 0:  # port=0: the first server chose a free port for the service
-                svc.port = pod.listener.port
-            pod.port = svc.port
-        svc.pods[name] = pod
-        return pod
-
-    def _listen(self, pod: _Pod, address: str, protocol: Protocol) -> Listener:
-        listener = Listener((pod.namespace, pod.name), address, pod.port, protocol, self._reply_for(pod))
+    def _bind(self, namespace: str, name: str, address: str, port: int, protocol: Protocol) -> Listener:
+        listener = Listener((namespace, name), address, port, protocol, self._reply_for(namespace, name))
 
         def open_it() -> None:
             self._loop.set_mode(listener, "serve")
@@ -592,60 +617,78 @@ class FakeClusterDNS:
             self._loop.call(open_it)
         except OSError as exc:
             raise OSError(
-                f"fake pod {pod.name}: cannot listen on {address}:{listener.port}: {exc} "
+                f"fake pod {name}: cannot listen on {address}:{port}: {exc} "
                 "(all of 127/8 is local on Linux; on macOS add loopback aliases first, e.g. "
                 "`sudo ifconfig lo0 alias 127.42.0.1`, and pass that address_base)"
             ) from exc
         return listener
 
-    def _reply_for(self, pod: _Pod) -> Callable[[Listener, str], PodReply]:
+    def _sync_listeners(self) -> None:
+        """Give every pod of a served StatefulSet a server on its (IPv4) address, move the
+        server of a pod whose address changed, and close those of pods gone."""
+        wanted: dict[tuple[str, str], tuple[str, _Serving]] = {}
+        for (ns, sts_name), serving in self._serving.items():
+            try:
+                pods = self.model.statefulset_pods(sts_name, ns)
+            except LookupError:
+                continue
+            for pod in pods:
+                if pod.addresses:
+                    wanted[(ns, pod.name)] = (pod.addresses[0], serving)
+        for key, listener in list(self._listeners.items()):
+            target = wanted.get(key)
+            if target is None or target[0] != listener.address:
+                del self._listeners[key]
+                self._loop.call(lambda listener=listener: self._loop.close_listener(listener))  # type: ignore[misc]
+        for key, (address, serving) in wanted.items():
+            if key not in self._listeners:
+                self._listeners[key] = self._bind(key[0], key[1], address, serving.port, serving.protocol)
+
+    def _reply_for(self, namespace: str, name: str) -> Callable[[Listener, str], PodReply]:
         def reply(listener: Listener, request: str) -> PodReply:
             handler = self._handler
             if handler is None:
                 return None
-            return handler(self._snapshot(pod, listener), request)
+            try:
+                pod = self.model.pod(name, namespace)
+            except LookupError:
+                return None
+            return handler(self._snapshot(pod, None, listener), request)
 
         return reply
 
-    def _forget(self, svc: _Service, pod: _Pod) -> None:
-        svc.pods.pop(pod.name, None)
-        listener = pod.listener
-        if listener is not None:
-            pod.listener = None
-            self._loop.call(lambda: self._loop.close_listener(listener))
-
     def _publish(self) -> None:
-        services = [
-            ZoneService(
-                name=s.name,
-                namespace=s.namespace,
-                ports=((s.port_name, s.protocol, s.port),),
-                endpoints=tuple(ZoneEndpoint(p.address, p.hostname, p.ready) for p in s.pods.values()),
-                publish_not_ready=s.publish_not_ready,
-            )
-            for s in self._services.values()
-        ]
+        services, _ = self.model.snapshot("services")
+        slices, _ = self.model.snapshot("endpointslices")
         # One assignment: the server thread reads either the old zone or the new one.
-        self._zone = build_zone(self.cluster_domain, services, self.ttl)
+        self._zone = build_zone(self.cluster_domain, services, slices, self.model.namespaces(), self.ttl)
 
-    def _pods_of(self, sts: _StatefulSet) -> list[FakePod]:
-        svc = self._services[(sts.namespace, sts.service)]
-        return sorted(
-            (self._snapshot(p) for p in svc.pods.values() if p.statefulset == sts.name), key=_order
-        )
+    def _pods_of(self, statefulset: str, namespace: str) -> list[FakePod]:
+        sts = self.model.statefulset(statefulset, namespace)
+        pods = self.model.statefulset_pods(statefulset, namespace)
+        return sorted((self._snapshot(p, sts.service_name) for p in pods), key=_order)
 
-    def _snapshot(self, pod: _Pod, listener: Listener | None = None) -> FakePod:
-        listener = listener or pod.listener
-        label = pod.hostname or dashed(pod.address)
+    def _snapshot(self, pod: PodSpec, service: str | None, listener: Listener | None = None) -> FakePod:
+        listener = listener or self._listeners.get((pod.namespace, pod.name))
+        if service is None:
+            service = pod.subdomain or ""
+        address = pod.addresses[0] if pod.addresses else ""
+        label = pod.hostname if pod.hostname and pod.subdomain == service else dashed(address)
+        port = 0
+        spec = self._service_spec(service, pod.namespace) if service else None
+        if spec is not None and spec.ports:
+            port = spec.ports[0].port
+        if listener is not None:
+            port = listener.port
         return FakePod(
             name=pod.name,
             namespace=pod.namespace,
-            service=pod.service,
+            service=service,
             statefulset=pod.statefulset,
             ordinal=pod.ordinal,
-            address=pod.address,
-            port=pod.port,
-            hostname=f"{label}.{pod.service}.{pod.namespace}.svc.{self.cluster_domain}",
+            address=address,
+            port=port,
+            hostname=f"{label}.{service}.{pod.namespace}.svc.{self.cluster_domain}",
             ready=pod.ready,
             serving=listener.mode if listener else None,
             protocol=listener.protocol if listener else None,

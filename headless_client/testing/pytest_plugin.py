@@ -16,6 +16,10 @@ Fixtures:
 ``fake_resolver``
     A :class:`~headless_client.Resolver` asking ``fake_cluster`` (timeout 2 s, namespace
     ``default``).
+
+``fake_kube_api``
+    A running :class:`~headless_client.testing.FakeKubeAPI` serving ``fake_cluster``'s
+    model (``fake_kube_api.url``), so a Kubernetes API client and DNS see the same pods.
 """
 
 from __future__ import annotations
@@ -26,8 +30,9 @@ import pytest
 
 from ..resolver import Resolver
 from .cluster import FakeClusterDNS
+from .kube_api import FakeKubeAPI
 
-__all__ = ["fake_cluster", "fake_resolver"]
+__all__ = ["fake_cluster", "fake_kube_api", "fake_resolver"]
 
 
 @pytest.fixture
@@ -41,3 +46,10 @@ def fake_cluster() -> Iterator[FakeClusterDNS]:
 def fake_resolver(fake_cluster: FakeClusterDNS) -> Resolver:
     """A Resolver asking the ``fake_cluster``."""
     return fake_cluster.resolver()
+
+
+@pytest.fixture
+def fake_kube_api(fake_cluster: FakeClusterDNS) -> Iterator[FakeKubeAPI]:
+    """A fake Kubernetes API serving ``fake_cluster``'s model; closed after the test."""
+    with FakeKubeAPI(fake_cluster.model) as api:
+        yield api

@@ -7,6 +7,10 @@
 - ``loopback_pods`` (function): a :class:`PodServers` on ``pod_port``, closed after the test.
 - ``black_hole`` (function): factory ``black_hole(address="127.0.0.1", port=0)`` of
   :class:`BlackHole` listeners, closed after the test.
+- ``coredns_binary`` (session): the CoreDNS executable built by ``scripts/install/coredns.sh``;
+  a test using it fails, saying to run that script, when it is missing.
+- ``grounds`` (session): :class:`tests.integration.coredns.Grounds`: one cluster model served
+  by real CoreDNS (through the fake Kubernetes API), a BIND ``named`` and ``FakeClusterDNS``.
 
 A test that stops named gets it restarted afterwards, so one failure does not cascade.
 """
@@ -18,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from tests.integration.coredns import COREDNS_MISSING, CoreDNSError, Grounds, coredns_version, find_coredns
 from tests.integration.dnsground import (
     NAMED_MISSING,
     BindServer,
@@ -101,3 +106,26 @@ def black_hole() -> Iterator[Callable[..., BlackHole]]:
     yield make
     for hole in made:
         hole.close()
+
+
+@pytest.fixture(scope="session")
+def coredns_binary() -> str:
+    binary = find_coredns()
+    if binary is None:
+        pytest.fail(COREDNS_MISSING.format(version=coredns_version()), pytrace=False)
+    return binary
+
+
+@pytest.fixture(scope="session")
+def grounds(coredns_binary: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Grounds]:
+    named = find_named()
+    if named is None:
+        pytest.fail(NAMED_MISSING, pytrace=False)
+    try:
+        made = Grounds(coredns_binary, tmp_path_factory.mktemp("grounds"), named=named)
+    except (CoreDNSError, GroundError) as exc:
+        pytest.fail(f"the conformance grounds did not start: {exc}", pytrace=False)
+    try:
+        yield made
+    finally:
+        made.close()

@@ -76,6 +76,7 @@ __all__ = [
     "PodServers",
     "Service",
     "ZoneEditor",
+    "ZoneMirror",
     "ZoneUpdateError",
     "dashed",
     "find_named",
@@ -1087,6 +1088,58 @@ class ZoneEditor:
             port_name=port_name, protocol=protocol, port=port,
         )  # fmt: skip
         return self._replace(desired, names)
+
+
+class ZoneMirror:
+    """Keeps BIND's ``cluster.local`` equal to a fake cluster's zone, by dynamic updates.
+
+    :meth:`push` takes a :class:`headless_client.testing._zone.Zone` (what
+    ``FakeClusterDNS`` serves, built from a ``ClusterModel``) and sends only the RRsets
+    that changed since the last push (replaced, or deleted when gone), in update messages
+    of bounded size. So one model drives BIND as well as the fake and CoreDNS; BIND keeps
+    its own behaviour (glue limit, compression, NODATA for empty non-terminals).
+    """
+
+    # Records per update message: 1000 SRV records of a big service are ~55 KB uncompressed
+    # (dnspython does not compress SRV targets), so an RRset that size travels alone.
+    _RDATAS_PER_UPDATE = 1000
+
+    def __init__(self, editor: Callable[[], ZoneEditor]) -> None:
+        self._editor = editor
+        self._pushed: dict[tuple[str, int], tuple[int, frozenset[str]]] = {}
+
+    def push(self, zone: object) -> int:
+        """Write *zone*'s RRsets under ``cluster.local``; returns how many RRsets changed."""
+        wanted: dict[tuple[str, int], tuple[int, frozenset[str]]] = {}
+        for owner, rdtype, rdatas in zone.rrsets():  # type: ignore[attr-defined]
+            if owner == _ORIGIN or not owner.is_subdomain(_ORIGIN):
+                continue  # the apex (SOA, NS) is BIND's own
+            ttl = 28800 if rdtype == dns.rdatatype.TXT else zone.ttl  # type: ignore[attr-defined]
+            wanted[(owner.to_text(), int(rdtype))] = (ttl, frozenset(rd.to_text() for rd in rdatas))
+        editor = self._editor()
+        update = editor._update()
+        pending = 0
+        changed = 0
+        for key in sorted(set(self._pushed) | set(wanted)):
+            if self._pushed.get(key) == wanted.get(key):
+                continue
+            owner, rdtype = key
+            changed += 1
+            size = len(wanted[key][1]) if key in wanted else 1
+            if pending and pending + size > self._RDATAS_PER_UPDATE:
+                editor.send(update, "mirror")
+                update, pending = editor._update(), 0
+            if key not in wanted:
+                update.delete(owner, dns.rdatatype.RdataType.make(rdtype))
+                pending += 1
+            else:
+                ttl, texts = wanted[key]
+                update.replace(owner, ttl, dns.rdatatype.to_text(rdtype), *sorted(texts))
+                pending += len(texts)
+        if pending:
+            editor.send(update, "mirror")
+        self._pushed = wanted
+        return changed
 
 
 # --------------------------------------------------------------------------------------------

@@ -530,3 +530,30 @@ def test_named_missing_message(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
         dnsground.BindServer(tmp_path)
     assert str(err.value) == NAMED_MISSING
     assert "apt-get install -y bind9 bind9-dnsutils" in NAMED_MISSING
+
+
+def test_zone_mirror_keeps_bind_equal_to_a_cluster_model(tmp_path: Path) -> None:
+    """ZoneMirror writes a model's zone into a BIND of its own and follows its changes."""
+    from headless_client import Resolver, ServiceNotFound
+    from headless_client.testing import FakeClusterDNS
+
+    named = dnsground.find_named()
+    if named is None:
+        pytest.fail(dnsground.NAMED_MISSING, pytrace=False)
+    with BindServer(tmp_path, named=named, services=[]) as server, FakeClusterDNS(ttl=5) as fake:
+        mirror = dnsground.ZoneMirror(lambda: server.zone)
+        fake.add_statefulset("web", "prod", 3)
+        assert mirror.push(fake.zone) > 0
+        r = Resolver([server.nameserver], timeout=3.0)
+        assert r.resolve("web.prod", "http").ordinals == (0, 1, 2)
+        fake.scale("web", "prod", 2)
+        fake.reip_pod("web", "prod", 0)
+        changed = mirror.push(fake.zone)
+        assert 0 < changed < 20  # only what changed travels
+        got = r.resolve("web.prod", "http")
+        assert [(ep.ordinal, ep.address) for ep in got] == [(p.ordinal, p.address) for p in fake.pods("web", "prod")]
+        assert mirror.push(fake.zone) == 0
+        fake.delete_service("web", "prod")
+        mirror.push(fake.zone)
+        with pytest.raises(ServiceNotFound):
+            r.resolve("web.prod", 8080)
