@@ -94,6 +94,13 @@ def _mixed() -> Request:
     raise InvalidName("pass request= or the request's fields (partition, ordinal...), not both")
 
 
+def _raise_if_permanent(error: BaseException | None) -> None:
+    """``start()`` raises an error another attempt cannot fix (a ClusterIP Service, a
+    non-governing Service): retrying it in the background would only hide it."""
+    if error is not None and getattr(error, "permanent", False):
+        raise error
+
+
 class _Waker(Protocol):
     def wake(self) -> None: ...
 

@@ -53,7 +53,13 @@ class ServiceClosed(HeadlessClientError):
 
 
 class ResolutionError(HeadlessClientError):
-    """DNS resolution failed: timeout, refused, SERVFAIL, malformed answer."""
+    """DNS resolution failed: timeout, refused, SERVFAIL, malformed answer.
+
+    ``permanent`` is True for errors another attempt cannot fix (a configuration error
+    such as :class:`NotHeadless`): ``start()`` raises those instead of retrying them.
+    """
+
+    permanent: bool = False
 
 
 class ServiceNotFound(ResolutionError):
@@ -73,9 +79,14 @@ class NotHeadless(ResolutionError):
     ``service`` is the Service's FQDN.
     """
 
+    permanent = True
+
     def __init__(self, message: str, service: str) -> None:
         self.service = service
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[NotHeadless], tuple[str, str]]:
+        return type(self), (str(self), self.service)
 
 
 class NotGoverningService(ResolutionError):
@@ -87,10 +98,15 @@ class NotGoverningService(ResolutionError):
     ``statefulset`` the StatefulSet asked for.
     """
 
+    permanent = True
+
     def __init__(self, message: str, service: str, statefulset: str) -> None:
         self.service = service
         self.statefulset = statefulset
         super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[NotGoverningService], tuple[str, str, str]]:
+        return type(self), (str(self), self.service, self.statefulset)
 
 
 class NoEndpointsAvailable(HeadlessClientError):

@@ -23,7 +23,7 @@ from typing import Final
 from typing_extensions import Self, Unpack
 
 from . import _forksafe
-from ._face import ConnectOptions, ServiceFace
+from ._face import ConnectOptions, ServiceFace, _raise_if_permanent
 from .clock import real_timeout
 from .connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
 from .endpoints import Endpoint, EndpointSet
@@ -132,6 +132,7 @@ class HeadlessService(ServiceFace):
         ok = False
         try:
             self._resolve_inline()
+            _raise_if_permanent(core.last_error)
             ok = True
         finally:
             core.start_done(ok=ok)

@@ -501,3 +501,20 @@ def test_leader_change(twin: Twin) -> None:
     twin.not_leader(0, 7)
     assert len(twin.table.calls) > calls
     assert twin.pick(partition=0).ordinal == 7
+
+
+def test_a_permanent_error_at_start_is_raised_not_retried(twin: Twin) -> None:
+    """A ClusterIP Service (NotHeadless) is a configuration error: start() raises it, and
+    nothing keeps refreshing; a transient failure at start is retried in the background."""
+    twin.table.set_error(hc.NotHeadless(f"{NAME} is a ClusterIP Service", NAME))
+    twin.make()
+    with pytest.raises(hc.NotHeadless, match="ClusterIP"):
+        twin.start()
+    assert twin.refreshers() == 0
+    assert twin.svc.core.phase == "new"
+    twin.table.set_error("SERVFAIL")  # transient: start returns, the refresher retries
+    twin.start()
+    assert twin.refreshers() == 1
+    twin.table.set_error(None)
+    twin.advance(5)
+    assert len(twin.svc.endpoints) == 3

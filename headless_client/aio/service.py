@@ -20,7 +20,7 @@ from collections.abc import AsyncIterator, Callable, Hashable
 
 from typing_extensions import Self, Unpack
 
-from .._face import ConnectOptions, ServiceFace
+from .._face import ConnectOptions, ServiceFace, _raise_if_permanent
 from ..clock import Clock, real_timeout
 from ..connect import Backoff, ConnectPolicy, Dial, GiveUp, Reresolve
 from ..core import STOP, Resolve, ServiceCore, WaitUntil
@@ -208,6 +208,7 @@ class AsyncHeadlessService(ServiceFace):
         ok = False
         try:
             await self._resolve_inline()
+            _raise_if_permanent(core.last_error)
             ok = True
         finally:
             core.start_done(ok=ok)

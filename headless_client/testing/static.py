@@ -6,6 +6,7 @@ See :mod:`headless_client.testing` for the overview and examples.
 from __future__ import annotations
 
 import collections
+import copy
 import ipaddress
 import threading
 from collections.abc import Iterable, Mapping, Sequence
@@ -183,7 +184,7 @@ class _StaticBase(BaseResolver):
             if error is not None:
                 # A fresh copy per call: one exception object raised from many threads
                 # would share (and grow) one traceback.
-                raise type(error)(*error.args)
+                raise copy.copy(error).with_traceback(None)
 
     # -- answers: the same checks as the real lookups, then the table ------------------
 
