@@ -113,43 +113,67 @@ async def _refresher(
     """The refresher task: ask the core, resolve or wait, report; until closed.
 
     It holds the core only weakly between steps, so a service dropped without close()
-    can be collected (its finalizer then cancels this task).
+    can be collected (its finalizer then cancels this task). Nothing but cancellation
+    ends it: any other exception in a step is logged and the loop goes on.
     """
     event = signal.bind()
     while True:
+        try:
+            if not await _step(core_ref, runner, clock, signal, event):
+                return
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            core = core_ref()
+            name = core.name if core is not None else "a collected service"
+            log.exception("%s: refresher step failed; going on", name, extra={"service": name})
+            del core
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(event.wait(), 1.0)
+
+
+async def _step(
+    core_ref: weakref.ReferenceType[ServiceCore],
+    runner: LookupRunner,
+    clock: Clock,
+    signal: _Signal,
+    event: asyncio.Event,
+) -> bool:
+    """One step of the refresher; False once the service is closed or collected."""
+    core = core_ref()
+    if core is None:
+        return False
+    try:
+        action = core.next_action(clock())
+    except Exception:
+        log.exception("%s: planning the next refresh failed", core.name, extra={"service": core.name})
+        action = WaitUntil(clock() + core.refresh_policy.max_refresh)
+    if action is STOP:
+        return False
+    if isinstance(action, Resolve):
+        del core
+        answer: EndpointSet | None = None
+        error: BaseException | None = None
+        try:
+            answer = await runner.resolve_async(action.previous)
+        except Exception as exc:  # the core logs what is not a ResolutionError
+            error = exc
         core = core_ref()
         if core is None:
-            return
-        try:
-            action = core.next_action(clock())
-        except Exception:
-            log.exception("%s: planning the next refresh failed", core.name)
-            action = WaitUntil(clock() + core.refresh_policy.max_refresh)
-        if action is STOP:
-            return
-        if isinstance(action, Resolve):
-            del core
-            answer: EndpointSet | None = None
-            error: BaseException | None = None
-            try:
-                answer = await runner.resolve_async(action.previous)
-            except Exception as exc:  # the core logs what is not a ResolutionError
-                error = exc
-            core = core_ref()
-            if core is None:
-                return
-            core.resolved(clock(), answer, error)
-            if core.has_events():
-                await _deliver(core, signal)
-            continue
-        assert isinstance(action, WaitUntil)
-        if core.has_events():  # queued by a failure report, an ejection ending...
+            return False
+        core.resolved(clock(), answer, error)
+        if core.has_events():
             await _deliver(core, signal)
-            continue
-        del core
-        event.clear()
-        with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(event.wait(), real_timeout(clock, action.deadline))
+        return True
+    assert isinstance(action, WaitUntil)
+    if core.has_events():  # queued by a failure report, an ejection ending...
+        await _deliver(core, signal)
+        return True
+    del core
+    event.clear()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(event.wait(), real_timeout(clock, action.deadline))
+    return True
 
 
 class AsyncHeadlessService(ServiceFace):
