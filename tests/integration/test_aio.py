@@ -308,7 +308,7 @@ def test_async_tls_verifies_pod_name(bind, new_service):
                 assert len(info.value.attempts) == 1
                 assert isinstance(info.value.attempts[0][1], ssl.SSLCertVerificationError)
 
-        run_strict(main, slow_callback=0.5)
+        run_strict(main)
     finally:
         for pod in pods:
             pod.close()
