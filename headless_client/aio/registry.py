@@ -105,6 +105,30 @@ class AsyncClientRegistry(Generic[C]):
         if self.service.core.phase != "new":
             await self._changed(self.service.endpoints, self.service.endpoints)
 
+    def start_nowait(self) -> None:
+        """:meth:`start` without awaiting, for constructors of integrations whose factory
+        is a plain function: with such a factory the eager builds happen now, otherwise
+        at the next change or call."""
+        if self._started:
+            return
+        self._started = True
+        with contextlib.suppress(RuntimeError):
+            self._loop = asyncio.get_running_loop()
+        self._unsubscribe = self.service.subscribe(self._changed)
+        if self.service.core.phase == "new":
+            return
+        service_core = self.service.core
+        change = self._core.membership(lambda: service_core.view.snapshot, time.monotonic())
+        if self._eager:
+            for endpoint in change.build:
+                try:
+                    self._build_now(endpoint, use=False)
+                except InvalidArgument:
+                    break  # an async factory: built at the first call instead
+                except Exception:
+                    log.exception("%s: building the client of %s failed (retried at its first call)",
+                                  self.name, endpoint)
+
     async def aclose(self) -> None:
         """Stop following the service and close every client now; harmless to call twice."""
         if self._unsubscribe is not None:
@@ -176,6 +200,48 @@ class AsyncClientRegistry(Generic[C]):
         self.service.core.started(endpoint)
         return Lease(entry, time.monotonic(), self._settle)
 
+    def lease_now(self, endpoint: Endpoint) -> Lease[C]:
+        """:meth:`lease` without awaiting, for a factory that is a plain function (the
+        call objects of ``grpc.aio`` must be returned synchronously).
+
+        Raises:
+            InvalidArgument: the factory returned an awaitable.
+            ServiceClosed: the registry is closed.
+        """
+        self.start_nowait()
+        entry = self._core.take(endpoint)
+        if entry is None:
+            entry = self._build_now(endpoint, use=True)
+        self.service.core.started(endpoint)
+        return Lease(entry, time.monotonic(), self._settle)
+
+    def _build_now(self, endpoint: Endpoint, *, use: bool) -> Entry[C]:
+        core = self._core
+        made = self._factory(endpoint)
+        if inspect.isawaitable(made):
+            if inspect.iscoroutine(made):
+                made.close()
+            raise InvalidArgument(
+                f"{self.name}: this registry's factory returns an awaitable; lease_now() needs "
+                f"a plain function"
+            )
+        client: C = made
+        entry, fresh = core.add(endpoint, client, use=use)
+        if not fresh:
+            if entry.client is not client:  # built meanwhile by an awaiting caller
+                self._spawn(self._close_client(client, endpoint))
+            elif not use and core.release_unused(entry):
+                self._spawn(self._close_entry(entry))
+        return entry
+
+    async def _close_client(self, client: C, endpoint: Endpoint) -> None:
+        try:
+            result = self._close(client)
+            if inspect.isawaitable(result):
+                await result
+        except Exception:
+            log.exception("%s: closing the client of %s failed", self.name, endpoint)
+
     def _lock(self) -> asyncio.Lock:
         if self._build_lock is None:
             self._build_lock = asyncio.Lock()
@@ -196,6 +262,8 @@ class AsyncClientRegistry(Generic[C]):
                 return entry
             client = await self._make(endpoint)
             entry, _ = core.add(endpoint, client, use=True)
+        if entry.client is not client:  # built meanwhile by lease_now()
+            await self._close_client(client, endpoint)
         return entry
 
     @contextlib.asynccontextmanager
@@ -318,7 +386,11 @@ class AsyncClientRegistry(Generic[C]):
                               self.name, endpoint)
                 return
             entry, fresh = core.add(endpoint, client, use=False)
-        if not fresh and core.release_unused(entry):
+        if fresh:
+            return
+        if entry.client is not client:  # built meanwhile by lease_now()
+            await self._close_client(client, endpoint)
+        elif core.release_unused(entry):  # the pod left meanwhile, or the registry closed
             await self._close_entry(entry)
 
     def _expire(self, entry: Entry[C]) -> None:
@@ -349,12 +421,7 @@ class AsyncClientRegistry(Generic[C]):
         if timer is not None:
             timer.cancel()
             entry.timer = None
-        try:
-            result = self._close(entry.client)
-            if inspect.isawaitable(result):
-                await result
-        except Exception:
-            log.exception("%s: closing the client of %s failed", self.name, entry.endpoint)
+        await self._close_client(entry.client, entry.endpoint)
 
     def __repr__(self) -> str:
         state = "closed" if self.closed else f"{len(self.clients())} clients, {self.draining} draining"
