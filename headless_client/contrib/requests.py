@@ -172,7 +172,9 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
             raise InvalidArgument(f"fallback must be a requests adapter: {fallback!r}")
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize,
                          pool_block=pool_block)
-        self._per_pod: dict[str, Any] = {"num_pools": pool_connections, "maxsize": pool_maxsize, "block": pool_block}
+        self._per_pod: dict[str, Any] = {
+            "num_pools": pool_connections, "maxsize": pool_maxsize, "block": pool_block,
+        }
         self._registry: ClientRegistry[_PodPools] = ClientRegistry(
             service, self._open, close=_PodPools.close, failures=(), grace=grace,
         )
