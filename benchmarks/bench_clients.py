@@ -6,6 +6,9 @@ addresses (``tests/contrib/grpc_pods.py``). One caller thread sends unary calls 
 back (a 5 ms pause between calls) and records which pod answered each, or the error.
 Three scenarios, each measured on a fresh cluster, ``--runs`` times per client:
 
+The change in the first two comes at a random point of the refresh period (the same
+points for every client).
+
 - **scale-up**: a 4th pod becomes ready (server first, then DNS); the time until it
   answers its first call (``--window`` seconds at most; ``never`` if it did not);
 - **scale-down**: a pod leaves DNS while its server keeps answering (a terminating pod
@@ -33,6 +36,7 @@ loopback; every server started is stopped.
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import sys
 import threading
@@ -162,12 +166,13 @@ def warm(caller: Caller, pods: set[str], timeout: float = 10.0) -> None:
     raise RuntimeError(f"the client never reached {sorted(pods - seen)}")
 
 
-def scale_up(client_type: type[Client], ttl: int, window: float) -> float | None:
+def scale_up(client_type: type[Client], ttl: int, window: float, offset: float) -> float | None:
     with FakeClusterDNS(ttl=ttl) as cluster, GrpcPods(cluster) as pods:
         client = client_type(cluster, pods)
         try:
             with Caller(client.who()) as caller:
                 warm(caller, {"web-0", "web-1", "web-2"})
+                time.sleep(offset)
                 start = time.monotonic()
                 pods.add()
                 deadline = start + window
@@ -181,12 +186,13 @@ def scale_up(client_type: type[Client], ttl: int, window: float) -> float | None
             client.close()
 
 
-def scale_down(client_type: type[Client], ttl: int, window: float) -> int:
+def scale_down(client_type: type[Client], ttl: int, window: float, offset: float) -> int:
     with FakeClusterDNS(ttl=ttl) as cluster, GrpcPods(cluster) as pods:
         client = client_type(cluster, pods)
         try:
             with Caller(client.who()) as caller:
                 warm(caller, {"web-0", "web-1", "web-2"})
+                time.sleep(offset)
                 start = time.monotonic()
                 cluster.remove_pod("web", "prod", 2)  # out of DNS; its server keeps answering
                 time.sleep(window)
@@ -231,9 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         ups: list[float | None] = []
         downs: list[int] = []
         failed: list[tuple[int, int]] = []
+        # The change comes at a random point of the refresh period (the same points for
+        # every client): right after a client's own first resolution would flatter nobody.
+        offsets = random.Random(15).sample(range(1000), args.runs)
         for run in range(args.runs):
-            ups.append(scale_up(client_type, args.ttl, window))
-            downs.append(scale_down(client_type, args.ttl, window))
+            offset = offsets[run] / 1000 * args.ttl
+            ups.append(scale_up(client_type, args.ttl, window, offset))
+            downs.append(scale_down(client_type, args.ttl, window, offset))
             failed.append(rolling_restart(client_type, args.ttl))
             print(f"  {client_type.name} run {run + 1}: first call to new pod {ups[-1]}, "
                   f"calls to removed pod {downs[-1]}, failed/total in rolling restart {failed[-1]}",
