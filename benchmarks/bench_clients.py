@@ -1,9 +1,13 @@
-"""gRPC against a changing headless service: headless-client's channel next to grpcio's own.
+"""Clients against a changing headless service: headless-client's integrations next to each
+client's own behaviour (gRPC, requests, httpx, aiohttp).
 
 The cluster is a :class:`~headless_client.testing.FakeClusterDNS` (CoreDNS-shaped answers,
-TTL 5 s like CoreDNS's default) whose pods are real grpcio servers on their own loopback
-addresses (``tests/contrib/grpc_pods.py``). One caller thread sends unary calls back to
-back (a 5 ms pause between calls) and records which pod answered each, or the error.
+TTL 5 s like CoreDNS's default) whose pods are real servers on their own loopback
+addresses: grpcio servers (``tests/contrib/grpc_pods.py``) or the fake cluster's HTTP/1.1
+pods. One caller thread sends calls back to back (a 5 ms pause between calls) and records
+which pod answered each, or the error. The HTTP clients' own behaviour is measured with
+the service's name in the URL, resolved as a pod's system resolver would (``getaddrinfo``
+answered from the fake cluster DNS, addresses shuffled as CoreDNS does).
 Three scenarios, each measured on a fresh cluster, ``--runs`` times per client:
 
 The change in the first two comes at a random point of the refresh period (the same
@@ -23,11 +27,16 @@ Clients:
   defaults (refresh at the TTL, 1 s floor), round-robin; the method is marked retryable
   (a row without retries is shown too);
 - ``grpcio dns:/// round_robin``: ``dns://127.0.0.1:PORT/web.prod.svc.cluster.local:PORT``
-  with ``round_robin`` and grpcio's defaults (c-ares resolver, 30 s between resolutions).
+  with ``round_robin`` and grpcio's defaults (c-ares resolver, 30 s between resolutions);
+- ``requests`` / ``httpx`` / ``aiohttp``: a ``Session``, ``Client`` or ``ClientSession``
+  with its defaults, next to the same with ``HeadlessAdapter``, ``HeadlessTransport`` or
+  ``HeadlessMiddleware`` (library defaults, round-robin). For HTTP pods, "leaves DNS"
+  marks the pod unready (it keeps serving), and a restart kills the pod's server (open
+  connections reset) before it comes back at a new address.
 
 Run::
 
-    .venv/bin/python benchmarks/bench_clients.py [--runs 3] [--ttl 5] [--window 12]
+    .venv/bin/python benchmarks/bench_clients.py [--runs 3] [--ttl 5] [--window 12] [--clients ...]
 
 Prints one table: the median of the runs and their range (min-max). Everything stays on
 loopback; every server started is stopped.
