@@ -538,6 +538,7 @@ def test_async_registry_grace_and_sync_factory() -> None:
                 lease.neutral()
                 assert "AsyncClientRegistry" in repr(registry)
             assert len(factory.closed) == 1  # lazy: only the used pod had a client
+            await registry.close()  # the twins' spelling; harmless after aclose()
 
     run_strict(main)
 
