@@ -247,6 +247,17 @@ class _Router:
         return httpx.ConnectError("no attempt made", request=request)  # pragma: no cover
 
 
+def _one_tls_context(options: dict[str, Any]) -> dict[str, Any]:
+    """*options* with ``verify`` made an SSL context once, shared by every pod's transport
+    (httpx would load the CA bundle again for each pod: milliseconds each). The deprecated
+    spellings (``verify=<path>``, ``cert=``) are left for httpx to handle, and warn."""
+    verify = options.get("verify", True)
+    if isinstance(verify, bool) and "cert" not in options:
+        context = httpx.create_ssl_context(verify, trust_env=options.get("trust_env", True))
+        return {**options, "verify": context}
+    return options
+
+
 class _ReportedStream(httpx.SyncByteStream):
     def __init__(self, inner: httpx.SyncByteStream, done: Callable[[bool], None]) -> None:
         self._inner = inner
@@ -331,9 +342,9 @@ class HeadlessTransport(httpx.BaseTransport):
             service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
         )
         self._shared = transport
-        self._options = transport_options
+        self._options = _one_tls_context(transport_options)
         if transport is None:
-            httpx.HTTPTransport(**transport_options).close()  # bad options fail here, not per pod
+            httpx.HTTPTransport(**self._options).close()  # bad options fail here, not per pod
         self._fallback = fallback
         self._pods: ClientRegistry[httpx.BaseTransport] = ClientRegistry(
             service, self._open, close=self._close_pod, failures=(), grace=grace,
@@ -430,9 +441,9 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
             service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
         )
         self._shared = transport
-        self._options = transport_options
+        self._options = _one_tls_context(transport_options)
         if transport is None:
-            httpx.AsyncHTTPTransport(**transport_options)  # bad options fail here, not per pod
+            httpx.AsyncHTTPTransport(**self._options)  # bad options fail here, not per pod
         self._fallback = fallback
         self._pods: AsyncClientRegistry[httpx.AsyncBaseTransport] = AsyncClientRegistry(
             service, self._open, close=self._close_pod, failures=(), grace=grace,
