@@ -108,6 +108,22 @@ def test_all_four_call_kinds_and_futures(cluster, pods) -> None:
         assert pods.calls == {"web-0": 3, "web-1": 2, "web-2": 2}
 
 
+def test_interceptors_wrap_the_headless_channel(cluster, pods) -> None:
+    """grpc.intercept_channel works over it: interceptors see each call, routing stays."""
+    seen: list[str] = []
+
+    class Record(grpc.UnaryUnaryClientInterceptor):
+        def intercept_unary_unary(self, continuation, details, request):
+            seen.append(details.method)
+            return continuation(details, request)
+
+    with service(cluster) as svc, HeadlessChannel(svc) as channel:
+        who = grpc.intercept_channel(channel, Record()).unary_unary(WHO)
+        assert names([who(b"") for _ in range(3)]) == ["web-0", "web-1", "web-2"]
+        assert who(b"", metadata=[("headless-client-ordinal", "2")]) == b"web-2"
+    assert seen == [WHO] * 4
+
+
 def test_routing_metadata_is_used_and_not_sent(cluster, pods) -> None:
     """headless-client-key/-ordinal pick the pod and never reach the server; the user's
     own key_metadata entry is used and sent."""
