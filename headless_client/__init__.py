@@ -42,6 +42,8 @@ from .names import (
     service_fqdn,
 )
 from .refresh import RefreshPolicy
+from .registry import ClientRegistry
+from .registry_core import Lease
 from .request import Request
 from .resolver import BaseResolver, KubernetesContext, Resolver, kubernetes_context
 from .service import HeadlessService
@@ -61,10 +63,10 @@ from .strategies import (
 )
 
 if TYPE_CHECKING:
-    from .aio import AsyncHeadlessService, AsyncResolver
+    from .aio import AsyncClientRegistry, AsyncHeadlessService, AsyncResolver
 
 # The asyncio twins load asyncio; a sync-only program never pays for it.
-_LAZY = {"AsyncHeadlessService": ".aio", "AsyncResolver": ".aio"}
+_LAZY = {"AsyncHeadlessService": ".aio", "AsyncResolver": ".aio", "AsyncClientRegistry": ".aio"}
 
 
 def __getattr__(name: str) -> Any:
@@ -85,9 +87,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "DEFAULT_CLUSTER_DOMAIN",
+    "AsyncClientRegistry",
     "AsyncHeadlessService",
     "AsyncResolver",
     "BaseResolver",
+    "ClientRegistry",
     "ConnectAborted",
     "ConnectError",
     "ConnectPolicy",
@@ -105,6 +109,7 @@ __all__ = [
     "InvalidName",
     "KubernetesContext",
     "LeaderNotAvailable",
+    "Lease",
     "LeastLoaded",
     "LoadTracking",
     "NoEndpointsAvailable",

@@ -9,8 +9,9 @@ the event loop. The refresher is an :class:`asyncio.Task`, cancelled and awaited
 
 from __future__ import annotations
 
+from .registry import AsyncClientRegistry
 from .resolver import AsyncResolver
 from .service import AsyncHeadlessService
 from .streams import Streams, open_streams
 
-__all__ = ["AsyncHeadlessService", "AsyncResolver", "Streams", "open_streams"]
+__all__ = ["AsyncClientRegistry", "AsyncHeadlessService", "AsyncResolver", "Streams", "open_streams"]
