@@ -779,7 +779,8 @@ def connection_pool(
     pool is drained (its connections replaced) whenever the strategy's named primary
     changes, and with *check_role* each new write connection must be out of recovery
     (else it is discarded, the tracker asked for a check, and psycopg_pool tries again).
-    Failed connects report the pod's failure to the service.
+    Failed connects report the pod's failure to the service. The pool is returned closed
+    (unless ``open=True``): ``with connection_pool(...) as pool:`` opens it.
 
     Args:
         service: a started service whose strategy is a :class:`~headless_client.PrimaryReplica`.
@@ -816,6 +817,7 @@ def connection_pool(
             user_configure(conn)
 
     pool_kwargs.setdefault("name", f"{service.name}/{role}")
+    pool_kwargs.setdefault("open", False)  # psycopg_pool's coming default: open with `with`
     connection_class = _routed_class(pool_kwargs.pop("connection_class", psycopg.Connection), reporter)
     pool: psycopg_pool.ConnectionPool[Any] = ConnectionPool(
         route, connection_class=connection_class, configure=configure, **pool_kwargs
