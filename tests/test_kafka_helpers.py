@@ -29,8 +29,9 @@ def test_a_service_without_names_gives_addresses() -> None:
 
 def test_an_empty_view_and_a_wrong_argument() -> None:
     """No broker in the view, or something that is not a service: clear errors."""
-    with HeadlessService("kafka.data", port=9092, resolver=StaticResolver({})) as svc:  # NXDOMAIN: empty
-        with pytest.raises(NoEndpointsAvailable, match="kafka.data"):
-            kafka_bootstrap_servers(svc)
+    # NXDOMAIN at start: an empty view.
+    with HeadlessService("kafka.data", port=9092, resolver=StaticResolver({})) as svc, \
+            pytest.raises(NoEndpointsAvailable, match="kafka.data"):
+        kafka_bootstrap_servers(svc)
     with pytest.raises(InvalidArgument, match="42"):
         kafka_bootstrap_servers(42)
