@@ -46,6 +46,28 @@ EXPECTED = {
         r"web-1 crashed; 6 more requests: (?!.*web-1)",
         r"ejected after failing: web-1\.web\.demo",
     ],
+    "grpc_channel.py": [
+        r"round robin: greeter-0 greeter-1 greeter-2 greeter-0 greeter-1 greeter-2",
+        r"scaled up: greeter-3 answered after [\d.]+s, \d+ calls, 0 failed",
+        r"greeter-1 crashed; 8 retryable calls: (?!.*greeter-1)",
+        r"ejected: greeter-1\.greeter\.demo",
+    ],
+    "requests_session.py": [
+        r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
+        r"another host: ForeignHost",
+        r"web-1 crashed; 6 more requests: (?!.*web-1)",
+        r"ejected after failing: web-1\.web\.demo",
+    ],
+    "aiohttp_session.py": [
+        r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
+        r"connections per pod: \{'web-0': 1, 'web-1': 1, 'web-2': 1\}",
+        r"web-1 crashed; 6 more requests: (?!.*web-1)",
+    ],
+    "client_registry.py": [
+        r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
+        r"clients: 3",
+        r"scaled down to 2: clients 2 \| answers (web-[01] ?){4}$",
+    ],
     "partition_leader.py": [
         r"partition 0: leader kafka-0\.kafka\.demo",
         r"order-1 -> partition 4 -> kafka-1: OK",
@@ -57,6 +79,11 @@ EXPECTED = {
         r"(?s)moved to kafka-1\n.*order-2 -> partition 3 -> kafka-1: OK$",
     ],
 }
+
+
+# script -> the optional package it needs
+NEEDS = {"httpx_client.py": "httpx", "grpc_channel.py": "grpc", "requests_session.py": "requests",
+         "aiohttp_session.py": "aiohttp"}
 
 
 def run(script: str, *args: str) -> str:
@@ -77,8 +104,9 @@ def test_every_example_is_tested() -> None:
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))
 def test_example_on_the_fake_cluster(script: str) -> None:
-    if script == "httpx_client.py" and importlib.util.find_spec("httpx") is None:
-        pytest.skip("httpx is not installed")
+    extra = NEEDS.get(script)
+    if extra is not None and importlib.util.find_spec(extra) is None:
+        pytest.skip(f"{extra} is not installed")
     out = run(script)
     for pattern in EXPECTED[script]:
         assert re.search(pattern, out, re.M), f"{pattern!r} not in the output of {script}:\n{out}"
@@ -101,6 +129,7 @@ def cluster() -> Iterator[FakeClusterDNS]:
         ("statefulset_pods.py", ["--namespace", "prod"], r"without SRV: found ordinals \[0, 1\]"),
         ("asyncio_service.py", ["--service", "web.prod"], r"connected to 127\."),
         ("partition_leader.py", ["--service", "web.prod", "--port", "http"], r"partition 1: leader web-1"),
+        ("client_registry.py", ["--service", "web.prod"], r"round robin: web-0 web-1 web-0 web-1"),
     ],
 )
 def test_example_in_real_mode(cluster: FakeClusterDNS, script: str, args: list[str], expected: str) -> None:

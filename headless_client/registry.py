@@ -44,6 +44,7 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
+from . import _forksafe
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, InvalidArgument, InvalidName
 from .registry_core import (
@@ -158,9 +159,16 @@ class ClientRegistry(Generic[C]):
         self._build_lock = threading.Lock()
         self._timers: set[threading.Timer] = set()
         self._timers_lock = threading.Lock()
+        _forksafe.register(self)
         self._unsubscribe = service.subscribe(self._changed)
         if service.core.phase != "new":
             self._changed(service.endpoints, service.endpoints)
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's grace timers do not run here; their clients close with the registry.
+        self._build_lock = threading.Lock()
+        self._timers_lock = threading.Lock()
+        self._timers = set()
 
     # -- reading ------------------------------------------------------------------------------
 

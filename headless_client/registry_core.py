@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from . import _forksafe
 from .endpoints import Endpoint, EndpointSet
 from .errors import InvalidArgument, InvalidName, ServiceClosed
 
@@ -164,6 +165,10 @@ class Lease(Generic[C]):
 class RegistryCore(Generic[C]):
     """Which per-pod clients exist and who may use them (see the module docs).
 
+    Fork: a forked child gets a fresh lock; the clients themselves are the parent's
+    objects (most clients, grpcio's included, must not be used across a fork: build the
+    registry in the child, or after the fork).
+
     Args:
         name: what to call the registry in messages (the service's name).
         grace: how long a retired client in use may stay open (seconds).
@@ -177,6 +182,11 @@ class RegistryCore(Generic[C]):
         self._retired: set[Entry[C]] = set()
         self._view: frozenset[Endpoint] | None = None
         self.closed = False
+        _forksafe.register(self)
+
+    def _after_fork_in_child(self) -> None:
+        # A thread of the parent may have held the lock at the fork: it does not exist here.
+        self._lock = threading.Lock()
 
     # -- reading --------------------------------------------------------------------------
 

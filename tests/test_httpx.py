@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -372,13 +373,55 @@ def test_async_transport_is_host_scoped_too() -> None:
             {"web.prod": statefulset_endpoints("web", "prod", ["10.0.0.1"], port=9000)}
         )
         recorder = Recorder()
-        async with (
-            AsyncHeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc,
-            httpx.AsyncClient(transport=AsyncHeadlessTransport(svc, transport=httpx.MockTransport(recorder))) as client,
-        ):
+        async with AsyncHeadlessService("web.prod", port="http", resolver=resolver, **FAST) as svc, \
+                httpx.AsyncClient(
+                    transport=AsyncHeadlessTransport(svc, transport=httpx.MockTransport(recorder))
+                ) as client:
             with pytest.raises(ForeignHost):
                 await client.get("http://auth.example.com/token")
             assert (await client.get("http://web.prod/")).status_code == 200
         assert len(recorder.requests) == 1
+
+    asyncio.run(main())
+
+
+# --------------------------------------------------------------------------------------------
+# A transport per pod (the registry)
+# --------------------------------------------------------------------------------------------
+
+
+def test_each_pod_has_its_own_pool_closed_when_it_leaves(cluster: FakeClusterDNS) -> None:
+    """One HTTPTransport per pod, reused by keep-alive; a departed pod's is closed."""
+    with HeadlessService("web.prod", port="http", resolver=cluster.resolver(), **FAST) as svc:
+        transport = HeadlessTransport(svc)
+        with httpx.Client(transport=transport, base_url=URL) as client:
+            assert [client.get("/").text for _ in range(6)] == ["web-0", "web-1", "web-2"] * 2
+            pods = transport.registry.clients()
+            assert len({id(t) for t in pods.values()}) == 3
+            assert {p.name: p.connections for p in cluster.pods("web", "prod")} == {
+                "web-0": 1, "web-1": 1, "web-2": 1}
+            gone = svc.endpoint(2)
+            pool = pods[gone]._pool
+            cluster.remove_pod("web", "prod", 2)
+            deadline = time.monotonic() + 5
+            while gone in transport.registry.clients():
+                assert time.monotonic() < deadline
+                time.sleep(0.01)
+            assert pool.connections == []  # closed
+            assert {client.get("/").text for _ in range(4)} == {"web-0", "web-1"}
+
+
+def test_async_transport_has_a_pool_per_pod_too(cluster: FakeClusterDNS) -> None:
+    """The async twin keeps one AsyncHTTPTransport per pod and closes them on aclose."""
+
+    async def main() -> None:
+        async with AsyncHeadlessService("web.prod", port="http", resolver=cluster.async_resolver(),
+                                        **FAST) as svc:
+            transport = AsyncHeadlessTransport(svc)
+            async with httpx.AsyncClient(transport=transport, base_url=URL) as client:
+                replies = [(await client.get("/")).text for _ in range(6)]
+                assert replies == ["web-0", "web-1", "web-2"] * 2
+                assert len(transport.registry.clients()) == 3
+            assert transport.registry.closed
 
     asyncio.run(main())

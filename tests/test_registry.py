@@ -538,5 +538,48 @@ def test_async_registry_grace_and_sync_factory() -> None:
                 lease.neutral()
                 assert "AsyncClientRegistry" in repr(registry)
             assert len(factory.closed) == 1  # lazy: only the used pod had a client
+            await registry.close()  # the twins' spelling; harmless after aclose()
 
     run_strict(main)
+
+
+def test_a_forked_child_can_use_a_registry_whose_lock_was_held(service) -> None:
+    """Forked while another thread holds the registry's lock, the child still builds and
+    releases clients (it got a fresh lock)."""
+    import os
+
+    _, svc = service
+    registry = ClientRegistry(svc, Clients(), eager=False)
+    held = threading.Event()
+    release = threading.Event()
+
+    def hold() -> None:
+        with registry._core._lock:
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    assert held.wait(5)
+    pid = os.fork()
+    if pid == 0:  # the child: exit code 0 only if the registry works
+        code = 1
+        try:
+            with registry.client(ordinal=1) as (endpoint, _):
+                code = 0 if endpoint.ordinal == 1 else 3
+        finally:
+            os._exit(code)
+    release.set()
+    holder.join(5)
+    deadline = time.monotonic() + 10
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            break
+        if time.monotonic() > deadline:  # pragma: no cover - a deadlocked child
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise AssertionError("the forked child hung on the registry's lock")
+        threading.Event().wait(0.01)
+    assert os.waitstatus_to_exitcode(status) == 0
+    registry.close()

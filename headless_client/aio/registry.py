@@ -140,6 +140,10 @@ class AsyncClientRegistry(Generic[C]):
         if pending:
             await asyncio.gather(*pending, return_exceptions=True)
 
+    async def close(self) -> None:
+        """The same as :meth:`aclose` (the services' twins spell it ``await close()``)."""
+        await self.aclose()
+
     async def __aenter__(self) -> Self:
         await self.start()
         return self

@@ -26,7 +26,11 @@ sends the request to that pod's address and port (from DNS): the URL's host and 
 name the service. What the server sees is unchanged: the ``Host`` header stays as the URL wrote it
 (``host_header=`` changes that), and for ``https`` the TLS server name (SNI, and the name the
 certificate must match) is the pod's FQDN when DNS gave one, else the service's FQDN
-(``server_name="service"`` always uses the service's). Connections are pooled per pod.
+(``server_name="service"`` always uses the service's). Each pod has a transport (a connection
+pool) of its own, kept in a :class:`~headless_client.registry.ClientRegistry`: built when the
+pod appears, closed when it leaves or moves, after the requests still reading from it (at
+most ``grace`` seconds); so a pooled TLS connection verified for one pod is never reused
+for another pod that later gets its address.
 
 Routing: ``key=`` (a function of the request) or ``header=`` (a header's value) gives the
 strategy its key (:class:`~headless_client.Sticky` needs one). Per request,
@@ -65,10 +69,13 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with httpx 
 from dataclasses import dataclass, field, replace
 
 from ..aio import AsyncHeadlessService
+from ..aio.registry import AsyncClientRegistry
 from ..core import ServiceCore
 from ..endpoints import Endpoint
 from ..errors import ForeignHost, HeadlessClientError, InvalidName
 from ..hosts import ServiceHosts, service_hosts
+from ..registry import DEFAULT_GRACE, ClientRegistry
+from ..registry_core import Lease
 from ..request import Request
 from ..service import HeadlessService
 
@@ -186,11 +193,10 @@ class _Router:
         if plan.tried and not plan.pinned:
             wanted = replace(wanted, exclude=frozenset(ep.identity for ep, _ in plan.tried))
         try:
-            endpoint = self.core.pick(wanted)
+            endpoint: Endpoint = self.core.pick(wanted)
         except HeadlessClientError as exc:
             message = f"no pod of {self.service.name} to send to: {exc}"
             raise httpx.ConnectError(message, request=request) from exc
-        self.core.started(endpoint)
         return endpoint
 
     def rewrite(self, request: httpx.Request, endpoint: Endpoint) -> httpx.Request:
@@ -222,27 +228,15 @@ class _Router:
             and isinstance(request.stream, httpx.ByteStream)  # a body we can send again
         )
 
-    def failed(self, endpoint: Endpoint) -> None:
-        self.service.report_failure(endpoint)
-
-    def neutral(self, endpoint: Endpoint) -> None:
-        """The request ended without a verdict on the pod (cancelled, interrupted)."""
-        self.core.finished(endpoint)
-
-    def outcome(self, response: httpx.Response, endpoint: Endpoint, latency: float) -> Callable[[bool], None]:
+    def outcome(self, response: httpx.Response, lease: Lease[Any], latency: float) -> Callable[[bool], None]:
         """The once-only callback that reports *response* when its body is closed."""
-        reported = False
         bad_status = response.status_code in self.failure_statuses
 
         def done(ok: bool) -> None:
-            nonlocal reported
-            if reported:
-                return
-            reported = True
             if ok and not bad_status:
-                self.service.report_success(endpoint, latency)
+                lease.success(latency)
             else:
-                self.service.report_failure(endpoint)
+                lease.failure()
 
         return done
 
@@ -251,6 +245,17 @@ class _Router:
         if plan.tried:
             return plan.tried[-1][1]
         return httpx.ConnectError("no attempt made", request=request)  # pragma: no cover
+
+
+def _one_tls_context(options: dict[str, Any]) -> dict[str, Any]:
+    """*options* with ``verify`` made an SSL context once, shared by every pod's transport
+    (httpx would load the CA bundle again for each pod: milliseconds each). The deprecated
+    spellings (``verify=<path>``, ``cert=``) are left for httpx to handle, and warn."""
+    verify = options.get("verify", True)
+    if isinstance(verify, bool) and "cert" not in options:
+        context = httpx.create_ssl_context(verify, trust_env=options.get("trust_env", True))
+        return {**options, "verify": context}
+    return options
 
 
 class _ReportedStream(httpx.SyncByteStream):
@@ -303,14 +308,16 @@ class HeadlessTransport(httpx.BaseTransport):
         key: a function ``request -> key`` for the strategy (e.g. a sticky key).
         header: take the key from this request header instead.
         retries: extra attempts on other pods (see the module docs for which errors).
-        transport: the ``httpx.HTTPTransport`` to send through (default: one built from
-            *transport_options*, e.g. ``verify=``, ``http2=``, ``limits=``).
+        transport: one transport to send every pod's requests through (yours: closed with
+            this one). By default each pod gets an ``httpx.HTTPTransport`` of its own,
+            built from *transport_options* (``verify=``, ``http2=``, ``limits=``...).
         server_name: the TLS name to verify: ``"pod"`` (its FQDN when known) or ``"service"``.
         host_header: ``"url"`` (unchanged), ``"service"`` or ``"pod"`` (its FQDN).
         failure_statuses: statuses that count as a pod failure (e.g. ``{502, 503, 504}``).
         retry_methods: methods retried after a broken connection.
         fallback: the transport for requests to other hosts (default: refuse them with
             :class:`~headless_client.errors.ForeignHost`).
+        grace: how long a departed pod's transport may finish its requests (seconds).
     """
 
     def __init__(
@@ -326,6 +333,7 @@ class HeadlessTransport(httpx.BaseTransport):
         failure_statuses: Collection[int] = (),
         retry_methods: Collection[str] = IDEMPOTENT_METHODS,
         fallback: httpx.BaseTransport | None = None,
+        grace: float = DEFAULT_GRACE,
         **transport_options: Any,
     ) -> None:
         if transport is not None and transport_options:
@@ -333,8 +341,23 @@ class HeadlessTransport(httpx.BaseTransport):
         self._router = _Router(
             service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
         )
-        self._transport = transport if transport is not None else httpx.HTTPTransport(**transport_options)
+        self._shared = transport
+        self._options = _one_tls_context(transport_options)
+        if transport is None:
+            httpx.HTTPTransport(**self._options).close()  # bad options fail here, not per pod
         self._fallback = fallback
+        self._pods: ClientRegistry[httpx.BaseTransport] = ClientRegistry(
+            service, self._open, close=self._close_pod, failures=(), grace=grace,
+        )
+
+    def _open(self, endpoint: Endpoint) -> httpx.BaseTransport:
+        if self._shared is not None:
+            return self._shared
+        return httpx.HTTPTransport(**self._options)
+
+    def _close_pod(self, transport: httpx.BaseTransport) -> None:
+        if transport is not self._shared:
+            transport.close()
 
     @property
     def service(self) -> HeadlessService:
@@ -342,6 +365,11 @@ class HeadlessTransport(httpx.BaseTransport):
         service = self._router.service
         assert isinstance(service, HeadlessService)
         return service
+
+    @property
+    def registry(self) -> ClientRegistry[httpx.BaseTransport]:
+        """The per-pod transports."""
+        return self._pods
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
         router = self._router
@@ -357,28 +385,31 @@ class HeadlessTransport(httpx.BaseTransport):
                 if plan.tried:  # every pod left was tried: the last real error says more
                     raise router.last_error(plan, request) from None
                 raise
+            lease = self._pods.lease(endpoint)
             start = clock()
             try:
-                response = self._transport.handle_request(router.rewrite(request, endpoint))
+                response = lease.client.handle_request(router.rewrite(request, endpoint))
             except httpx.TransportError as exc:
-                router.failed(endpoint)
+                lease.failure()
                 plan.record(endpoint, exc)
                 if router.retryable(request, exc, plan):
                     continue
                 raise
             except BaseException:
-                router.neutral(endpoint)
+                lease.neutral()
                 raise
             stream = response.stream
             assert isinstance(stream, httpx.SyncByteStream)
-            done = router.outcome(response, endpoint, clock() - start)
+            done = router.outcome(response, lease, clock() - start)
             response.stream = _ReportedStream(stream, done)
             response.extensions[ENDPOINT_EXTENSION] = endpoint
             return response
 
     def close(self) -> None:
-        """Close the pooled connections and the fallback (not the service)."""
-        self._transport.close()
+        """Close every pod's connections, your transport and the fallback (not the service)."""
+        self._pods.close()
+        if self._shared is not None:
+            self._shared.close()
         if self._fallback is not None:
             self._fallback.close()
 
@@ -386,7 +417,7 @@ class HeadlessTransport(httpx.BaseTransport):
 class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
     """:class:`HeadlessTransport` for ``httpx.AsyncClient`` and an
     :class:`~headless_client.AsyncHeadlessService`; the same arguments (*transport*: an
-    ``httpx.AsyncHTTPTransport``)."""
+    ``httpx.AsyncHTTPTransport``; per pod by default)."""
 
     def __init__(
         self,
@@ -401,6 +432,7 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
         failure_statuses: Collection[int] = (),
         retry_methods: Collection[str] = IDEMPOTENT_METHODS,
         fallback: httpx.AsyncBaseTransport | None = None,
+        grace: float = DEFAULT_GRACE,
         **transport_options: Any,
     ) -> None:
         if transport is not None and transport_options:
@@ -408,10 +440,23 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
         self._router = _Router(
             service, key, header, retries, server_name, host_header, failure_statuses, retry_methods
         )
-        self._transport = (
-            transport if transport is not None else httpx.AsyncHTTPTransport(**transport_options)
-        )
+        self._shared = transport
+        self._options = _one_tls_context(transport_options)
+        if transport is None:
+            httpx.AsyncHTTPTransport(**self._options)  # bad options fail here, not per pod
         self._fallback = fallback
+        self._pods: AsyncClientRegistry[httpx.AsyncBaseTransport] = AsyncClientRegistry(
+            service, self._open, close=self._close_pod, failures=(), grace=grace,
+        )
+
+    def _open(self, endpoint: Endpoint) -> httpx.AsyncBaseTransport:
+        if self._shared is not None:
+            return self._shared
+        return httpx.AsyncHTTPTransport(**self._options)
+
+    async def _close_pod(self, transport: httpx.AsyncBaseTransport) -> None:
+        if transport is not self._shared:
+            await transport.aclose()
 
     @property
     def service(self) -> AsyncHeadlessService:
@@ -419,6 +464,11 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
         service = self._router.service
         assert isinstance(service, AsyncHeadlessService)
         return service
+
+    @property
+    def registry(self) -> AsyncClientRegistry[httpx.AsyncBaseTransport]:
+        """The per-pod transports."""
+        return self._pods
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         router = self._router
@@ -434,27 +484,30 @@ class AsyncHeadlessTransport(httpx.AsyncBaseTransport):
                 if plan.tried:
                     raise router.last_error(plan, request) from None
                 raise
+            lease = await self._pods.lease(endpoint)
             start = clock()
             try:
-                response = await self._transport.handle_async_request(router.rewrite(request, endpoint))
+                response = await lease.client.handle_async_request(router.rewrite(request, endpoint))
             except httpx.TransportError as exc:
-                router.failed(endpoint)
+                lease.failure()
                 plan.record(endpoint, exc)
                 if router.retryable(request, exc, plan):
                     continue
                 raise
             except BaseException:
-                router.neutral(endpoint)
+                lease.neutral()
                 raise
             stream = response.stream
             assert isinstance(stream, httpx.AsyncByteStream)
-            done = router.outcome(response, endpoint, clock() - start)
+            done = router.outcome(response, lease, clock() - start)
             response.stream = _AsyncReportedStream(stream, done)
             response.extensions[ENDPOINT_EXTENSION] = endpoint
             return response
 
     async def aclose(self) -> None:
-        """Close the pooled connections and the fallback (not the service)."""
-        await self._transport.aclose()
+        """Close every pod's connections, your transport and the fallback (not the service)."""
+        await self._pods.aclose()
+        if self._shared is not None:
+            await self._shared.aclose()
         if self._fallback is not None:
             await self._fallback.aclose()
