@@ -31,7 +31,7 @@ recovery with :meth:`PrimaryReplica.set_primary`: after a failover the promoted 
 takes the writes at the next check, instead of the lowest ordinal forever.
 
 **Pools.** :func:`connection_pool` builds a ``psycopg_pool.ConnectionPool`` whose
-``conninfo`` is a callable (psycopg_pool calls it for every new connection; 3.2 and later):
+``conninfo`` is a callable (psycopg_pool calls it for every new connection; psycopg_pool 3.3 and later):
 each new connection goes to a pod picked for its role, so a pool follows the view. A
 write pool is drained when the named primary changes (its connections to the old one are
 replaced); each new write connection checks that it reached a server out of recovery.
@@ -272,7 +272,7 @@ class RoleConninfo:
     """A zero-argument callable returning the conninfo of a pod picked for *role*.
 
     The value for psycopg_pool's ``conninfo`` (a callable is called for every new
-    connection, psycopg_pool 3.2+): ``ConnectionPool(RoleConninfo(pg, "read", "dbname=app"))``.
+    connection, psycopg_pool 3.3+): ``ConnectionPool(RoleConninfo(pg, "read", "dbname=app"))``.
     Picks through the service's strategy (``role="write"``: the primary; ``"read"``: the
     next standby not ejected), so each connection follows the current view.
 

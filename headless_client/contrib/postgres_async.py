@@ -636,7 +636,11 @@ def asyncpg_pool(
     or ``pool = await asyncpg_pool(...)``, on the service's loop.
 
     Args:
-        service, role, tracker, check_role, ssl: as :func:`asyncpg_connect`.
+        service: a started service whose strategy is a :class:`~headless_client.PrimaryReplica`.
+        role: ``"write"`` (the primary) or ``"read"``.
+        tracker: alerted when a write connection fails or reaches a standby.
+        check_role: confirm that each write connection reached the primary.
+        ssl: asyncpg's ``ssl``, or a per-pod factory such as :func:`pod_tls`.
         **pool_kwargs: ``create_pool``'s (``min_size``, ``max_size``, ``init``...) and
             the connection's (``user``, ``password``, ``database``...).
 
