@@ -575,9 +575,10 @@ class PrimaryTracker:
             found = decide_primary(results, self.strategy.primary_name)
             found = RoleCheck(found.primaries, found.standbys, found.failed, found.primary,
                               time.monotonic() - began)
-            _apply(self.service, self.strategy, found)
+            # Recorded first: whoever sees the new primary named also sees this check.
             self.last_check = found
             self.checks += 1
+            _apply(self.service, self.strategy, found)
             return found
 
     def check_soon(self) -> None:

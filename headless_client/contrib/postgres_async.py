@@ -320,9 +320,10 @@ class AsyncPrimaryTracker:
             found = decide_primary(dict(zip(pods, answers, strict=True)), self.strategy.primary_name)
             found = RoleCheck(found.primaries, found.standbys, found.failed, found.primary,
                               time.monotonic() - began)
-            _apply(self.service, self.strategy, found)
+            # Recorded first: whoever sees the new primary named also sees this check.
             self.last_check = found
             self.checks += 1
+            _apply(self.service, self.strategy, found)
             return found
 
     async def _ask(self, endpoint: Endpoint) -> bool | BaseException:
