@@ -2,8 +2,9 @@
 """Partition leaders (Kafka style): send each partition's writes to the pod that leads it.
 
 Keys map to partitions with Kafka's own partitioner (murmur2), partitions to leader pods
-with a leader map (here a callable, as a metadata client would provide). A pod that is not
-the leader answers NOT_LEADER with a hint; svc.not_leader() applies it and re-reads the map.
+with a leader map read from the brokers (a METADATA request that any broker answers, sent
+with Request(any_pod=True), so it survives the death of kafka-0). A pod that is not the
+leader answers NOT_LEADER with a hint; svc.not_leader() applies it and re-reads the map.
 
     python examples/partition_leader.py                      # fake brokers that check leadership
     python examples/partition_leader.py --real --service kafka-headless.prod --port tcp-kafka
@@ -16,6 +17,7 @@ import contextlib
 import os
 import socket
 import sys
+from collections.abc import Callable
 
 import headless_client as hc
 from headless_client.testing import FakeClusterDNS, FakePod
@@ -44,38 +46,70 @@ def read_line(sock: socket.socket) -> str:
     return data.decode().strip()
 
 
-def produce(svc: hc.HeadlessService, key: bytes) -> str:
-    """Send one record for *key* to its partition's leader, following one NOT_LEADER hint."""
+class Metadata:
+    """The leader map, asked of any broker (what a Kafka client's Metadata request does).
+
+    A partition-leader service can send calls that any pod may serve: ``Request(any_pod=True)``
+    makes the strategy rotate them over the usable pods, and ``connection()`` tries another pod
+    when one refuses. Asking always pod 0 would break the day kafka-0 dies.
+    """
+
+    def __init__(self) -> None:
+        self.service: hc.HeadlessService | None = None
+        self.asked: list[str] = []
+
+    def __call__(self) -> dict[int, int]:
+        if self.service is None:
+            return {}  # PartitionLeader reads once when built, before the service exists
+        with self.service.connection(request=hc.Request(any_pod=True), timeout=2) as sock:
+            broker = read_line(sock)
+            sock.sendall(b"METADATA\n")
+            reply = read_line(sock)
+        self.asked.append(broker)
+        return {int(p): int(o) for p, o in (item.split("=") for item in reply.split())}
+
+
+def produce(svc: hc.HeadlessService, strategy: hc.PartitionLeader[int], key: bytes) -> str:
+    """Send one record for *key* to its partition's leader: follow a NOT_LEADER hint, and
+    re-read the metadata when the leader cannot be reached."""
     partition = hc.kafka_partition(key, PARTITIONS)
-    for _ in range(2):  # bounded: the first try, and one after a hint
+    for _ in range(3):  # bounded
         try:
             with svc.connection(partition=partition, timeout=2) as sock:
                 broker = read_line(sock)
                 sock.sendall(f"PRODUCE {partition}\n".encode())
                 reply = read_line(sock)
-                if reply.startswith("NOT_LEADER"):
-                    raise hc.NotLeader(partition, int(reply.split()[1]))
-                return f"{key.decode()} -> partition {partition} -> {broker}: {reply}"
+            if reply.startswith("NOT_LEADER"):
+                raise hc.NotLeader(partition, int(reply.split()[1]))
+            return f"{key.decode()} -> partition {partition} -> {broker}: {reply}"
         except hc.NotLeader as exc:
             print(f"  {broker} is not the leader of partition {partition}; hint: kafka-{exc.hint}")
             svc.not_leader(exc.partition, exc.hint)
+        except (OSError, hc.LeaderNotAvailable) as exc:  # ConnectError is an OSError
+            print(f"  the leader of partition {partition} is unreachable ({type(exc).__name__}): re-read")
+            strategy.refresh_leaders(force=True)
     return f"{key.decode()}: gave up"
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    # What the brokers believe (in a real client: fetched with a metadata request).
+    # What the brokers believe (their controller's word).
     leaders = {p: p % 3 for p in range(PARTITIONS)}
     with contextlib.ExitStack() as stack:
         cluster = None
+        metadata = Metadata()
+        source: Callable[[], dict[int, int]] | dict[int, int] = metadata
         if args.real:
             resolver = hc.Resolver(args.nameserver)
+            source = dict(leaders)  # real mode prints the routing of a static map only
         else:
             cluster = stack.enter_context(FakeClusterDNS())
             cluster.add_statefulset("kafka", "demo", replicas=3, port_name="tcp-kafka", serve="tcp")
 
             def broker(pod: FakePod, request: str) -> str:
                 verb, _, partition = request.partition(" ")
+                if verb == "METADATA":
+                    return " ".join(f"{p}={o}" for p, o in leaders.items())
                 if verb != "PRODUCE":
                     return pod.name
                 leader = leaders[int(partition)]
@@ -85,11 +119,13 @@ def main(argv: list[str] | None = None) -> int:
             resolver = cluster.resolver()
 
         # The client's copy of the map, re-read (at most once a second) on NOT_LEADER.
-        known = dict(leaders)
-        strategy: hc.PartitionLeader[int] = hc.PartitionLeader(lambda: known)
+        strategy: hc.PartitionLeader[int] = hc.PartitionLeader(source)
         svc = stack.enter_context(hc.HeadlessService(args.service, port=args.port, resolver=resolver,
                                                      strategy=strategy))
         svc.wait_for(1, timeout=10)
+        if cluster is not None:
+            metadata.service = svc
+            strategy.refresh_leaders(force=True)
         for partition in range(PARTITIONS):
             with contextlib.suppress(hc.LeaderNotAvailable):
                 print(f"partition {partition}: leader {svc.pick(partition=partition)}")
@@ -97,12 +133,23 @@ def main(argv: list[str] | None = None) -> int:
             return 0
 
         for key in (b"order-1", b"order-2", b"order-3"):
-            print(produce(svc, key))
+            print(produce(svc, strategy, key))
         moved = hc.kafka_partition(b"order-1", PARTITIONS)
         leaders[moved] = (leaders[moved] + 1) % 3
         print(f"leadership of partition {moved} moves to kafka-{leaders[moved]} (the client's map is stale)")
-        print(produce(svc, b"order-1"))
-        print(produce(svc, b"order-1"))
+        print(produce(svc, strategy, b"order-1"))
+        print(produce(svc, strategy, b"order-1"))
+
+        cluster.kill_pod("kafka", "demo", 0)
+        handed = sorted(p for p, o in leaders.items() if o == 0)
+        for p in handed:
+            leaders[p] = 1
+        print(f"kafka-0 died; its partitions {handed} moved to kafka-1")
+        metadata.asked.clear()
+        for _ in range(3):
+            strategy.refresh_leaders(force=True)
+        print(f"metadata from {', '.join(metadata.asked)}")
+        print(produce(svc, strategy, b"order-2"))
     return 0
 
 

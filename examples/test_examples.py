@@ -73,6 +73,10 @@ EXPECTED = {
         r"order-1 -> partition 4 -> kafka-1: OK",
         r"kafka-1 is not the leader of partition 4; hint: kafka-2",
         r"(?s)hint: kafka-2\norder-1 -> partition 4 -> kafka-2: OK\norder-1 -> partition 4 -> kafka-2: OK",
+        # Metadata from any pod (any_pod=True): kafka-0's death does not stop the routing.
+        r"kafka-0 died; its partitions \[0, 3\] moved to kafka-1",
+        r"^metadata from kafka-[12], kafka-[12], kafka-[12]$",
+        r"(?s)moved to kafka-1\n.*order-2 -> partition 3 -> kafka-1: OK$",
     ],
 }
 

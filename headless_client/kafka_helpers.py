@@ -9,8 +9,10 @@ and TLS listeners can verify the per-pod certificate.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .endpoints import EndpointSet
-from .errors import InvalidName, NoEndpointsAvailable
+from .errors import InvalidArgument, InvalidName, NoEndpointsAvailable
 from .names import validate_label
 from .resolver import Resolver
 
@@ -20,7 +22,7 @@ DEFAULT_KAFKA_PORT = 9092
 
 
 def kafka_bootstrap_servers(
-    service: str,
+    service: str | Any,
     port: int | str = DEFAULT_KAFKA_PORT,
     *,
     resolver: Resolver | None = None,
@@ -40,12 +42,19 @@ def kafka_bootstrap_servers(
     * A number with *statefulset* asks the StatefulSet's ordinal names
       (:meth:`Resolver.resolve_statefulset`): pod hostnames with that port.
     * A number alone asks A/AAAA: addresses (IPv6 in brackets) with that port.
+    * A live service (:class:`~headless_client.HeadlessService` or its asyncio twin)
+      gives its current view, without asking DNS again:
+      ``kafka_bootstrap_servers(svc)``; build the list when you create a client.
 
     Hostnames are listed once per pod (a dual-stack pod has two endpoints), in ordinal
-    order; addresses in address order.
+    order; addresses in address order. The client resolves the names itself (see
+    :mod:`headless_client.contrib.kafka` for clients outside the cluster), and after
+    bootstrapping connects to what the brokers *advertise*: that must be per-pod names too
+    (:func:`headless_client.contrib.kafka.check_advertised` warns when it is addresses).
 
     Args:
-        service: ``kafka-headless``, ``kafka-headless.prod`` or an FQDN.
+        service: ``kafka-headless``, ``kafka-headless.prod``, an FQDN, or a live service
+            (then *port*, *resolver*, *namespace* and *statefulset* are not used).
         port: a named port (SRV) or the broker port (default 9092).
         resolver: the :class:`Resolver` (default: the system's resolv.conf).
         namespace: for a one-label *service* (default: the resolver's, i.e. the pod's).
@@ -53,10 +62,19 @@ def kafka_bootstrap_servers(
 
     Raises:
         InvalidName: a bad name, port, or *statefulset* with a named port.
+        InvalidArgument: *service* is neither a name nor a service.
         ServiceNotFound: NXDOMAIN (no such service, or no ready broker).
         ResolutionError: timeout, refused, SERVFAIL, malformed answer.
         NoEndpointsAvailable: the answer holds no broker.
     """
+    if not isinstance(service, str):
+        view = getattr(service, "endpoints", None)
+        if not isinstance(view, EndpointSet):
+            raise InvalidArgument(f"service must be a service name or a live service: {service!r}")
+        servers = _host_ports(view)
+        if not servers:
+            raise NoEndpointsAvailable(f"no Kafka brokers in {service.name!r}")
+        return ",".join(servers)
     if resolver is None:
         resolver = Resolver()
     if isinstance(port, str):

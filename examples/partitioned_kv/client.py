@@ -5,7 +5,9 @@ The three pieces of headless-client doing the work:
 * :func:`headless_client.kafka_partition` maps a key to its partition, exactly as Kafka's
   Java producer would;
 * :class:`headless_client.PartitionLeader` maps the partition to its leader pod, from a
-  callable (here the cluster's leader table; in Kafka, a Metadata request);
+  callable: by default a ``METADATA`` request to any pod (Kafka's Metadata request), sent
+  with ``Request(any_pod=True)`` so that no one pod's death stops it; or a function of
+  yours (the tests pass the cluster's leader table);
 * :meth:`HeadlessService.connection(partition=p) <headless_client.HeadlessService.connection>`
   connects to that pod by DNS and reports how it went.
 
@@ -37,6 +39,7 @@ from headless_client import (
     LeaderNotAvailable,
     NotLeader,
     PartitionLeader,
+    Request,
     Resolver,
     kafka_partition,
 )
@@ -72,7 +75,8 @@ class KVClient:
         partitions: the number of partitions.
         leaders: returns ``{partition: leader ordinal or hostname}``; re-read when a
             leader turns out unreachable, and at most once per *min_reread_interval*
-            when a pod says ``NOT_LEADER`` without a hint.
+            when a pod says ``NOT_LEADER`` without a hint. ``None`` (the default): ask
+            the pods (``METADATA``, to any pod that answers).
         port: the Service's named port (SRV gives pod identities).
         resolver, namespace: passed to :class:`~headless_client.HeadlessService`.
         timeout, attempts: per connect (``attempts`` dials to the leader, with backoff).
@@ -84,7 +88,7 @@ class KVClient:
         self,
         service: str,
         partitions: int,
-        leaders: Callable[[], Mapping[Any, int | str]],
+        leaders: Callable[[], Mapping[Any, int | str]] | None = None,
         *,
         port: str = "kv",
         resolver: Resolver | None = None,
@@ -99,7 +103,10 @@ class KVClient:
         if partitions < 1:
             raise ValueError(f"partitions must be >= 1: {partitions!r}")
         self.partitions = partitions
-        self.leaders = PartitionLeader(leaders, min_reread_interval=min_reread_interval)
+        self._from_pods = leaders is None
+        self.leaders = PartitionLeader(
+            self.fetch_leaders if leaders is None else leaders, min_reread_interval=min_reread_interval
+        )
         self.service = HeadlessService(
             service,
             port,
@@ -112,13 +119,37 @@ class KVClient:
         self.attempts = attempts
         self.max_tries = max_tries
         self.ssl_context = ssl_context
-        #: ``requests``, ``not_leader`` (hints followed), ``rerouted`` (leader unreachable).
+        #: ``requests``, ``not_leader`` (hints followed), ``rerouted`` (leader unreachable),
+        #: ``metadata`` (leader maps read from the pods).
         self.stats: Counter[str] = Counter()
 
     # -- lifecycle ---------------------------------------------------------------------------
 
     def start(self) -> None:
         self.service.start()
+        if self._from_pods:
+            self.leaders.refresh_leaders(force=True)  # now there are pods to ask
+
+    def fetch_leaders(self) -> dict[int, int]:
+        """``METADATA`` to any pod: ``{partition: leader ordinal}`` (empty before start()).
+
+        An "any pod" request: the partition-leader strategy rotates it over the usable pods,
+        and a pod that refuses is ejected and another one tried. (Asking pod 0 every time
+        would stop every re-read of the map the day pod 0 dies.)
+        """
+        service = getattr(self, "service", None)  # PartitionLeader reads once, before it exists
+        if service is None or service.core.phase == "new":
+            return {}
+        with service.connection(request=Request(any_pod=True), timeout=self.timeout,
+                                attempts=3, ssl_context=self.ssl_context) as sock:
+            sock.settimeout(self.timeout)
+            sock.sendall(b"METADATA\n")
+            reply = _read_line(sock)
+        verb, _, pairs = reply.partition(" ")
+        if verb != "LEADERS":
+            raise KVError(f"METADATA: unexpected reply {reply!r}")
+        self.stats["metadata"] += 1
+        return {int(p): int(o) for p, o in (pair.split("=") for pair in pairs.split())}
 
     def close(self) -> None:
         self.service.close()

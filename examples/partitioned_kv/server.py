@@ -7,6 +7,7 @@ request                      replies
 ===========================  ==========================================================
 ``GET <key>``                ``VALUE <value>``, ``NOT_FOUND``, ``NOT_LEADER [<ordinal>]``
 ``PUT <key> <value>``        ``OK``, ``NOT_LEADER [<ordinal>]``
+``METADATA``                 ``LEADERS <p>=<ordinal> ...`` from any pod (the leader table)
 anything else                ``ERROR <reason>``
 ===========================  ==========================================================
 
@@ -109,7 +110,7 @@ class KVPod:
     """One pod: a KV server on ``address:port`` for StatefulSet *ordinal*.
 
     ``served[partition]`` counts the requests it answered as leader, ``refused`` the
-    ``NOT_LEADER`` answers it gave.
+    ``NOT_LEADER`` answers it gave, ``metadata`` the ``METADATA`` requests.
     """
 
     def __init__(
@@ -127,6 +128,7 @@ class KVPod:
         self.store = store
         self.served: dict[int, int] = {}
         self.refused = 0
+        self.metadata = 0
         family = socket.AF_INET6 if ipaddress.ip_address(address).version == 6 else socket.AF_INET
         self._listener = socket.create_server((address, port), family=family, backlog=64)
         self._listener.setblocking(False)
@@ -144,6 +146,10 @@ class KVPod:
     def handle(self, line: str) -> str:
         """The reply to one request line (no newline)."""
         verb, _, rest = line.partition(" ")
+        if verb == "METADATA" and not rest:
+            self.metadata += 1
+            leaders = self.table.snapshot()
+            return "LEADERS " + " ".join(f"{p}={o}" for p, o in sorted(leaders.items()))
         if verb == "GET":
             key = rest
             if not key or " " in key:

@@ -162,4 +162,47 @@ def test_demo_runs(bind):
     lines: list[str] = []
     stats = run_demo(bind, out=lines.append)
     assert stats["not_leader"] >= 1 and stats["rerouted"] >= 1
-    assert any("killed pod 1" in line for line in lines)
+    assert any("killed pod 0" in line for line in lines)
+
+
+@pytest.fixture
+def pods_client(bind: BindServer, kv_service: FreshService, cluster: KVCluster) -> Iterator[KVClient]:
+    """A client that reads the leader map from the pods (METADATA to any pod)."""
+    kv = KVClient(kv_service.short, PARTITIONS, resolver=Resolver([bind.nameserver], timeout=1),
+                  min_reread_interval=60, min_refresh=30, max_refresh=30)
+    with kv:
+        yield kv
+
+
+def test_the_leader_map_comes_from_any_pod(pods_client, cluster) -> None:
+    """Without a leaders function the client asks the pods, spread over them."""
+    assert dict(pods_client.leaders.leaders) == cluster.table.snapshot()
+    for _ in range(5):
+        pods_client.leaders.refresh_leaders(force=True)
+    assert pods_client.stats["metadata"] == 6
+    assert sum(pod.metadata > 0 for pod in cluster.pods.values()) >= 2
+
+
+def test_the_routing_survives_the_death_of_pod_0(pods_client, cluster, kv_service) -> None:
+    """Pod 0 dies while DNS still lists it, its partitions handed to pod 1: every key is
+    still served, the leader map is read again from the live pods (metadata is an "any pod"
+    request: pod 0's refusal is retried elsewhere), never a bare ConnectionRefusedError."""
+    for key, value in KEYS.items():
+        pods_client.put(key, value)
+    handed = cluster.table.move_all(0, 1)
+    cluster.kill(0)
+    assert pods_client.service.endpoint(ordinal=0)  # still in the client's view
+    asked = pods_client.stats["metadata"]
+
+    assert {k: pods_client.get(k) for k in KEYS} == KEYS
+    pods_client.put("after", "pod 0 died")
+    assert pods_client.get("after") == "pod 0 died"
+    touched = {partition_of(k, PARTITIONS) for k in KEYS}
+    assert set(handed) & touched
+    assert pods_client.stats["rerouted"] >= 1
+    assert pods_client.stats["metadata"] > asked  # re-read from a live pod
+    for p in handed:
+        assert pods_client.leaders.leader_of(p) == 1
+    for _ in range(4):  # and again, whichever pod the rotation comes to
+        pods_client.leaders.refresh_leaders(force=True)
+    assert dict(pods_client.leaders.leaders) == cluster.table.snapshot()
