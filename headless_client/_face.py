@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import weakref
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Mapping
 from typing import Any, ClassVar, Protocol, TypedDict
 
 from typing_extensions import Unpack
@@ -35,7 +35,7 @@ class ConnectOptions(TypedDict, total=False):
     """The keyword arguments of ``connect()`` and ``connection()`` on both services.
 
     Routing (as :meth:`~headless_client.HeadlessService.pick`): ``partition``, ``ordinal``,
-    ``hostname``, ``role``, or a whole ``request``. Dialling: ``timeout`` (one dial),
+    ``hostname``, ``role``, ``any_pod``, or a whole ``request``. Dialling: ``timeout`` (one dial),
     ``attempts``, ``total_timeout`` (the whole call; defaults from the service's
     :class:`~headless_client.ConnectPolicy`), ``ssl_context`` (TLS, verified against the
     pod's FQDN, else the service's), ``source_address`` (``(host, port)`` to bind).
@@ -45,6 +45,7 @@ class ConnectOptions(TypedDict, total=False):
     ordinal: int | None
     hostname: str | None
     role: Role | None
+    any_pod: bool
     request: Request | None
     timeout: float | None
     attempts: int | None
@@ -69,29 +70,35 @@ class PickFields(TypedDict, total=False):
 
 
 _PICK_FIELDS = frozenset(PickFields.__annotations__)
+_REQUEST_FIELDS = ("partition", "ordinal", "hostname", "role", "any_pod")
 
 
-def _request(key: object | None, fields: PickFields) -> Request:
-    unknown = sorted(set(fields) - _PICK_FIELDS)
-    if unknown:
-        raise InvalidArgument(
-            f"pick() got unexpected keyword arguments {unknown}; it takes key and {sorted(_PICK_FIELDS)}"
-        )
+def _request(key: object | None, fields: Mapping[str, Any]) -> Request:
+    """The Request that ``key`` and the call's fields describe (or the whole ``request``)."""
     request = fields.get("request")
     if request is not None:
-        return ServiceSettings.request(key, None, None, None, None, request) if len(fields) == 1 else _mixed()
+        if not isinstance(request, Request):
+            raise InvalidArgument(f"request must be a Request, not {type(request).__name__}: {request!r}")
+        given = [name for name in _REQUEST_FIELDS if fields.get(name) not in (None, False)]
+        if key is not None or given:
+            raise InvalidName(
+                f"pass request= or the request's fields, not both (also given: key={key!r}, {given})"
+            )
+        return request
     return Request(
         key,
         fields.get("partition"),
         fields.get("ordinal"),
         fields.get("hostname"),
         fields.get("role"),
-        fields.get("any_pod", False),
+        bool(fields.get("any_pod", False)),
     )
 
 
-def _mixed() -> Request:
-    raise InvalidName("pass request= or the request's fields (partition, ordinal...), not both")
+def _refuse_unknown(call: str, fields: Mapping[str, Any], known: frozenset[str]) -> None:
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InvalidArgument(f"{call}() got unexpected keyword arguments {unknown}; known: {sorted(known)}")
 
 
 def _raise_if_permanent(error: BaseException | None) -> None:
@@ -219,6 +226,7 @@ class ServiceFace:
             # The hot path: one call straight into the strategy for the current view.
             picker, argument = self._core.hot
             return picker(argument, key)
+        _refuse_unknown("pick", fields, _PICK_FIELDS)
         return self._core.pick(_request(key, fields))
 
     def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
@@ -279,21 +287,9 @@ class ServiceFace:
     def _connect_args(
         self, key: object | None, options: ConnectOptions
     ) -> tuple[Request, ConnectPolicy, ssl.SSLContext | None, tuple[str, int] | None]:
-        unknown = sorted(set(options) - _CONNECT_OPTIONS)
-        if unknown:
-            raise InvalidArgument(
-                f"connect() got unexpected keyword arguments {unknown}; it takes "
-                f"{sorted(_CONNECT_OPTIONS)}"
-            )
+        _refuse_unknown("connect", options, _CONNECT_OPTIONS)
         settings = self._settings
-        request = settings.request(
-            key,
-            options.get("partition"),
-            options.get("ordinal"),
-            options.get("hostname"),
-            options.get("role"),
-            options.get("request"),
-        )
+        request = _request(key, options)
         policy = settings.connect_policy(
             options.get("timeout"), options.get("attempts"), options.get("total_timeout")
         )

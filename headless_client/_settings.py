@@ -7,7 +7,7 @@ error; this module is where that happens, so the twins cannot drift on it.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -19,7 +19,6 @@ from .errors import InvalidArgument, InvalidName, WaitTimeout
 from .health import HealthPolicy
 from .names import srv_name
 from .refresh import RefreshPolicy
-from .request import Request, Role
 from .strategies import RoundRobin
 
 __all__ = ["ServiceSettings", "settings_from"]
@@ -51,24 +50,6 @@ class ServiceSettings:
             health=self.health,
             connect=self.connect,
         )
-
-    @staticmethod
-    def request(
-        key: object | None,
-        partition: Hashable | None,
-        ordinal: int | None,
-        hostname: str | None,
-        role: Role | None,
-        request: Request | None,
-    ) -> Request:
-        """The request a connect call describes (fields, or a whole request)."""
-        if request is not None:
-            if not isinstance(request, Request):
-                raise InvalidArgument(f"request must be a Request, not {type(request).__name__}: {request!r}")
-            if any(v is not None for v in (key, partition, ordinal, hostname, role)):
-                raise InvalidName("pass request= or the request's fields (key, partition...), not both")
-            return request
-        return Request(key, partition, ordinal, hostname, role)
 
     def connect_policy(
         self, timeout: float | None, attempts: int | None, total_timeout: float | None

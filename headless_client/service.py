@@ -162,8 +162,11 @@ class HeadlessService(ServiceFace):
             core.resolved(self._clock(), action.previous, None)
             raise
         core.resolved(self._clock(), answer, error)
-        if core.has_events():
-            dispatcher().post(core)
+        # No refresher drives the service yet (start(), or refresh() before it): deliver
+        # on this thread, as 0.1.0 did, so a subscriber has seen the first view when
+        # start() returns.
+        for event in core.take_events():
+            core.deliver(event)
 
     def close(self) -> None:
         """Stop refreshing; harmless to call twice. Waits briefly for the refresher to let

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Hashable, Mapping
@@ -88,6 +89,11 @@ class PartitionLeader(UsableChoice, Generic[P]):
         leaders: The leader map, or a callable returning it.
         min_reread_interval: Minimum seconds between two calls of the callable.
         clock: Monotonic seconds, for the rate limit.
+        read_now: Call a callable *leaders* at construction (the default). With
+            ``False`` the map starts empty (every partition: ``LeaderNotAvailable``) until
+            :meth:`refresh_leaders` reads it, not rate-limited the first time: for a
+            source that asks the service this strategy routes for (metadata from any
+            pod), which cannot answer before the service has started.
 
     Raises:
         TypeError: *leaders* is neither a mapping nor a callable, or holds a leader that
@@ -120,6 +126,7 @@ class PartitionLeader(UsableChoice, Generic[P]):
         *,
         min_reread_interval: float = 1.0,
         clock: Clock = time.monotonic,
+        read_now: bool = True,
     ) -> None:
         if not min_reread_interval >= 0:
             raise ValueError(f"min_reread_interval must be >= 0 seconds: {min_reread_interval!r}")
@@ -131,13 +138,15 @@ class PartitionLeader(UsableChoice, Generic[P]):
             self._leaders = _checked(leaders)
         elif callable(leaders):
             self._source = leaders
-            self._leaders = _checked(leaders())
+            # read_now=False: the source may need the very service this strategy routes
+            # for (metadata asked of any pod); it is read by refresh_leaders() later.
+            self._leaders = _checked(leaders()) if read_now else {}
         else:
             raise TypeError(
                 f"leaders must be a mapping or a callable returning one, "
                 f"not {type(leaders).__name__}: {leaders!r}"
             )
-        self._last_read = clock()
+        self._last_read = clock() if read_now or self._source is None else -math.inf
         self._cache: SnapshotCache[dict[str, Endpoint]] = SnapshotCache(_hostname_index, {})
         # (snapshot, leader map, partition -> endpoint): picks resolved for that pair.
         self._memo: tuple[EndpointSet | None, dict[Hashable, Leader], dict[object, Endpoint]] = (

@@ -363,3 +363,27 @@ def test_watchers_hear_of_every_real_change_of_the_map() -> None:
     unsubscribe()
     pl.not_leader(0, hint=0)
     assert len(calls) == 2
+
+
+def test_read_now_false_defers_the_first_read() -> None:
+    """With read_now=False the source is not called at construction: the map is empty
+    (LeaderNotAvailable) until refresh_leaders() reads it, at once the first time."""
+    from headless_client.errors import LeaderNotAvailable
+    from headless_client.strategies import PartitionLeader
+
+    calls: list[int] = []
+
+    def source() -> dict[int, int]:
+        calls.append(1)
+        return {0: 1}
+
+    strategy = PartitionLeader(source, read_now=False, min_reread_interval=60)
+    assert calls == []
+    assert strategy.leader_of(0) is None
+    endpoints = pods([0, 1])
+    with pytest.raises(LeaderNotAvailable):
+        strategy.pick(endpoints, 0)
+    assert strategy.refresh_leaders() is True  # not rate-limited the first time
+    assert calls == [1]
+    assert strategy.pick(endpoints, 0).ordinal == 1
+    assert strategy.refresh_leaders() is False  # now it is
