@@ -46,6 +46,14 @@ EXPECTED = {
         r"web-1 crashed; 6 more requests: (?!.*web-1)",
         r"ejected after failing: web-1\.web\.demo",
     ],
+    "kubernetes_api.py": [
+        r"web\.demo\.svc\.cluster\.local: 3 pods; this pod's zone: zone-b",
+        r"zone=zone-a node=node-a pod=web-0",
+        r"picks stay in zone-b: \['web-1'\]",
+        r"scaled to 4: seen after \d+ ms",
+        r"web-1 is terminating: still listed, new picks go to zone-b's other pod: \['web-3'\]",
+        r"web-1\.web\.demo\.svc\.cluster\.local .* terminating$",
+    ],
     "partition_leader.py": [
         r"partition 0: leader kafka-0\.kafka\.demo",
         r"order-1 -> partition 4 -> kafka-1: OK",
