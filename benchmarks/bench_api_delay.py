@@ -79,38 +79,39 @@ def measure(runs: int, rng: random.Random) -> dict[str, list[float]]:
     model.add_service("web", "prod", ports=[("http", 8080)])
     model.add_statefulset("web", "prod", 3)
     results: dict[str, list[float]] = {e: [] for e in EVENTS}
-    with FakeKubeAPI(model) as api, EndpointSliceResolver(KubernetesConfig(server=api.url, namespace="prod")) as r:
-        with HeadlessService("web.prod", port="http", resolver=r) as svc:
-            seen = Seen(svc)
-            if seen.wait(lambda eps: len(eps) == 3, 30) is None:
-                raise SystemExit("the service never saw the 3 pods")
-            for run in range(runs):
-                for event in EVENTS:
-                    time.sleep(rng.uniform(0, 1.0))  # a random moment of the refresh cycle
-                    done: Callable[[EndpointSet], bool]
-                    if event == "scale-up":
-                        model.scale("web", "prod", 4)
-                        done = lambda eps: len(eps) == 4  # noqa: E731
-                    elif event == "scale-down":
-                        model.scale("web", "prod", 3)
-                        done = lambda eps: len(eps) == 3 and 3 not in eps.ordinals  # noqa: E731
-                    elif event == "new-ip":
-                        new = model.free_address()
-                        model.update_pod("web-1", "prod", addresses=(new,))
-                        done = lambda eps, new=new: any(  # noqa: E731
-                            ep.ordinal == 1 and ep.address == new for ep in eps)
-                    else:
-                        model.terminate_pod("web-2", "prod")
-                        done = lambda eps: any(ep.ordinal == 2 and ep.terminating for ep in eps)  # noqa: E731
-                    delay = seen.wait(done, 60)
-                    if delay is None:
-                        raise SystemExit(f"{event}: not seen within 60 s")
-                    results[event].append(delay)
-                    if event == "terminating":  # back to a ready web-2 for the next run
-                        model.update_pod("web-2", "prod", terminating=False)
-                        seen.wait(lambda eps: not any(ep.terminating for ep in eps), 60)
-                print(f"  run {run + 1}/{runs}: " + "  ".join(f"{e} {results[e][-1] * 1000:.1f} ms" for e in EVENTS),
-                      flush=True)
+    with FakeKubeAPI(model) as api, \
+            EndpointSliceResolver(KubernetesConfig(server=api.url, namespace="prod")) as r, \
+            HeadlessService("web.prod", port="http", resolver=r) as svc:
+        seen = Seen(svc)
+        if seen.wait(lambda eps: len(eps) == 3, 30) is None:
+            raise SystemExit("the service never saw the 3 pods")
+        for run in range(runs):
+            for event in EVENTS:
+                time.sleep(rng.uniform(0, 1.0))  # a random moment of the refresh cycle
+                done: Callable[[EndpointSet], bool]
+                if event == "scale-up":
+                    model.scale("web", "prod", 4)
+                    done = lambda eps: len(eps) == 4  # noqa: E731
+                elif event == "scale-down":
+                    model.scale("web", "prod", 3)
+                    done = lambda eps: len(eps) == 3 and 3 not in eps.ordinals  # noqa: E731
+                elif event == "new-ip":
+                    new = model.free_address()
+                    model.update_pod("web-1", "prod", addresses=(new,))
+                    done = lambda eps, new=new: any(  # noqa: E731
+                        ep.ordinal == 1 and ep.address == new for ep in eps)
+                else:
+                    model.terminate_pod("web-2", "prod")
+                    done = lambda eps: any(ep.ordinal == 2 and ep.terminating for ep in eps)  # noqa: E731
+                delay = seen.wait(done, 60)
+                if delay is None:
+                    raise SystemExit(f"{event}: not seen within 60 s")
+                results[event].append(delay)
+                if event == "terminating":  # back to a ready web-2 for the next run
+                    model.update_pod("web-2", "prod", terminating=False)
+                    seen.wait(lambda eps: not any(ep.terminating for ep in eps), 60)
+            print(f"  run {run + 1}/{runs}: " + "  ".join(f"{e} {results[e][-1] * 1000:.1f} ms" for e in EVENTS),
+                  flush=True)
     return results
 
 

@@ -25,7 +25,8 @@ from headless_client.testing.model import ClusterModel
 
 def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--real", action="store_true", help="use the cluster's API (in-cluster config or kubeconfig)")
+    p.add_argument("--real", action="store_true",
+                   help="use the cluster's API (in-cluster config or kubeconfig)")
     p.add_argument("--service", default="web.demo", help="service name (default: web.demo)")
     p.add_argument("--port", default="http", help="named port or number (default: http)")
     return p.parse_args()
@@ -57,7 +58,8 @@ def real(args: argparse.Namespace) -> None:
     port = int(args.port) if args.port.isdigit() else args.port
     with EndpointSliceResolver() as resolver:
         zone = resolver.own_zone()
-        with hc.HeadlessService(args.service, port=port, resolver=resolver, strategy=hc.PreferZone(zone)) as svc:
+        strategy = hc.PreferZone(zone)
+        with hc.HeadlessService(args.service, port=port, resolver=resolver, strategy=strategy) as svc:
             print(f"{svc.endpoints.name}: {len(svc.endpoints)} pods; this pod's zone: {zone}")
             show(svc)
             print(f"10 picks: {dict(Counter(ep.zone for ep in (svc.pick() for _ in range(10))))}")

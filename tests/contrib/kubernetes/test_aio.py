@@ -64,13 +64,14 @@ def test_async_api_down_then_back(model: ClusterModel, api: FakeKubeAPI) -> None
     """While the API is down the last view stays; afterwards the changes arrive."""
 
     async def main() -> None:
-        async with AsyncEndpointSliceResolver(config_for(api), timeout=3, backoff_min=0.05, backoff_max=0.2) as resolver:
-            async with AsyncHeadlessService("web.prod", port="http", resolver=resolver, **SLOW) as svc:
-                await asyncio.get_running_loop().run_in_executor(None, api._stop)
-                await asyncio.to_thread(model.scale, "web", "prod", 5)
-                assert len(await resolver.resolve("web", "http")) == 3
-                await asyncio.get_running_loop().run_in_executor(None, api.start)
-                await seen(svc, lambda eps: len(eps) == 5)
+        config = config_for(api)
+        async with AsyncEndpointSliceResolver(config, timeout=3, backoff_min=0.05, backoff_max=0.2) as resolver, \
+                AsyncHeadlessService("web.prod", port="http", resolver=resolver, **SLOW) as svc:
+            await asyncio.to_thread(api._stop)
+            await asyncio.to_thread(model.scale, "web", "prod", 5)
+            assert len(await resolver.resolve("web", "http")) == 3
+            await asyncio.to_thread(api.start)
+            await seen(svc, lambda eps: len(eps) == 5)
 
     run_strict(main, slow_callback=0.5)
 

@@ -11,7 +11,12 @@ import pytest
 import trustme
 import yaml
 
-from headless_client.contrib.kubernetes import KubernetesConfig, auto_config, in_cluster_config, load_kubeconfig
+from headless_client.contrib.kubernetes import (
+    KubernetesConfig,
+    auto_config,
+    in_cluster_config,
+    load_kubeconfig,
+)
 from headless_client.errors import InvalidName, KubeConfigError
 
 

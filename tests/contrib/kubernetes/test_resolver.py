@@ -209,9 +209,9 @@ def test_unreachable_api_first_resolve_fails_clearly() -> None:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     config = KubernetesConfig(server=f"http://127.0.0.1:{port}", namespace="prod")
-    with EndpointSliceResolver(config, timeout=1.0) as resolver:
-        with pytest.raises(KubernetesAPIError, match=f"127.0.0.1:{port}"):
-            resolver.resolve("web", "http")
+    with EndpointSliceResolver(config, timeout=1.0) as resolver, \
+            pytest.raises(KubernetesAPIError, match=f"127.0.0.1:{port}"):
+        resolver.resolve("web", "http")
 
 
 def test_unknown_service_and_port_name(resolver: EndpointSliceResolver) -> None:
@@ -301,9 +301,9 @@ def test_bearer_token_file_is_reread(model: ClusterModel, tmp_path: Path) -> Non
             api.expire_watches()
             model.scale("web", "prod", 4)
             views.wait(lambda eps: len(eps) == 4)
-        with EndpointSliceResolver(config_for(api, token="wrong"), timeout=2) as resolver:
-            with pytest.raises(KubernetesForbidden, match="401"):
-                resolver.resolve("web", "http")
+        with EndpointSliceResolver(config_for(api, token="wrong"), timeout=2) as resolver, \
+                pytest.raises(KubernetesForbidden, match="401"):
+            resolver.resolve("web", "http")
 
 
 def test_zone_of_the_node_and_own_zone(model: ClusterModel, resolver: EndpointSliceResolver, tmp_path: Path) -> None:
