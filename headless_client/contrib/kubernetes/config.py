@@ -66,8 +66,10 @@ class KubernetesConfig:
             URL's host.
         token: a bearer token.
         token_file: a file holding the bearer token, re-read before every request.
-        client_cert_data / client_key_data: a PEM client certificate and key (mTLS login).
-        client_cert_file / client_key_file: the same, as files.
+        client_cert_data: a PEM client certificate (mTLS login), with *client_key_data*.
+        client_key_data: its PEM private key.
+        client_cert_file: a client certificate file, with *client_key_file*.
+        client_key_file: its key file.
         namespace: the default namespace (the pod's, or the kubeconfig context's).
 
     Raises:

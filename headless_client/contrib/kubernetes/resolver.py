@@ -328,7 +328,8 @@ class EndpointSliceResolver(_SliceSource):
             (services send them no new work, calls in flight finish); ``False`` drops them
             as DNS does.
         watch_timeout: mean seconds before the API ends a watch (it is then renewed).
-        backoff_min, backoff_max: back-off between failed API attempts.
+        backoff_min: the first back-off after a failed API attempt, in seconds (doubling).
+        backoff_max: the longest back-off between failed API attempts, in seconds.
 
     Raises:
         KubeConfigError: no usable configuration.
@@ -338,8 +339,28 @@ class EndpointSliceResolver(_SliceSource):
     (``discovery.k8s.io``) in the Services' namespaces.
     """
 
-    def __init__(self, config: KubernetesConfig | None = None, **options: Any) -> None:
-        super().__init__(config, **options)
+    def __init__(
+        self,
+        config: KubernetesConfig | None = None,
+        *,
+        namespace: str | None = None,
+        cluster_domain: str | None = None,
+        timeout: float = 5.0,
+        terminating: bool = True,
+        watch_timeout: float = 300.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        super().__init__(
+            config,
+            namespace=namespace,
+            cluster_domain=cluster_domain,
+            timeout=timeout,
+            terminating=terminating,
+            watch_timeout=watch_timeout,
+            backoff_min=backoff_min,
+            backoff_max=backoff_max,
+        )
         self._cond = threading.Condition(self._lock)
         self._loop = _LoopThread()
         self._fork_order = 1
@@ -479,8 +500,28 @@ class AsyncEndpointSliceResolver(_SliceSource):
     (use the resolver on one loop). ``async with`` it, or ``await aclose()``. Same
     arguments and errors."""
 
-    def __init__(self, config: KubernetesConfig | None = None, **options: Any) -> None:
-        super().__init__(config, **options)
+    def __init__(
+        self,
+        config: KubernetesConfig | None = None,
+        *,
+        namespace: str | None = None,
+        cluster_domain: str | None = None,
+        timeout: float = 5.0,
+        terminating: bool = True,
+        watch_timeout: float = 300.0,
+        backoff_min: float = 0.5,
+        backoff_max: float = 30.0,
+    ) -> None:
+        super().__init__(
+            config,
+            namespace=namespace,
+            cluster_domain=cluster_domain,
+            timeout=timeout,
+            terminating=terminating,
+            watch_timeout=watch_timeout,
+            backoff_min=backoff_min,
+            backoff_max=backoff_max,
+        )
         self._event: asyncio.Event | None = None
 
     def _wake(self) -> None:

@@ -153,7 +153,9 @@ def build_endpoints(
 
     Args:
         slices: every slice of the Service (the order does not matter).
-        service, namespace, cluster_domain: the Service, to name its pods.
+        service: the Service's name (to name its pods).
+        namespace: its namespace.
+        cluster_domain: the cluster's DNS domain.
         port: a port name (resolved per slice) or a number (used as is).
         protocol: the port's protocol, for a port name (``tcp``, ``udp``, ``sctp``).
         terminating: list terminating endpoints that still serve (``terminating=True``).

@@ -175,11 +175,13 @@ class SliceWatch:
 
     Args:
         api: the API server.
-        service, namespace: the Service.
+        service: the Service's name.
+        namespace: its namespace.
         listener: called (on the loop, must not block) with ``True`` after the slices
             changed and ``False`` after a failure.
         watch_timeout: mean ``timeoutSeconds`` of a watch (each gets 0.75-1.25 times it).
-        backoff_min, backoff_max: the back-off between failed attempts, in seconds.
+        backoff_min: the first back-off after a failure, in seconds (then doubling).
+        backoff_max: the longest back-off, in seconds.
         rng: the jitter's random source.
     """
 
