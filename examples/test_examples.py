@@ -67,6 +67,13 @@ EXPECTED = {
         r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
         r"clients: 3",
         r"scaled down to 2: clients 2 \| answers (web-[01] ?){4}$",
+    "kubernetes_api.py": [
+        r"web\.demo\.svc\.cluster\.local: 3 pods; this pod's zone: zone-b",
+        r"zone=zone-a node=node-a pod=web-0",
+        r"picks stay in zone-b: \['web-1'\]",
+        r"scaled to 4: seen after \d+ ms",
+        r"web-1 is terminating: still listed, new picks go to zone-b's other pod: \['web-3'\]",
+        r"web-1\.web\.demo\.svc\.cluster\.local .* terminating$",
     ],
     "partition_leader.py": [
         r"partition 0: leader kafka-0\.kafka\.demo",

@@ -28,6 +28,8 @@ class Endpoint:
     not part of equality, since a caching server counts it down between answers.
     ``zone``, ``node`` and ``terminating`` come from an EndpointSlice source (DNS knows
     none of them): a terminating pod finishes the calls it has, but gets no new ones.
+    So do ``pod`` (the name of the pod behind the endpoint, the slice's ``targetRef``) and
+    ``zone_hints`` (the zones topology-aware routing assigns it to, ``hints.forZones``).
     """
 
     address: str
@@ -44,6 +46,8 @@ class Endpoint:
     zone: str | None = None
     node: str | None = None
     terminating: bool = False
+    pod: str | None = None
+    zone_hints: tuple[str, ...] = ()
     # The stable name of this endpoint: pod hostname when known (a restarted pod with a
     # new IP keeps it), else address:port. Sticky hashing and health state key on it.
     identity: str = field(init=False, repr=False, compare=False)
@@ -70,6 +74,10 @@ class Endpoint:
             isinstance(self.ordinal, bool) or not isinstance(self.ordinal, int) or self.ordinal < 0
         ):
             raise InvalidName(f"ordinal must be an int >= 0 or None: {self.ordinal!r}")
+        if not isinstance(self.zone_hints, tuple):
+            if isinstance(self.zone_hints, str):
+                raise InvalidName(f"zone_hints must be a tuple of zone names, not a str: {self.zone_hints!r}")
+            object.__setattr__(self, "zone_hints", tuple(self.zone_hints))
         if self.hostname is not None:
             identity = f"{self.hostname}:{port}"
         elif ip.version == 6:

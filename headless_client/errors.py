@@ -18,6 +18,9 @@ __all__ = [
     "HeadlessClientError",
     "InvalidArgument",
     "InvalidName",
+    "KubeConfigError",
+    "KubernetesAPIError",
+    "KubernetesForbidden",
     "LeaderNotAvailable",
     "NoEndpointsAvailable",
     "NotGoverningService",
@@ -107,6 +110,35 @@ class NotGoverningService(ResolutionError):
 
     def __reduce__(self) -> tuple[type[NotGoverningService], tuple[str, str, str]]:
         return type(self), (str(self), self.service, self.statefulset)
+
+
+class KubeConfigError(InvalidName):
+    """The Kubernetes API configuration (in-cluster files and variables, or a kubeconfig)
+    is missing, malformed, or uses something the EndpointSlice source does not support
+    (an ``exec`` credential plugin, an auth provider): the message names what and where."""
+
+
+class KubernetesAPIError(ResolutionError):
+    """The Kubernetes API failed a request of an EndpointSlice source, or could not be
+    reached. ``status`` is the HTTP status (0 when there was no answer) and ``reason`` the
+    API's reason (``"Expired"``, ``"ServiceUnavailable"``...)."""
+
+    def __init__(self, message: str, status: int = 0, reason: str = "") -> None:
+        self.status = status
+        self.reason = reason
+        super().__init__(message)
+
+    def __reduce__(self) -> tuple[type[KubernetesAPIError], tuple[str, int, str]]:
+        return type(self), (str(self), self.status, self.reason)
+
+
+class KubernetesForbidden(KubernetesAPIError):
+    """The Kubernetes API refused this client: 401 (no valid credentials) or 403 (RBAC does
+    not allow ``get``/``list``/``watch`` on ``endpointslices`` in that namespace). The
+    message names the namespace, the resource and the Role the service account needs.
+    Permanent: ``start()`` raises it instead of retrying."""
+
+    permanent = True
 
 
 class NoEndpointsAvailable(HeadlessClientError):

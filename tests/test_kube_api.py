@@ -286,3 +286,73 @@ def test_model_events_versions_batches_and_errors() -> None:
         model.scale("nope", "prod", 1)
     with pytest.raises(InvalidName):
         model.snapshot("deployments")  # type: ignore[arg-type]
+
+
+# -- additions for the EndpointSlice source: nodes, terminating pods, hints, slice size ------
+
+
+def test_terminating_pod_conditions_follow_the_controller() -> None:
+    """A terminating pod: ready false, serving its readiness, terminating true; with
+    publishNotReadyAddresses ready stays true. Its Pod has a deletionTimestamp."""
+    model = ClusterModel()
+    model.add_service("web", "prod", ports=[("http", 8080)])
+    model.add_service("web-all", "prod", ports=[("http", 8080)], publish_not_ready=True,
+                      selector={"headless-client.test/statefulset": "web"})
+    model.add_statefulset("web", "prod", 1)
+    model.terminate_pod("web-0", "prod")
+    slices = {s["metadata"]["name"]: s for s in model.snapshot("endpointslices")[0]}
+    assert slices["web-ipv4"]["endpoints"][0]["conditions"] == {"ready": False, "serving": True, "terminating": True}
+    assert slices["web-all-ipv4"]["endpoints"][0]["conditions"]["ready"] is True
+    (pod,) = model.snapshot("pods")[0]
+    assert "deletionTimestamp" in pod["metadata"]
+
+
+def test_nodes_zones_and_topology_hints() -> None:
+    """Pods on nodes get nodeName and zone; a Service with topology hints gets forZones
+    (the pod's own zone unless hint_zones says otherwise); nodes are served by the API."""
+    model = ClusterModel()
+    model.add_node("n1", zone="a", region="r")
+    model.add_node("n2", zone="b")
+    model.add_service("web", "prod", ports=[("http", 8080)], topology_hints=True)
+    model.add_statefulset("web", "prod", 2, nodes=["n1", "n2"])
+    model.update_pod("web-1", "prod", hint_zones=("a",))
+    (eps,) = model.snapshot("endpointslices")[0]
+    first, second = eps["endpoints"]
+    assert (first["nodeName"], first["zone"], first["hints"]) == ("n1", "a", {"forZones": [{"name": "a"}]})
+    assert (second["zone"], second["hints"]) == ("b", {"forZones": [{"name": "a"}]})
+    with FakeKubeAPI(model) as api:
+        status, node = get(api, "/api/v1/nodes/n1")
+        assert status == 200 and node["metadata"]["labels"]["topology.kubernetes.io/zone"] == "a"
+        assert len(get(api, "/api/v1/nodes")[1]["items"]) == 2
+
+
+def test_max_endpoints_per_slice_splits_slices() -> None:
+    """150 endpoints with at most 100 per slice: two slices (web-ipv4, web-ipv4-2)."""
+    model = ClusterModel(max_endpoints_per_slice=100)
+    model.add_service("web", "prod", ports=[("http", 8080)])
+    model.add_statefulset("web", "prod", 150)
+    sizes = {s["metadata"]["name"]: len(s["endpoints"]) for s in model.snapshot("endpointslices")[0]}
+    assert sizes == {"web-ipv4": 100, "web-ipv4-2": 50}
+    with pytest.raises(InvalidName):
+        ClusterModel(max_endpoints_per_slice=0)
+
+
+def test_forbidden_names_verb_resource_and_namespace(api: FakeKubeAPI) -> None:
+    """The 403 message reads like the API server's RBAC refusal."""
+    api.fault = "forbidden"
+    status, body = get(api, SLICES.replace("/endpointslices", "/namespaces/prod/endpointslices") + "?watch=true")
+    assert status == 403
+    assert body["message"].startswith('endpointslices.discovery.k8s.io is forbidden: User "system:serviceaccount:prod:default"')
+    assert 'cannot watch resource "endpointslices" in API group "discovery.k8s.io" in the namespace "prod"' in body["message"]
+
+
+def test_bearer_token_required(model: ClusterModel) -> None:
+    """With token= every request needs it: 401 without."""
+    with FakeKubeAPI(model, token="s3cret") as api:
+        assert get(api, "/api/v1/services")[0] == 401
+        conn = http.client.HTTPConnection(api.host, api.port, timeout=5)
+        try:
+            conn.request("GET", "/api/v1/services", headers={"Authorization": "Bearer s3cret"})
+            assert conn.getresponse().status == 200
+        finally:
+            conn.close()

@@ -39,8 +39,11 @@ def test_kinds_and_api_versions() -> None:
     assert kinds == [
         ("apps/v1", "Deployment", "web-client"),
         ("apps/v1", "StatefulSet", "web"),
+        ("rbac.authorization.k8s.io/v1", "Role", "headless-client-endpointslices"),
+        ("rbac.authorization.k8s.io/v1", "RoleBinding", "headless-client-endpointslices"),
         ("v1", "ConfigMap", "web-client"),
         ("v1", "Service", "web"),
+        ("v1", "ServiceAccount", "headless-client"),
     ]
     for d in documents():
         assert "namespace" not in d["metadata"]  # applies to the namespace of your choice
@@ -118,3 +121,15 @@ def test_configmap_script_runs_against_the_fake_cluster(tmp_path: Path) -> None:
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = proc.stdout.splitlines()
     assert lines == [f"3 pods, asked web-{i}.web.demo.svc.cluster.local: web-{i}" for i in range(3)]
+
+
+def test_rbac_for_the_endpointslice_source() -> None:
+    """rbac-endpointslices.yaml grants exactly get, list, watch on endpointslices, bound to
+    the headless-client service account."""
+    role = one("Role", "headless-client-endpointslices")
+    assert role["rules"] == [
+        {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list", "watch"]}
+    ]
+    binding = one("RoleBinding", "headless-client-endpointslices")
+    assert binding["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": role["metadata"]["name"]}
+    assert binding["subjects"] == [{"kind": "ServiceAccount", "name": one("ServiceAccount", "headless-client")["metadata"]["name"]}]

@@ -30,6 +30,7 @@ from .random_pick import Random
 from .round_robin import RoundRobin
 from .routing import Router
 from .sticky import Sticky, key_hash
+from .zone import PreferZone, local_endpoints
 
 __all__ = [
     "Fallback",
@@ -40,6 +41,7 @@ __all__ = [
     "LoadTracking",
     "PartitionLeader",
     "Pinning",
+    "PreferZone",
     "Preparing",
     "PrimaryReplica",
     "Random",
@@ -51,5 +53,6 @@ __all__ = [
     "Watching",
     "kafka_partition",
     "key_hash",
+    "local_endpoints",
     "murmur2",
 ]

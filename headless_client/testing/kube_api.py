@@ -26,6 +26,14 @@ plugin consumes it in the test suite) and for Python clients written against the
   connections and open watches end), :meth:`FakeKubeAPI.expire_watches` (every open
   watch gets 410 Gone).
 
+Additions for the EndpointSlice source (unused by default, so CoreDNS sees no change):
+
+- **nodes** (``GET /api/v1/nodes[/<name>]``, list and watch) from the model's nodes;
+- **TLS** (``ssl_context=``: a server context, e.g. from ``trustme``; then :attr:`url` is
+  ``https://...``; a context that requires client certificates checks them);
+- **bearer tokens** (``token=``: every request must carry ``Authorization: Bearer
+  <token>``, else 401; change :attr:`FakeKubeAPI.token` to rotate it).
+
 Standard library only (``http.server``); one thread per connection; every wait is
 bounded, and :meth:`FakeKubeAPI.close` ends every watch.
 
@@ -43,6 +51,7 @@ import json
 import logging
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.parse
@@ -67,18 +76,21 @@ _GROUPS: dict[str, tuple[str, Kind]] = {
     "/api/v1/services": ("v1", "services"),
     "/api/v1/pods": ("v1", "pods"),
     "/apis/discovery.k8s.io/v1/endpointslices": ("discovery.k8s.io/v1", "endpointslices"),
+    "/api/v1/nodes": ("v1", "nodes"),
 }
 _LIST_KINDS: dict[Kind, str] = {
     "namespaces": "NamespaceList",
     "services": "ServiceList",
     "pods": "PodList",
     "endpointslices": "EndpointSliceList",
+    "nodes": "NodeList",
 }
 _OBJECT_KINDS: dict[Kind, str] = {
     "namespaces": "Namespace",
     "services": "Service",
     "pods": "Pod",
     "endpointslices": "EndpointSlice",
+    "nodes": "Node",
 }
 _NAMESPACED_PATH = re.compile(
     r"^/(?P<prefix>api/v1|apis/discovery\.k8s\.io/v1)/namespaces/(?P<ns>[^/]+)/(?P<plural>[^/]+)(?:/(?P<name>[^/]+))?$"
@@ -205,6 +217,14 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
     api: FakeKubeAPI
+    ssl_context: ssl.SSLContext | None = None
+
+    def get_request(self) -> tuple[socket.socket, Any]:
+        sock, address = super().get_request()
+        if self.ssl_context is None:
+            return sock, address
+        # The handshake happens in the handler's thread (setup), never in the accept loop.
+        return self.ssl_context.wrap_socket(sock, server_side=True, do_handshake_on_connect=False), address
 
 
 class FakeKubeAPI:
@@ -218,6 +238,8 @@ class FakeKubeAPI:
             gets one.
         watch_list: answer WatchList requests (``sendInitialEvents=true``); ``False``
             refuses them with 400, as an API server without the feature does.
+        ssl_context: serve HTTPS with this server context.
+        token: require this bearer token on every request (401 otherwise).
 
     Thread-safe. Use as a context manager, or :meth:`start` and :meth:`close`.
     """
@@ -230,6 +252,8 @@ class FakeKubeAPI:
         port: int = 0,
         bookmark_interval: float = 1.0,
         watch_list: bool = True,
+        ssl_context: ssl.SSLContext | None = None,
+        token: str | None = None,
     ) -> None:
         if not bookmark_interval > 0:
             raise InvalidName(f"bookmark_interval must be > 0 seconds: {bookmark_interval!r}")
@@ -238,6 +262,9 @@ class FakeKubeAPI:
         self._port = port
         self.bookmark_interval = float(bookmark_interval)
         self.watch_list = watch_list
+        self.ssl_context = ssl_context
+        self.token = token
+        """The bearer token every request must carry (None: none needed); may be changed."""
         self.fault: APIFault | None = None
         """``"forbidden"`` (403, as without RBAC rights), ``"unavailable"`` (503), or None."""
         self.requests: collections.deque[tuple[str, str, int]] = collections.deque(maxlen=10_000)
@@ -262,6 +289,7 @@ class FakeKubeAPI:
                 return self
             server = _Server((self.host, self._port), _Handler)
             server.api = self
+            server.ssl_context = self.ssl_context
             self._port = server.server_address[1]
             self._server = server
             self._thread = threading.Thread(
@@ -316,9 +344,11 @@ class FakeKubeAPI:
 
     @property
     def url(self) -> str:
-        """``http://HOST:PORT``: what a client (or CoreDNS's ``endpoint``) is given."""
+        """``http://HOST:PORT`` (``https`` with TLS): what a client (or CoreDNS's
+        ``endpoint``) is given."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self._port}"
+        scheme = "https" if self.ssl_context is not None else "http"
+        return f"{scheme}://{host}:{self._port}"
 
     @property
     def open_watches(self) -> int:
@@ -360,6 +390,10 @@ class _Handler(BaseHTTPRequestHandler):
         log.debug("%s %s", self.address_string(), format % args)
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            self.request.settimeout(10.0)
+            self.request.do_handshake()  # a failed handshake ends this connection only
+            self.request.settimeout(None)
         super().setup()
         with self.server.api._lock:
             self.server.api._sockets.add(self.connection)
@@ -399,12 +433,11 @@ class _Handler(BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         query = {k: v[-1] for k, v in urllib.parse.parse_qs(url.query, keep_blank_values=True).items()}
         path = url.path.rstrip("/") or "/"
+        if api.token is not None and self.headers.get("Authorization") != f"Bearer {api.token}":
+            self._error(401, "Unauthorized", "Unauthorized")
+            return
         if api.fault == "forbidden":
-            self._error(
-                403, "Forbidden",
-                f'{path} is forbidden: User "system:serviceaccount:kube-system:coredns" cannot list '
-                "resource at the cluster scope (fake API: fault 'forbidden')",
-            )  # fmt: skip
+            self._error(403, "Forbidden", _forbidden_message(path, query))
             return
         if api.fault == "unavailable":
             self._error(503, "ServiceUnavailable", "the fake API server is unavailable (fault 'unavailable')")
@@ -439,6 +472,8 @@ class _Handler(BaseHTTPRequestHandler):
                 namespace, name = match.group("ns"), match.group("name")
             elif path.startswith("/api/v1/namespaces/") and path.count("/") == 4:
                 target, name = _GROUPS["/api/v1/namespaces"], path.rsplit("/", 1)[1]
+            elif path.startswith("/api/v1/nodes/") and path.count("/") == 4:
+                target, name = _GROUPS["/api/v1/nodes"], path.rsplit("/", 1)[1]
         if target is None:
             self._error(404, "NotFound", f"the server could not find the requested resource: {path}")
             return
@@ -619,6 +654,24 @@ class _Handler(BaseHTTPRequestHandler):
         with contextlib.suppress(OSError):
             self.wfile.write(b"0\r\n\r\n")
             self.wfile.flush()
+
+
+def _forbidden_message(path: str, query: Mapping[str, str]) -> str:
+    """RBAC's message for *path*, as the API server words it."""
+    match = _NAMESPACED_PATH.match(path)
+    namespace = match.group("ns") if match else None
+    plural = match.group("plural") if match else path.rsplit("/", 1)[-1]
+    if match and match.group("name"):
+        verb = "get"
+    else:
+        verb = "watch" if query.get("watch") in ("true", "1") else "list"
+    group = "discovery.k8s.io" if "/apis/discovery.k8s.io/" in path else ""
+    resource = f"{plural}.{group}" if group else plural
+    scope = f'in the namespace "{namespace}"' if namespace else "at the cluster scope"
+    return (
+        f'{resource} is forbidden: User "system:serviceaccount:{namespace or "default"}:default" '
+        f'cannot {verb} resource "{plural}" in API group "{group}" {scope}'
+    )
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

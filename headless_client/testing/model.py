@@ -27,6 +27,21 @@ The rules follow Kubernetes (see ``docs/testing.md``):
 - ``ready`` is ``publishNotReadyAddresses or pod ready``;
 - a Service carries the address families of ``ip_families`` (dual-stack services two).
 
+Additions for the EndpointSlice source (none changes what the above produce unless used):
+
+- **nodes** (:meth:`ClusterModel.add_node`) with a zone; a pod placed on one
+  (``update_pod(..., node="n1")``) gives its endpoints ``nodeName`` and ``zone``;
+- **terminating** pods (:meth:`ClusterModel.terminate_pod`: the pod got its
+  ``deletionTimestamp``): ``serving`` stays the pod's readiness, ``terminating`` is true
+  and ``ready`` false (unless ``publishNotReadyAddresses``), as the EndpointSlice
+  controller writes them;
+- **topology hints** (a Service with ``topology_hints=True``, like
+  ``service.kubernetes.io/topology-mode: Auto``): each endpoint with a zone gets
+  ``hints.forZones`` of its own zone, or of the pod's ``hint_zones``;
+- **several slices per family**: ``ClusterModel(max_endpoints_per_slice=100)`` splits a
+  Service's endpoints like the controller's ``--max-endpoints-per-slice`` (default: one
+  slice per family, however many endpoints).
+
 All methods are thread-safe. Nothing here does I/O.
 """
 
@@ -49,6 +64,7 @@ __all__ = [
     "ClusterModel",
     "Kind",
     "ModelEvent",
+    "NodeSpec",
     "PodSpec",
     "ServicePort",
     "ServiceSpec",
@@ -57,10 +73,10 @@ __all__ = [
     "TooOld",
 ]
 
-Kind = Literal["namespaces", "services", "endpointslices", "pods"]
+Kind = Literal["namespaces", "services", "endpointslices", "pods", "nodes"]
 """The resources the model serves, by their API plural."""
 
-KINDS: tuple[Kind, ...] = ("namespaces", "services", "endpointslices", "pods")
+KINDS: tuple[Kind, ...] = ("namespaces", "services", "endpointslices", "pods", "nodes")
 
 ServiceType = Literal["headless", "ClusterIP", "ExternalName"]
 """``headless`` is a ``ClusterIP`` Service with ``clusterIP: None``."""
@@ -73,6 +89,9 @@ SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 STATEFULSET_LABEL = "headless-client.test/statefulset"
 #: Default selector key of a Service created by the model.
 SERVICE_LABEL = "headless-client.test/service"
+#: The well-known node labels of the zone and region.
+ZONE_LABEL = "topology.kubernetes.io/zone"
+REGION_LABEL = "topology.kubernetes.io/region"
 
 _MAX_HISTORY = 100_000  # events kept for watches from an old resource version
 _FAMILIES = ("IPv4", "IPv6")
@@ -114,11 +133,27 @@ class ServiceSpec:
     ip_families: tuple[str, ...] = ("IPv4",)
     cluster_ips: tuple[str, ...] = ()
     external_name: str | None = None
+    topology_hints: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSpec:
+    """A node: its zone and region (``topology.kubernetes.io/*`` labels) and other labels."""
+
+    name: str
+    zone: str | None = None
+    region: str | None = None
+    labels: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class PodSpec:
-    """A pod: its addresses (one per family), readiness, DNS ``hostname``/``subdomain``."""
+    """A pod: its addresses (one per family), readiness, DNS ``hostname``/``subdomain``.
+
+    ``node`` is the node it runs on (its zone goes into the EndpointSlice), ``terminating``
+    true once it was asked to stop, ``hint_zones`` the zones a Service with topology hints
+    assigns it to (default: its own zone).
+    """
 
     name: str
     namespace: str
@@ -129,6 +164,9 @@ class PodSpec:
     subdomain: str | None = None
     statefulset: str | None = None
     ordinal: int | None = None
+    node: str | None = None
+    terminating: bool = False
+    hint_zones: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +180,7 @@ class StatefulSetSpec:
     start: int = 0
     address_base: str | None = None
     address_base6: str | None = None
+    nodes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -168,6 +207,7 @@ class _State:
     services: dict[tuple[str, str], ServiceSpec] = field(default_factory=dict)
     pods: dict[tuple[str, str], PodSpec] = field(default_factory=dict)
     statefulsets: dict[tuple[str, str], StatefulSetSpec] = field(default_factory=dict)
+    nodes: dict[str, NodeSpec] = field(default_factory=dict)
 
 
 class ClusterModel:
@@ -179,6 +219,8 @@ class ClusterModel:
         address_base6: first IPv6 address for dual-stack and IPv6 pods.
         cluster_ip_base: first virtual IP of ClusterIP Services.
         history: events kept for watches from an older resource version (older: 410).
+        max_endpoints_per_slice: split a Service's endpoints of one family over slices of
+            at most this many (the controller's default is 100); None: one slice per family.
 
     >>> model = ClusterModel()
     >>> _ = model.add_statefulset("web", "prod", replicas=3)
@@ -194,7 +236,17 @@ class ClusterModel:
         cluster_ip_base: str = "127.96.0.1",
         cluster_ip_base6: str = "fd00:96::1",
         history: int = _MAX_HISTORY,
+        max_endpoints_per_slice: int | None = None,
     ) -> None:
+        if max_endpoints_per_slice is not None and (
+            isinstance(max_endpoints_per_slice, bool)
+            or not isinstance(max_endpoints_per_slice, int)
+            or max_endpoints_per_slice < 1
+        ):
+            raise InvalidName(
+                f"max_endpoints_per_slice must be an int >= 1 or None: {max_endpoints_per_slice!r}"
+            )
+        self.max_endpoints_per_slice = max_endpoints_per_slice
         self.address_base = _ip(address_base, "address_base", 4)
         self.address_base6 = _ip(address_base6, "address_base6", 6)
         self.cluster_ip_base = _ip(cluster_ip_base, "cluster_ip_base", 4)
@@ -360,12 +412,14 @@ class ClusterModel:
         cluster_ips: Sequence[str] | None = None,
         external_name: str | None = None,
         replace_existing: bool = False,
+        topology_hints: bool = False,
     ) -> ServiceSpec:
         """Create (or with *replace_existing*, replace) a Service.
 
         *selector* defaults to ``{SERVICE_LABEL: name}`` (what StatefulSets governed by it
         carry). A ``ClusterIP`` Service gets one virtual IP per family unless
         *cluster_ips* says which. Ports are ``ServicePort`` or ``(name, port[, protocol])``.
+        *topology_hints* gives its endpoints ``hints.forZones`` (topology-aware routing).
         """
         validate_label(name, "service")
         validate_label(namespace, "namespace")
@@ -404,6 +458,7 @@ class ClusterModel:
                 ip_families=families,
                 cluster_ips=vips,
                 external_name=external_name.rstrip(".") if external_name else None,
+                topology_hints=bool(topology_hints),
             )
             self._state.namespaces.add(namespace)
             self._state.services[key] = spec
@@ -481,6 +536,41 @@ class ClusterModel:
             self._commit()
             return pod
 
+    # -- nodes and pod lifecycle (for the EndpointSlice source) ------------------------------
+
+    def add_node(
+        self,
+        name: str,
+        *,
+        zone: str | None = None,
+        region: str | None = None,
+        labels: Mapping[str, str] | None = None,
+    ) -> NodeSpec:
+        """Create (or replace) a node in *zone* (its ``topology.kubernetes.io/zone`` label)."""
+        validate_label(name, "node")
+        node = NodeSpec(name, zone, region, tuple(sorted((labels or {}).items())))
+        with self._lock:
+            self._state.nodes[name] = node
+            self._commit()
+            return node
+
+    def delete_node(self, name: str) -> None:
+        """Delete a node (its pods keep their ``node`` but lose their zone)."""
+        with self._lock:
+            if self._state.nodes.pop(name, None) is None:
+                raise LookupError(f"no node {name!r}")
+            self._commit()
+
+    def nodes(self) -> list[NodeSpec]:
+        """Every node, by name."""
+        with self._lock:
+            return [self._state.nodes[n] for n in sorted(self._state.nodes)]
+
+    def terminate_pod(self, name: str, namespace: str) -> PodSpec:
+        """The pod was asked to stop (``deletionTimestamp`` set): its endpoints stay, marked
+        ``terminating`` (and ``serving`` while it is still ready), until :meth:`delete_pod`."""
+        return self.update_pod(name, namespace, terminating=True)
+
     def add_statefulset(
         self,
         name: str,
@@ -493,13 +583,15 @@ class ClusterModel:
         address_base6: str | None = None,
         families: Sequence[str] | None = None,
         addresses: Mapping[int, Sequence[str]] | None = None,
+        nodes: Sequence[str] = (),
     ) -> StatefulSetSpec:
         """A StatefulSet of *replicas* ready pods ``<name>-<start>``...
 
         Its pods carry the governing Service's selector (the Service named *service_name*,
         default *name*, if it exists then), hostname ``<pod name>`` and subdomain
         *service_name*. *families* defaults to the governing Service's ``ip_families``.
-        *addresses* fixes some pods' addresses (``{ordinal: (v4[, v6])}``).
+        *addresses* fixes some pods' addresses (``{ordinal: (v4[, v6])}``). *nodes* places
+        pod ``n`` on ``nodes[n % len(nodes)]`` (now and when scaling up).
         """
         validate_label(name, "statefulset")
         validate_label(namespace, "namespace")
@@ -515,6 +607,7 @@ class ClusterModel:
                 name, namespace, svc_name, replicas, start,
                 _ip(address_base, "address_base", 4) if address_base else None,
                 _ip(address_base6, "address_base6", 6) if address_base6 else None,
+                tuple(validate_label(n, "node") for n in nodes),
             )  # fmt: skip
             self._state.namespaces.add(namespace)
             self._state.statefulsets[(namespace, name)] = sts
@@ -608,6 +701,7 @@ class ClusterModel:
             subdomain=sts.service_name,
             statefulset=sts.name,
             ordinal=ordinal,
+            node=sts.nodes[ordinal % len(sts.nodes)] if sts.nodes else None,
         )
         self._state.pods[(sts.namespace, name)] = pod
         return pod
@@ -701,14 +795,33 @@ class ClusterModel:
                 "spec": {"finalizers": ["kubernetes"]},
                 "status": {"phase": "Active"},
             }
+        for node in st.nodes.values():
+            out[("nodes", "", node.name)] = _node_json(node)
         for pod in st.pods.values():
             out[("pods", pod.namespace, pod.name)] = _pod_json(pod)
         for svc in st.services.values():
             out[("services", svc.namespace, svc.name)] = _service_json(svc)
             for family in svc.ip_families if svc.type != "ExternalName" and svc.selector else ():
-                slice_json = self._slice_json(svc, family)
-                out[("endpointslices", svc.namespace, slice_json["metadata"]["name"])] = slice_json
+                for slice_json in self._slices_json(svc, family):
+                    out[("endpointslices", svc.namespace, slice_json["metadata"]["name"])] = slice_json
         return out
+
+    def _slices_json(self, svc: ServiceSpec, family: str) -> list[JSON]:
+        """The slices of *svc* for *family*: one, or chunks of ``max_endpoints_per_slice``
+        (the first keeps the one-slice name, the others get ``-2``, ``-3``...)."""
+        whole = self._slice_json(svc, family)
+        size = self.max_endpoints_per_slice
+        endpoints = whole["endpoints"]
+        if size is None or len(endpoints) <= size:
+            return [whole]
+        slices = []
+        for index, start in enumerate(range(0, len(endpoints), size)):
+            part = copy.deepcopy(whole)
+            part["endpoints"] = endpoints[start:start + size]
+            if index:
+                part["metadata"]["name"] = f"{whole['metadata']['name']}-{index + 1}"
+            slices.append(part)
+        return slices
 
     def _slice_json(self, svc: ServiceSpec, family: str) -> JSON:
         version = 6 if family == "IPv6" else 4
@@ -717,15 +830,25 @@ class ClusterModel:
             for addr in pod.addresses:
                 if ipaddress.ip_address(addr).version != version:
                     continue
-                ready = svc.publish_not_ready or pod.ready
+                # The EndpointSlice controller's podToEndpoint: a terminating pod is never
+                # "ready" (unless published regardless), but still "serving" while ready.
+                ready = svc.publish_not_ready or (pod.ready and not pod.terminating)
                 endpoint: JSON = {
                     "addresses": [addr],
-                    "conditions": {"ready": ready, "serving": pod.ready, "terminating": False},
+                    "conditions": {"ready": ready, "serving": pod.ready, "terminating": pod.terminating},
                     "targetRef": {"kind": "Pod", "namespace": pod.namespace, "name": pod.name},
                 }
                 # The EndpointSlice controller's ShouldSetHostname.
                 if pod.hostname and pod.subdomain == svc.name:
                     endpoint["hostname"] = pod.hostname
+                if pod.node is not None:
+                    endpoint["nodeName"] = pod.node
+                    node = self._state.nodes.get(pod.node)
+                    if node is not None and node.zone is not None:
+                        endpoint["zone"] = node.zone
+                        if svc.topology_hints:
+                            zones = pod.hint_zones if pod.hint_zones is not None else (node.zone,)
+                            endpoint["hints"] = {"forZones": [{"name": z} for z in zones]}
                 endpoints.append(endpoint)
         return {
             "apiVersion": "discovery.k8s.io/v1",
@@ -804,6 +927,8 @@ def _pod_json(pod: PodSpec) -> JSON:
         spec["hostname"] = pod.hostname
     if pod.subdomain:
         spec["subdomain"] = pod.subdomain
+    if pod.node is not None:
+        spec["nodeName"] = pod.node
     status: JSON = {
         "phase": "Running",
         "conditions": [{"type": "Ready", "status": "True" if pod.ready else "False"}],
@@ -811,17 +936,30 @@ def _pod_json(pod: PodSpec) -> JSON:
     if pod.addresses:
         status["podIP"] = pod.addresses[0]
         status["podIPs"] = [{"ip": a} for a in pod.addresses]
+    meta: JSON = {
+        "name": pod.name,
+        "namespace": pod.namespace,
+        "labels": dict(pod.labels),
+        "creationTimestamp": _EPOCH,
+    }
+    if pod.terminating:
+        meta["deletionTimestamp"] = _EPOCH
+    return {"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": spec, "status": status}
+
+
+def _node_json(node: NodeSpec) -> JSON:
+    labels = dict(node.labels)
+    labels["kubernetes.io/hostname"] = node.name
+    if node.zone is not None:
+        labels[ZONE_LABEL] = node.zone
+    if node.region is not None:
+        labels[REGION_LABEL] = node.region
     return {
         "apiVersion": "v1",
-        "kind": "Pod",
-        "metadata": {
-            "name": pod.name,
-            "namespace": pod.namespace,
-            "labels": dict(pod.labels),
-            "creationTimestamp": _EPOCH,
-        },
-        "spec": spec,
-        "status": status,
+        "kind": "Node",
+        "metadata": {"name": node.name, "labels": labels, "creationTimestamp": _EPOCH},
+        "spec": {},
+        "status": {"conditions": [{"type": "Ready", "status": "True"}]},
     }
 
 

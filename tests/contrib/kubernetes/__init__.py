@@ -1,0 +1,1 @@
+"""Tests of the EndpointSlice source (headless_client.contrib.kubernetes)."""
