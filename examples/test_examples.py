@@ -67,6 +67,7 @@ EXPECTED = {
         r"round robin: web-0 web-1 web-2 web-0 web-1 web-2",
         r"clients: 3",
         r"scaled down to 2: clients 2 \| answers (web-[01] ?){4}$",
+    ],
     "kubernetes_api.py": [
         r"web\.demo\.svc\.cluster\.local: 3 pods; this pod's zone: zone-b",
         r"zone=zone-a node=node-a pod=web-0",
