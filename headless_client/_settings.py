@@ -132,6 +132,9 @@ def settings_from(
     }
     if flat:
         policy = replace(policy, **flat)
+    if refresh is None and empty_grace is None and getattr(resolver, "empty_is_final", False) is True:
+        # A source whose empty answers are the truth (the Kubernetes API): no grace.
+        policy = replace(policy, empty_grace=0.0)
     health_policy = _policy("health", health, HealthPolicy)
     connect_policy = _policy("connect", connect, ConnectPolicy)
     if clock is None:

@@ -36,7 +36,12 @@ __all__ = [
 
 @runtime_checkable
 class ServiceResolver(Protocol):
-    """What a :class:`~headless_client.HeadlessService` needs from its resolver."""
+    """What a :class:`~headless_client.HeadlessService` needs from its resolver.
+
+    A resolver may also set ``empty_is_final = True`` when an empty answer is the truth
+    (no negative caches or rollout blips, as with the Kubernetes API): services using it
+    then apply no ``empty_grace`` unless one is given.
+    """
 
     timeout: float
 

@@ -214,3 +214,16 @@ def test_policies_validate_their_own_fields() -> None:
     with pytest.raises(hc.InvalidName, match="base_ejection"):
         hc.HealthPolicy(base_ejection=INF)
     assert isinstance(ssl.create_default_context(), ssl.SSLContext)  # the documented kind
+
+
+def test_a_source_whose_empty_answers_are_final_gets_no_empty_grace() -> None:
+    """A resolver with empty_is_final (the Kubernetes API source) makes the default
+    empty_grace 0; an explicit one still wins."""
+
+    class Final(StaticResolver):
+        empty_is_final = True
+
+    resolver = Final({"web.prod": PODS})
+    assert sync_service(resolver=resolver).core.refresh_policy.empty_grace == 0
+    assert sync_service(resolver=resolver, empty_grace=3).core.refresh_policy.empty_grace == 3
+    assert sync_service().core.refresh_policy.empty_grace == 5

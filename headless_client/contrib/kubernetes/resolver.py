@@ -78,6 +78,10 @@ class _Entry:
 class _SliceSource:
     """What both resolvers share: arguments, names, the watches' table, building answers."""
 
+    #: An empty answer from the API is the truth (no negative caches, no rollout blips as
+    #: with DNS): services using this source apply no empty grace unless asked to.
+    empty_is_final = True
+
     def __init__(
         self,
         config: KubernetesConfig | None = None,
