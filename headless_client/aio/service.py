@@ -99,7 +99,15 @@ async def _deliver(core: ServiceCore, signal: _Signal) -> None:
                         if inspect.isawaitable(result):
                             await result
                     except Exception:
-                        log.exception("%s: subscriber %r raised", core.name, callback)
+                        log.exception(
+                            "%s: subscriber %r raised", core.name, callback,
+                            extra={
+                                "service": core.name,
+                                "pod": None,
+                                "address": None,
+                                "reason": "subscriber_error",
+                            },
+                        )
     finally:
         signal.delivering = False
 
@@ -123,7 +131,10 @@ async def _refresher(
         try:
             action = core.next_action(clock())
         except Exception:
-            log.exception("%s: planning the next refresh failed", core.name)
+            log.exception(
+                "%s: planning the next refresh failed", core.name,
+                extra={"service": core.name, "pod": None, "address": None, "reason": "refresher_error"},
+            )
             action = WaitUntil(clock() + core.refresh_policy.max_refresh)
         if action is STOP:
             return
@@ -408,7 +419,15 @@ class AsyncHeadlessService(ServiceFace):
                 try:
                     await self.refresh()
                 except ResolutionError as exc:
-                    log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
+                    log.warning(
+                        "%s: refresh after NOT_LEADER failed: %s", self.name, exc,
+                        extra={
+                            "service": self.name,
+                            "pod": None,
+                            "address": None,
+                            "reason": "not_leader_refresh_failed",
+                        },
+                    )
 
 
 
