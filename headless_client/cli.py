@@ -1,7 +1,7 @@
 """The ``headless-client`` command: see what a headless service resolves to right now.
 
-Exit codes: 0 success, 1 DNS or connection failure, 2 bad input (one line on stderr,
-no traceback), 130 interrupted.
+Exit codes: 0 success, 1 DNS or connection failure (``doctor``: a finding to act on), 2
+bad input (one line on stderr, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, InvalidName, ServiceNotFound
@@ -164,6 +164,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pick)
 
     p = sub.add_parser(
+        "doctor",
+        help="check a service and say what to do about each finding",
+        description="Check a headless service: headless or ClusterIP, named port (SRV), per-pod "
+        "names, TTL, zero pods or missing, addresses dropped, TCP fallback, answer size, and the "
+        "namespace and cluster domain detected. One line per finding. Exit 0 when healthy, 1 on a "
+        "finding.",
+    )
+    _add_common(p)
+    p.add_argument(
+        "--allowed-network", action="append", default=None, metavar="CIDR",
+        help="screen pod addresses as your application does (repeatable)",
+    )
+    p.add_argument(
+        "--resolv-conf", default=None, metavar="PATH",
+        help="the resolv.conf to detect namespace and cluster domain from (default: /etc/resolv.conf)",
+    )
+    p.add_argument(
+        "--kafka", default=None, metavar="HOST:PORT",
+        help="also check that the Kafka brokers behind this bootstrap advertise per-pod names",
+    )
+    p.add_argument(
+        "--redis", action="store_true",
+        help="also check that the service's Redis nodes announce per-pod names (ROLE, CLUSTER NODES)",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
         "demo", help="the library at work on a fake cluster on this machine (no Kubernetes needed)"
     )
     p.add_argument("--fast", action="store_true", help="shorter refresh periods")
@@ -179,14 +206,52 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return demo_main(out, fast=args.fast)
 
 
-def make_resolver(args: argparse.Namespace) -> Resolver:
+def make_resolver(args: argparse.Namespace, **options: Any) -> Resolver:
     """A :class:`Resolver` from the common options."""
     return Resolver(
         args.nameserver,
         timeout=args.timeout,
         cluster_domain=args.cluster_domain,
         namespace=args.namespace,
+        **options,
     )
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """``doctor``: check a service; exit 0 when healthy, 1 on a finding."""
+    from . import doctor  # the doctor's DNS probing is not needed by the other commands
+    from .environment import RESOLV_CONF, kubernetes_context
+
+    port = parse_port(args.port) if args.port is not None else None
+    resolv_conf = args.resolv_conf or RESOLV_CONF
+    options: dict[str, Any] = {}
+    if args.allowed_network is not None:
+        options["allowed_networks"] = args.allowed_network
+    if args.nameserver is None:
+        options["context"] = kubernetes_context(resolv_conf)
+    resolver = make_resolver(args, **options)
+    if not resolver.nameservers:
+        raise InvalidName(f"no nameserver in {resolv_conf}: pass --nameserver HOST:PORT")
+    environment = doctor.detect_environment(resolv_conf)
+    facts = doctor.gather(
+        args.service, port, resolver=resolver, protocol=args.protocol, namespace=args.namespace,
+        environment=environment,
+    )
+    extra: list[doctor.Finding] = []
+    if args.kafka is not None:
+        from .doctor_stores import check_kafka
+
+        extra += check_kafka(args.kafka, facts, timeout=args.timeout, resolver=resolver)
+    if args.redis:
+        from .doctor_stores import check_redis
+
+        extra += check_redis(facts, timeout=args.timeout)
+    findings = [*doctor.check_all(facts), *extra]
+    if args.json:
+        out.write(json.dumps(doctor.as_json(facts, findings)) + "\n")
+    else:
+        out.write(doctor.format_report(facts, findings) + "\n")
+    return 0 if doctor.healthy(findings) else 1
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
