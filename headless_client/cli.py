@@ -227,8 +227,8 @@ def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
     options: dict[str, Any] = {}
     if args.allowed_network is not None:
         options["allowed_networks"] = args.allowed_network
-    if args.nameserver is None:
-        options["context"] = kubernetes_context(resolv_conf)
+    # Namespace and cluster domain as detected there (--nameserver still picks the server).
+    options["context"] = kubernetes_context(resolv_conf)
     resolver = make_resolver(args, **options)
     if not resolver.nameservers:
         raise InvalidName(f"no nameserver in {resolv_conf}: pass --nameserver HOST:PORT")
