@@ -18,6 +18,7 @@ from typing import Any, NoReturn, TextIO
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, InvalidName, ServiceNotFound
+from .events import ServiceEvent
 from .resolver import Resolver
 from .service import HeadlessService
 from .strategies import LeastLoaded, Random, RoundRobin, Sticky, Strategy
@@ -104,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "watch",
-        help="print the endpoints, then every endpoint added or removed as DNS changes",
-        description="Print the current endpoints, then one timestamped line per endpoint added "
-        "(+) or removed (-), until Ctrl-C or --duration.",
+        help="a live table of the pods (on a terminal), or every endpoint added or removed",
+        description="On a terminal: a table of the pods redrawn in place (state, picks, failures, "
+        "ejections, last change) with the latest events. Otherwise (or with --plain): the current "
+        "endpoints, then one timestamped line per endpoint added (+) or removed (-). Until Ctrl-C "
+        "or --duration.",
     )
     _add_common(p)
     p.add_argument(
@@ -136,6 +139,15 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="S",
         help="stop after this many seconds (default: run until Ctrl-C)",
+    )
+    p.add_argument(
+        "--plain", action="store_true",
+        help="timestamped lines even on a terminal (the default when stdout is not one)",
+    )
+    p.add_argument(
+        "--probe", type=float, default=None, metavar="S",
+        help="connect to a picked pod every S seconds (TCP), so picks, failures and ejections "
+        "show live health (default: no connections)",
     )
     p.set_defaults(func=cmd_watch)
 
@@ -290,6 +302,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     _seconds("--max-refresh", args.max_refresh)
     _seconds("--empty-grace", args.empty_grace, zero_ok=True)
     _seconds("--duration", args.duration)
+    _seconds("--probe", args.probe)
     if args.max_refresh < args.min_refresh:
         raise InvalidName(
             f"--max-refresh ({args.max_refresh:g}) must be >= --min-refresh ({args.min_refresh:g})"
@@ -308,6 +321,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         max_refresh=args.max_refresh,
         empty_grace=args.empty_grace,
     )
+    if not args.plain and not args.json and out.isatty():
+        return _watch_live(svc, out, deadline, args.probe)
     # Callbacks run on the refresher thread; only this thread writes to *out*.
     svc.subscribe(lambda old, new: changes.put((timestamp(), new)))
     try:
@@ -336,6 +351,67 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     finally:
         svc.close()
+
+
+def _watch_live(svc: HeadlessService, out: TextIO, deadline: float | None, probe: float | None) -> int:
+    """The terminal view: the pod table redrawn in place every half second and on every
+    event, until Ctrl-C or the deadline; with *probe*, a connection every *probe* seconds."""
+    import shutil
+
+    from .watch_view import PodLog, Screen, render
+
+    events: queue.SimpleQueue[tuple[str, ServiceEvent]] = queue.SimpleQueue()
+    svc.subscribe(lambda event: events.put((timestamp(), event)), events=True)
+    log = PodLog(time.monotonic())
+    screen = Screen(out)
+    next_probe = time.monotonic()
+    try:
+        svc.start()
+        error = svc.last_error
+        if error is not None and not isinstance(error, ServiceNotFound):
+            raise error
+        log.seen(list(svc.endpoints), time.monotonic())
+        while True:
+            now = time.monotonic()
+            if probe is not None and now >= next_probe:
+                next_probe = now + probe
+                _probe(svc, min(probe, 2.0))
+            failure = svc.last_error
+            shown = None if failure is None or isinstance(failure, ServiceNotFound) else str(failure)
+            width = shutil.get_terminal_size((120, 40)).columns
+            screen.draw(render(svc.stats(), log, time.monotonic(), timestamp(), error=shown), width)
+            wait = 0.5
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return 0
+                wait = min(wait, left)
+            if probe is not None:
+                wait = max(min(wait, next_probe - time.monotonic()), 0.0)
+            try:
+                when, event = events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            log.record(event, when)
+            while True:  # take every event that queued meanwhile before drawing again
+                try:
+                    when, event = events.get_nowait()
+                except queue.Empty:
+                    break
+                log.record(event, when)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        svc.close()
+
+
+def _probe(svc: HeadlessService, timeout: float) -> None:
+    """One connection to a picked pod; a failure ejects it (the library's own health)."""
+    try:
+        with svc.connection(timeout=timeout, attempts=1):
+            pass
+    except (HeadlessClientError, OSError):
+        pass
 
 
 def _write_snapshot(out: TextIO, as_json: bool, when: str, name: str, endpoints: EndpointSet) -> None:
