@@ -67,7 +67,10 @@ def _after_fork_in_child() -> None:
         try:
             obj._after_fork_in_child()
         except Exception:  # pragma: no cover - a repair must never break the child
-            log.exception("headless_client: repairing %r after fork failed", obj)
+            log.exception(
+                "headless_client: repairing %r after fork failed", obj,
+                extra={"service": None, "pod": None, "address": None, "reason": "fork"},
+            )
 
 
 if hasattr(os, "register_at_fork"):

@@ -1,7 +1,7 @@
 """The ``headless-client`` command: see what a headless service resolves to right now.
 
-Exit codes: 0 success, 1 DNS or connection failure, 2 bad input (one line on stderr,
-no traceback), 130 interrupted.
+Exit codes: 0 success, 1 DNS or connection failure (``doctor``: a finding to act on), 2
+bad input (one line on stderr, no traceback), 130 interrupted.
 """
 
 from __future__ import annotations
@@ -14,10 +14,11 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
-from typing import NoReturn, TextIO
+from typing import Any, NoReturn, TextIO
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, InvalidName, ServiceNotFound
+from .events import ServiceEvent
 from .resolver import Resolver
 from .service import HeadlessService
 from .strategies import LeastLoaded, Random, RoundRobin, Sticky, Strategy
@@ -104,9 +105,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "watch",
-        help="print the endpoints, then every endpoint added or removed as DNS changes",
-        description="Print the current endpoints, then one timestamped line per endpoint added "
-        "(+) or removed (-), until Ctrl-C or --duration.",
+        help="a live table of the pods (on a terminal), or every endpoint added or removed",
+        description="On a terminal: a table of the pods redrawn in place (state, picks, failures, "
+        "ejections, last change) with the latest events. Otherwise (or with --plain): the current "
+        "endpoints, then one timestamped line per endpoint added (+) or removed (-). Until Ctrl-C "
+        "or --duration.",
     )
     _add_common(p)
     p.add_argument(
@@ -137,6 +140,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="S",
         help="stop after this many seconds (default: run until Ctrl-C)",
     )
+    p.add_argument(
+        "--plain", action="store_true",
+        help="timestamped lines even on a terminal (the default when stdout is not one)",
+    )
+    p.add_argument(
+        "--probe", type=float, default=None, metavar="S",
+        help="connect to a picked pod every S seconds (TCP), so picks, failures and ejections "
+        "show live health (default: no connections)",
+    )
     p.set_defaults(func=cmd_watch)
 
     p = sub.add_parser(
@@ -164,6 +176,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_pick)
 
     p = sub.add_parser(
+        "doctor",
+        help="check a service and say what to do about each finding",
+        description="Check a headless service: headless or ClusterIP, named port (SRV), per-pod "
+        "names, TTL, zero pods or missing, addresses dropped, TCP fallback, answer size, and the "
+        "namespace and cluster domain detected. One line per finding. Exit 0 when healthy, 1 on a "
+        "finding.",
+    )
+    _add_common(p)
+    p.add_argument(
+        "--allowed-network", action="append", default=None, metavar="CIDR",
+        help="screen pod addresses as your application does (repeatable)",
+    )
+    p.add_argument(
+        "--resolv-conf", default=None, metavar="PATH",
+        help="the resolv.conf to detect namespace and cluster domain from (default: /etc/resolv.conf)",
+    )
+    p.add_argument(
+        "--kafka", default=None, metavar="HOST:PORT",
+        help="also check that the Kafka brokers behind this bootstrap advertise per-pod names",
+    )
+    p.add_argument(
+        "--redis", action="store_true",
+        help="also check that the service's Redis nodes announce per-pod names (ROLE, CLUSTER NODES)",
+    )
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser(
         "demo", help="the library at work on a fake cluster on this machine (no Kubernetes needed)"
     )
     p.add_argument("--fast", action="store_true", help="shorter refresh periods")
@@ -179,14 +218,52 @@ def cmd_demo(args: argparse.Namespace, out: TextIO) -> int:
     return demo_main(out, fast=args.fast)
 
 
-def make_resolver(args: argparse.Namespace) -> Resolver:
+def make_resolver(args: argparse.Namespace, **options: Any) -> Resolver:
     """A :class:`Resolver` from the common options."""
     return Resolver(
         args.nameserver,
         timeout=args.timeout,
         cluster_domain=args.cluster_domain,
         namespace=args.namespace,
+        **options,
     )
+
+
+def cmd_doctor(args: argparse.Namespace, out: TextIO) -> int:
+    """``doctor``: check a service; exit 0 when healthy, 1 on a finding."""
+    from . import doctor  # the doctor's DNS probing is not needed by the other commands
+    from .environment import RESOLV_CONF, kubernetes_context
+
+    port = parse_port(args.port) if args.port is not None else None
+    resolv_conf = args.resolv_conf or RESOLV_CONF
+    options: dict[str, Any] = {}
+    if args.allowed_network is not None:
+        options["allowed_networks"] = args.allowed_network
+    # Namespace and cluster domain as detected there (--nameserver still picks the server).
+    options["context"] = kubernetes_context(resolv_conf)
+    resolver = make_resolver(args, **options)
+    if not resolver.nameservers:
+        raise InvalidName(f"no nameserver in {resolv_conf}: pass --nameserver HOST:PORT")
+    environment = doctor.detect_environment(resolv_conf)
+    facts = doctor.gather(
+        args.service, port, resolver=resolver, protocol=args.protocol, namespace=args.namespace,
+        environment=environment,
+    )
+    extra: list[doctor.Finding] = []
+    if args.kafka is not None:
+        from .doctor_stores import check_kafka
+
+        extra += check_kafka(args.kafka, facts, timeout=args.timeout, resolver=resolver)
+    if args.redis:
+        from .doctor_stores import check_redis
+
+        extra += check_redis(facts, timeout=args.timeout)
+    findings = [*doctor.check_all(facts), *extra]
+    if args.json:
+        out.write(json.dumps(doctor.as_json(facts, findings)) + "\n")
+    else:
+        out.write(doctor.format_report(facts, findings) + "\n")
+    return 0 if doctor.healthy(findings) else 1
 
 
 def cmd_resolve(args: argparse.Namespace, out: TextIO) -> int:
@@ -225,6 +302,7 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
     _seconds("--max-refresh", args.max_refresh)
     _seconds("--empty-grace", args.empty_grace, zero_ok=True)
     _seconds("--duration", args.duration)
+    _seconds("--probe", args.probe)
     if args.max_refresh < args.min_refresh:
         raise InvalidName(
             f"--max-refresh ({args.max_refresh:g}) must be >= --min-refresh ({args.min_refresh:g})"
@@ -243,6 +321,8 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         max_refresh=args.max_refresh,
         empty_grace=args.empty_grace,
     )
+    if not args.plain and not args.json and out.isatty():
+        return _watch_live(svc, out, deadline, args.probe)
     # Callbacks run on the refresher thread; only this thread writes to *out*.
     svc.subscribe(lambda old, new: changes.put((timestamp(), new)))
     try:
@@ -271,6 +351,67 @@ def cmd_watch(args: argparse.Namespace, out: TextIO) -> int:
         return 0
     finally:
         svc.close()
+
+
+def _watch_live(svc: HeadlessService, out: TextIO, deadline: float | None, probe: float | None) -> int:
+    """The terminal view: the pod table redrawn in place every half second and on every
+    event, until Ctrl-C or the deadline; with *probe*, a connection every *probe* seconds."""
+    import shutil
+
+    from .watch_view import PodLog, Screen, render
+
+    events: queue.SimpleQueue[tuple[str, ServiceEvent]] = queue.SimpleQueue()
+    svc.subscribe(lambda event: events.put((timestamp(), event)), events=True)
+    log = PodLog(time.monotonic())
+    screen = Screen(out)
+    next_probe = time.monotonic()
+    try:
+        svc.start()
+        error = svc.last_error
+        if error is not None and not isinstance(error, ServiceNotFound):
+            raise error
+        log.seen(list(svc.endpoints), time.monotonic())
+        while True:
+            now = time.monotonic()
+            if probe is not None and now >= next_probe:
+                next_probe = now + probe
+                _probe(svc, min(probe, 2.0))
+            failure = svc.last_error
+            shown = None if failure is None or isinstance(failure, ServiceNotFound) else str(failure)
+            width = shutil.get_terminal_size((120, 40)).columns
+            screen.draw(render(svc.stats(), log, time.monotonic(), timestamp(), error=shown), width)
+            wait = 0.5
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return 0
+                wait = min(wait, left)
+            if probe is not None:
+                wait = max(min(wait, next_probe - time.monotonic()), 0.0)
+            try:
+                when, event = events.get(timeout=wait)
+            except queue.Empty:
+                continue
+            log.record(event, when)
+            while True:  # take every event that queued meanwhile before drawing again
+                try:
+                    when, event = events.get_nowait()
+                except queue.Empty:
+                    break
+                log.record(event, when)
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        svc.close()
+
+
+def _probe(svc: HeadlessService, timeout: float) -> None:
+    """One connection to a picked pod; a failure ejects it (the library's own health)."""
+    try:
+        with svc.connection(timeout=timeout, attempts=1):
+            pass
+    except (HeadlessClientError, OSError):
+        pass
 
 
 def _write_snapshot(out: TextIO, as_json: bool, when: str, name: str, endpoints: EndpointSet) -> None:

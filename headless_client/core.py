@@ -159,6 +159,8 @@ class ServiceCore:
         # without a clock reading (a leader map changed).
         self._now = 0.0
         self._ticket_in_flight = 0
+        # When the resolution in flight began (None: not timed).
+        self._resolve_started: float | None = None
         self._wanted = 0
         self._served = 0
         self.last_error: BaseException | None = None
@@ -303,7 +305,7 @@ class ServiceCore:
             if self._early:
                 due = min(due, self._schedule.earliest_early_refresh(now))
             if self._wanted > self._served or now >= due:
-                return self._begin_resolve()
+                return self._begin_resolve(now)
             return WaitUntil(min(due, self._health_wake))
 
     def due(self, now: float) -> bool:
@@ -317,13 +319,15 @@ class ServiceCore:
                 due = min(due, self._schedule.earliest_early_refresh(now))
             return self._wanted > self._served or now >= due or now >= self._health_wake
 
-    def begin_resolve(self) -> Resolve:
-        """Start a resolution outside the schedule (the first one, in ``start()``)."""
+    def begin_resolve(self, now: float | None = None) -> Resolve:
+        """Start a resolution outside the schedule (the first one, in ``start()``);
+        *now*, when given, times it (:meth:`last_resolution`)."""
         with self._lock:
-            return self._begin_resolve()
+            return self._begin_resolve(now)
 
-    def _begin_resolve(self) -> Resolve:
+    def _begin_resolve(self, now: float | None) -> Resolve:
         # Under the lock.
+        self._resolve_started = now
         self._in_flight = True
         self._early = False
         self._ticket_in_flight = self._wanted
@@ -339,7 +343,7 @@ class ServiceCore:
         if error is not None and not isinstance(error, ResolutionError):
             log.error(
                 "%s: refresh failed unexpectedly", self.name, exc_info=error,
-                extra={"service": self.name, "reason": "unexpected"},
+                extra={"service": self.name, "pod": None, "address": None, "reason": "unexpected"},
             )
             error = ResolutionError(f"{self.name}: refresh failed unexpectedly: {error!r}")
         with self._lock:
@@ -358,7 +362,8 @@ class ServiceCore:
             else:
                 assert error is not None
                 decision = schedule.on_error(error, now)
-            self._stats.resolved(now, error)
+            started, self._resolve_started = self._resolve_started, None
+            self._stats.resolved(now, error, None if started is None else max(now - started, 0.0))
             if error is not None and not isinstance(error, ServiceNotFound):
                 self._emit("refresh_failed", now, error=error, detail=str(error))
             elif schedule.recovered_from:
@@ -376,7 +381,7 @@ class ServiceCore:
                     log.info(
                         "%s: %d endpoints (+%d -%d)", self.name, len(decision.publish),
                         len(diff.added), len(diff.removed),
-                        extra={"service": self.name, "reason": "membership"},
+                        extra={"service": self.name, "pod": None, "address": None, "reason": "membership"},
                     )
             elif first:
                 # DNS failed the first time: publish the empty view so picks say "no
@@ -386,9 +391,15 @@ class ServiceCore:
             self.last_error = error
             self._served = max(self._served, self._ticket_in_flight)
         if decision.warning:
-            log.warning("%s", decision.warning, extra={"service": self.name, "reason": "refresh"})
+            log.warning(
+                "%s", decision.warning,
+                extra={"service": self.name, "pod": None, "address": None, "reason": "refresh"},
+            )
         if decision.info:
-            log.info("%s", decision.info, extra={"service": self.name, "reason": "refresh"})
+            log.info(
+                "%s", decision.info,
+                extra={"service": self.name, "pod": None, "address": None, "reason": "refresh"},
+            )
         self._notify()
 
     def refresh_soon(self) -> None:
@@ -526,6 +537,9 @@ class ServiceCore:
                 usable = EndpointSet(serving, name=usable.name, ttl=usable.ttl)
         old = self.view
         if usable is old.usable and snapshot is old.snapshot and not force:
+            # Nothing usable changed, yet an ejection may have begun or ended: under the
+            # panic rule every endpoint stays usable while ejected.
+            self._health_events(snapshot, usable, now)
             return
         self.router.prepare(usable)
         hot = self.router.hot_picker(usable, snapshot)
@@ -633,7 +647,10 @@ class ServiceCore:
             try:
                 callback(*args)
             except Exception:
-                log.exception("%s: subscriber %r raised", self.name, callback, extra={"service": self.name})
+                log.exception(
+                    "%s: subscriber %r raised", self.name, callback,
+                    extra={"service": self.name, "pod": None, "address": None, "reason": "subscriber_error"},
+                )
 
     # -- statistics -------------------------------------------------------------------------
 
@@ -644,6 +661,12 @@ class ServiceCore:
         return self._stats.snapshot(
             self.name, self.phase, now, view.snapshot, view.usable, ejected, self._panic, dns_questions
         )
+
+    def last_resolution(self) -> tuple[int, float | None, str | None]:
+        """``(resolutions ended, the latest one's duration in seconds or None when it was
+        not timed, the class name of its error or None)``: cheap, for instruments that
+        record every refresh from a :meth:`listen` callback."""
+        return self._stats.last_resolution()
 
     # -- shells' wake-ups ------------------------------------------------------------------
 
@@ -664,7 +687,10 @@ class ServiceCore:
             try:
                 listener()
             except Exception:  # pragma: no cover - listeners are the library's own
-                log.exception("%s: listener failed", self.name)
+                log.exception(
+                    "%s: listener failed", self.name,
+                    extra={"service": self.name, "pod": None, "address": None, "reason": "listener_error"},
+                )
 
     # -- connecting ------------------------------------------------------------------------------
 

@@ -61,7 +61,10 @@ def kubernetes_context(
         try:
             servers.append(parse_nameserver(entry.split("%", 1)[0]))
         except InvalidName:
-            log.warning("ignoring unusable nameserver %r in %s", entry, resolv_conf)
+            log.warning(
+                "ignoring unusable nameserver %r in %s", entry, resolv_conf,
+                extra={"service": None, "pod": None, "address": None, "reason": "resolv_conf"},
+            )
     namespace = conf.namespace
     try:
         sa_namespace = Path(namespace_file).read_text(encoding="utf-8").strip()

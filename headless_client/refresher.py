@@ -157,7 +157,10 @@ class Refresher:
                 if not self._step(mux):
                     return
             except BaseException:  # pragma: no cover - _step catches per service
-                log.exception("headless-client refresher: unexpected error; continuing")
+                log.exception(
+                    "headless-client refresher: unexpected error; continuing",
+                    extra={"service": None, "pod": None, "address": None, "reason": "refresher_error"},
+                )
 
     def _step(self, mux: Multiplexer) -> bool:
         """One round; False when there is nothing left to drive (the thread ends)."""
@@ -202,7 +205,10 @@ class Refresher:
         try:
             action = core.next_action(now)
         except Exception:
-            log.exception("%s: planning the next refresh failed", entry.name)
+            log.exception(
+                "%s: planning the next refresh failed", entry.name,
+                extra={"service": entry.name, "pod": None, "address": None, "reason": "refresher_error"},
+            )
             action = WaitUntil(now + core.refresh_policy.max_refresh)
         if core.has_events():  # an ejection that ended while planning
             dispatcher().post(core)
@@ -260,7 +266,10 @@ class Refresher:
             try:
                 core.resolved(self.clock(), answer, error)
             except Exception:
-                log.exception("%s: applying a refresh failed", entry.name)
+                log.exception(
+                    "%s: applying a refresh failed", entry.name,
+                    extra={"service": entry.name, "pod": None, "address": None, "reason": "refresher_error"},
+                )
             if core.has_events():
                 dispatcher().post(core)
             with self._lock:
@@ -354,7 +363,10 @@ class Dispatcher:
                     for event in core.take_events():
                         core.deliver(event)
             except BaseException:  # pragma: no cover - deliver catches subscriber errors
-                log.exception("headless-client events: unexpected error; continuing")
+                log.exception(
+                    "headless-client events: unexpected error; continuing",
+                    extra={"service": None, "pod": None, "address": None, "reason": "subscriber_error"},
+                )
             finally:
                 with self._lock:
                     self._pending -= 1

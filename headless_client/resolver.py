@@ -161,6 +161,12 @@ class BaseResolver:
                 "ignoring SRV target %r of %s: outside the service's domain or not a host name",
                 target or ".",
                 fqdn,
+                extra={
+                    "service": fqdn,
+                    "pod": target or ".",
+                    "address": None,
+                    "reason": "srv_target_dropped",
+                },
             )
         for service in dict.fromkeys(options.cluster_ips):
             if service not in self._cluster_ip_warned:
@@ -169,6 +175,7 @@ class BaseResolver:
                     "service %s is not headless (it has a cluster IP): using its virtual IP as "
                     "the only endpoint, with no pod identities (cluster_ip='warn')",
                     service,
+                    extra={"service": service, "pod": None, "address": None, "reason": "not_headless"},
                 )
         options.cluster_ips.clear()
         rejected = list(dict.fromkeys(options.rejected))
@@ -182,6 +189,12 @@ class BaseResolver:
                 fqdn,
                 shown,
                 more,
+                extra={
+                    "service": fqdn,
+                    "pod": ", ".join(dict.fromkeys(name for name, _ in rejected)),
+                    "address": ", ".join(address for _, address in rejected),
+                    "reason": "address_dropped",
+                },
             )
 
     def _logged(self, plan: Plan[T], options: LookupOptions, fqdn: str) -> Plan[T]:
@@ -403,7 +416,11 @@ class Resolver(BaseResolver):
                 return screen_all(exchange_with(server, batch, budget_end, interrupt), server)
             except ResolutionError as exc:
                 errors.append(str(exc))
-                log.debug("nameserver %s failed: %s", server, exc)
+                log.debug(
+                    "nameserver %s failed: %s", server, exc,
+                    extra={"service": None, "pod": None, "address": None, "reason": "nameserver_failed",
+                           "nameserver": server},
+                )
         raise exhausted(batch, self.timeout, errors)
 
 

@@ -352,7 +352,15 @@ class HeadlessService(ServiceFace):
                 try:
                     self.refresh()
                 except ResolutionError as exc:
-                    log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
+                    log.warning(
+                        "%s: refresh after NOT_LEADER failed: %s", self.name, exc,
+                        extra={
+                            "service": self.name,
+                            "pod": None,
+                            "address": None,
+                            "reason": "not_leader_refresh_failed",
+                        },
+                    )
 
 
 def _collected(entry: ServiceEntry, text: str) -> None:

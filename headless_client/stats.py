@@ -65,6 +65,8 @@ class ServiceStats:
         dns_questions: DNS questions this service's resolutions sent (0 when its resolver
             only offers a blocking ``resolve()``).
         pods: Per pod, in view order.
+        last_refresh_duration: Seconds the latest resolution took, or None (none yet, or
+            not timed: the first one, run inline by ``start()``, is not).
     """
 
     service: str
@@ -77,6 +79,7 @@ class ServiceStats:
     staleness: float | None
     dns_questions: int
     pods: tuple[PodStats, ...]
+    last_refresh_duration: float | None = None
 
 
 class _Pod:
@@ -99,6 +102,8 @@ class StatsKeeper:
         self.refreshes = 0
         self.refresh_failures = 0
         self.last_good: float | None = None
+        self.last_duration: float | None = None
+        self.last_error_type: str | None = None
         _forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
@@ -148,14 +153,21 @@ class StatsKeeper:
         with self._lock:
             self._pod(endpoint).ejections += 1
 
-    def resolved(self, now: float, error: BaseException | None) -> None:
-        """A resolution ended (NXDOMAIN is a good answer here)."""
+    def resolved(self, now: float, error: BaseException | None, duration: float | None = None) -> None:
+        """A resolution ended after *duration* seconds, if timed (NXDOMAIN is a good answer here)."""
         with self._lock:
             self.refreshes += 1
+            self.last_duration = duration
+            self.last_error_type = None if error is None else type(error).__name__
             if error is None or isinstance(error, ServiceNotFound):
                 self.last_good = now
             else:
                 self.refresh_failures += 1
+
+    def last_resolution(self) -> tuple[int, float | None, str | None]:
+        """``(resolutions ended, the latest one's duration or None, its error's class name or None)``."""
+        with self._lock:
+            return self.refreshes, self.last_duration, self.last_error_type
 
     def snapshot(
         self,
@@ -202,4 +214,5 @@ class StatsKeeper:
                 staleness=None if self.last_good is None else max(now - self.last_good, 0.0),
                 dns_questions=dns_questions,
                 pods=tuple(pods),
+                last_refresh_duration=self.last_duration,
             )

@@ -1,7 +1,7 @@
 """Suite-wide switches.
 
 Tests that need a real server beyond BIND9 carry a marker naming it (``coredns``,
-``postgres``, ``redis``, ``kafka``, ``chromium``). ``scripts/test`` installs and builds all
+``postgres``, ``redis``, ``kafka``, ``chromium``, ``tmux``). ``scripts/test`` installs and builds all
 of them, and CI runs every test: a missing server is a failure, never a skip.
 
 A Python-only contributor runs ``scripts/test --python-only`` (or sets
@@ -19,7 +19,7 @@ import pytest
 pytest_plugins = ["tests.integration.servers.fixtures"]
 
 #: Markers of tests that need a server the Python-only mode does not install.
-SERVER_MARKERS = ("coredns", "postgres", "redis", "kafka", "chromium")
+SERVER_MARKERS = ("coredns", "postgres", "redis", "kafka", "chromium", "tmux")
 
 
 def python_only() -> bool:

@@ -96,6 +96,10 @@ class AsyncResolver(BaseResolver):
                 return screen_all(await exchange_with(server, batch, budget_end), server)
             except ResolutionError as exc:
                 errors.append(str(exc))
-                _rlog.debug("nameserver %s failed: %s", server, exc)
+                _rlog.debug(
+                    "nameserver %s failed: %s", server, exc,
+                    extra={"service": None, "pod": None, "address": None, "reason": "nameserver_failed",
+                           "nameserver": server},
+                )
         raise exhausted(batch, self.timeout, errors)
 

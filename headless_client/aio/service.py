@@ -99,7 +99,15 @@ async def _deliver(core: ServiceCore, signal: _Signal) -> None:
                         if inspect.isawaitable(result):
                             await result
                     except Exception:
-                        log.exception("%s: subscriber %r raised", core.name, callback)
+                        log.exception(
+                            "%s: subscriber %r raised", core.name, callback,
+                            extra={
+                                "service": core.name,
+                                "pod": None,
+                                "address": None,
+                                "reason": "subscriber_error",
+                            },
+                        )
     finally:
         signal.delivering = False
 
@@ -126,7 +134,10 @@ async def _refresher(
         except Exception:
             core = core_ref()
             name = core.name if core is not None else "a collected service"
-            log.exception("%s: refresher step failed; going on", name, extra={"service": name})
+            log.exception(
+                "%s: refresher step failed; going on", name,
+                extra={"service": name, "pod": None, "address": None, "reason": "refresher_error"},
+            )
             del core
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(event.wait(), 1.0)
@@ -146,7 +157,10 @@ async def _step(
     try:
         action = core.next_action(clock())
     except Exception:
-        log.exception("%s: planning the next refresh failed", core.name, extra={"service": core.name})
+        log.exception(
+            "%s: planning the next refresh failed", core.name,
+            extra={"service": core.name, "pod": None, "address": None, "reason": "refresher_error"},
+        )
         action = WaitUntil(clock() + core.refresh_policy.max_refresh)
     if action is STOP:
         return False
@@ -432,7 +446,15 @@ class AsyncHeadlessService(ServiceFace):
                 try:
                     await self.refresh()
                 except ResolutionError as exc:
-                    log.warning("%s: refresh after NOT_LEADER failed: %s", self.name, exc)
+                    log.warning(
+                        "%s: refresh after NOT_LEADER failed: %s", self.name, exc,
+                        extra={
+                            "service": self.name,
+                            "pod": None,
+                            "address": None,
+                            "reason": "not_leader_refresh_failed",
+                        },
+                    )
 
 
 

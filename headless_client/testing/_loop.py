@@ -165,7 +165,10 @@ class Loop:
             thread.join(timeout)
         self._thread = None
         if thread.is_alive():  # pragma: no cover - the loop wakes at least every second
-            log.warning("fake cluster DNS thread did not stop within %ss", timeout)
+            log.warning(
+                "fake cluster DNS thread did not stop within %ss", timeout,
+                extra={"service": None, "pod": None, "address": None, "reason": "fake_dns"},
+            )
             return
         self._shutdown()
 
@@ -241,7 +244,10 @@ class Loop:
                 self._run_calls()
                 self._expire(time.monotonic())
         except Exception:  # pragma: no cover - a bug here must not hang the tests silently
-            log.exception("fake cluster DNS loop crashed")
+            log.exception(
+                "fake cluster DNS loop crashed",
+                extra={"service": None, "pod": None, "address": None, "reason": "fake_dns"},
+            )
         finally:
             self._run_calls()
 
@@ -417,7 +423,10 @@ class Loop:
         try:
             out = listener.reply(listener, request)
         except Exception:
-            log.exception("fake pod %s: handler failed for %r", listener.name, request)
+            log.exception(
+                "fake pod %s: handler failed for %r", listener.name, request,
+                extra={"service": None, "pod": listener.name, "address": None, "reason": "fake_pod"},
+            )
             return 500, "handler error"
         if out is None:
             return 200, listener.name

@@ -387,7 +387,10 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def log_message(self, format: str, *args: Any) -> None:
-        log.debug("%s %s", self.address_string(), format % args)
+        log.debug(
+            "%s %s", self.address_string(), format % args,
+            extra={"service": None, "pod": None, "address": None, "reason": "fake_kube_api"},
+        )
 
     def setup(self) -> None:
         if isinstance(self.request, ssl.SSLSocket):
