@@ -45,6 +45,7 @@ from typing import Any, Generic, TypeVar
 from typing_extensions import Self
 
 from . import _forksafe
+from ._spans import annotate
 from .endpoints import Endpoint, EndpointSet
 from .errors import HeadlessClientError, InvalidArgument, InvalidName
 from .registry_core import (
@@ -236,6 +237,7 @@ class ClientRegistry(Generic[C]):
         if entry is None:
             entry = self._build(endpoint)
         self.service.core.started(endpoint)
+        annotate(self.service, endpoint)
         return Lease(entry, time.monotonic(), self._settle)
 
     def _build(self, endpoint: Endpoint) -> Entry[C]:

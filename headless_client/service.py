@@ -151,7 +151,7 @@ class HeadlessService(ServiceFace):
 
     def _resolve_inline(self) -> None:
         core = self._core
-        action = core.begin_resolve()
+        action = core.begin_resolve(self._clock())
         answer: EndpointSet | None = None
         error: BaseException | None = None
         try:

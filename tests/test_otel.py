@@ -255,3 +255,24 @@ def test_without_opentelemetry_spans_are_a_no_op_and_metrics_say_what_to_install
     assert result.returncode == 0, result.stderr
     assert "ImportError: headless_client.contrib.otel needs opentelemetry-api" in result.stdout
     assert "headless-client[otel]" in result.stdout
+
+
+def test_integration_calls_set_the_span_attributes(spans: tuple[TracerProvider, InMemorySpanExporter]) -> None:
+    """A call through an integration (the httpx transport, on the client registry) sets
+    the conventional attributes on the current span: the service and the pod it went to."""
+    import httpx
+
+    from headless_client.contrib.httpx import HeadlessTransport
+
+    provider, exporter = spans
+    table = StaticResolver({"web.prod": loopback_pods([8080])}, namespace="prod")
+    tracer = provider.get_tracer("test")
+    with hc.HeadlessService("web.prod", "http", resolver=table) as svc:
+        transport = HeadlessTransport(svc, transport=httpx.MockTransport(lambda request: httpx.Response(200)))
+        with httpx.Client(transport=transport) as client, tracer.start_as_current_span("GET /"):
+            assert client.get("http://web.prod/").status_code == 200
+    (span,) = exporter.get_finished_spans()
+    attributes = dict(span.attributes or {})
+    assert attributes["server.address"] == NAME
+    assert attributes["network.peer.address"] == "127.0.0.1"
+    assert attributes["k8s.pod.name"] == "web-0"

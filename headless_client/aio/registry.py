@@ -24,6 +24,7 @@ from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
 
+from .._spans import annotate
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import HeadlessClientError, InvalidArgument, InvalidName
 from ..registry import DEFAULT_GRACE, check_service, request_from
@@ -202,6 +203,7 @@ class AsyncClientRegistry(Generic[C]):
         if entry is None:
             entry = await self._build(endpoint)
         self.service.core.started(endpoint)
+        annotate(self.service, endpoint)
         return Lease(entry, time.monotonic(), self._settle)
 
     def lease_now(self, endpoint: Endpoint) -> Lease[C]:
@@ -217,6 +219,7 @@ class AsyncClientRegistry(Generic[C]):
         if entry is None:
             entry = self._build_now(endpoint, use=True)
         self.service.core.started(endpoint)
+        annotate(self.service, endpoint)
         return Lease(entry, time.monotonic(), self._settle)
 
     def _build_now(self, endpoint: Endpoint, *, use: bool) -> Entry[C]:

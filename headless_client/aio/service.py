@@ -264,7 +264,7 @@ class AsyncHeadlessService(ServiceFace):
 
     async def _resolve_inline(self) -> None:
         core = self._core
-        action = core.begin_resolve()
+        action = core.begin_resolve(self._clock())
         answer: EndpointSet | None = None
         error: BaseException | None = None
         try:

@@ -61,6 +61,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with aiohtt
         "headless_client.contrib.aiohttp needs aiohttp >= 3.12: pip install 'headless-client[aiohttp]'"
     ) from exc
 
+from .._spans import annotate
 from ..endpoints import Endpoint
 from ..errors import ForeignHost, HeadlessClientError, InvalidArgument, InvalidName
 from ..hosts import ServiceHosts, service_hosts
@@ -156,6 +157,7 @@ class HeadlessMiddleware:
                 raise aiohttp.ClientConnectionError(message) from exc
             self._aim(request, url, endpoint)
             core.started(endpoint)
+            annotate(core.name, endpoint)
             start = time.monotonic()
             try:
                 response = await handler(request)
