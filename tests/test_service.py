@@ -74,14 +74,6 @@ def refresher_threads() -> list[threading.Thread]:
     return [t for t in threading.enumerate() if t.name == THREAD]
 
 
-def driven() -> int:
-    """Services the process-wide refresher drives now."""
-    from headless_client.clock import monotonic
-    from headless_client.refresher import refresher_for
-
-    return refresher_for(monotonic).service_count()
-
-
 def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> float:
     """Poll *predicate* (cheap, no I/O) until true; returns the seconds it took."""
     start = time.monotonic()
@@ -118,19 +110,19 @@ def test_context_manager_resolves_once_and_starts_the_shared_refresher(made: lis
     a named daemon; closing takes it off again."""
     resolver = ScriptedResolver(pods(0, 1, 2))
     svc = service(made, resolver)
-    base = driven()
     assert svc.name == NAME
     assert "new" in repr(svc)
+    assert not svc.refreshing
     with svc:
         assert resolver.calls >= 1
         assert svc.endpoints == pods(0, 1, 2)
-        assert driven() == base + 1
+        assert svc.refreshing  # other tests' services may share the refresher: count ours only
         threads = refresher_threads()
         assert len(threads) == 1
         assert threads[0].daemon
         assert "running 3 endpoints" in repr(svc)
     assert svc.closed
-    assert driven() == base
+    assert not svc.refreshing
     svc.close()  # twice: harmless
     assert "closed" in repr(svc)
 
@@ -141,10 +133,9 @@ def test_start_is_idempotent_and_closed_service_refuses_work(made: list[Headless
     from headless_client import ServiceClosed
 
     svc = service(made, ScriptedResolver(pods(0)))
-    base = driven()
     svc.start()
     svc.start()
-    assert driven() == base + 1
+    assert svc.refreshing
     assert len(refresher_threads()) == 1
     svc.close()
     for call in (svc.start, svc.refresh, lambda: svc.wait_for(5, timeout=1)):
@@ -165,13 +156,12 @@ def test_close_without_start_and_close_from_a_callback(made: list[HeadlessServic
     idle = service(made, resolver)
     idle.close()
     assert idle.closed
-    base = driven()
     svc = service(made, resolver)
     svc.start()
-    assert driven() == base + 1
+    assert svc.refreshing
     svc.subscribe(lambda old, new: svc.close())
     resolver.set(pods(0, 1))
-    wait_until(lambda: svc.closed and driven() == base, 5, "closed from its own callback")
+    wait_until(lambda: svc.closed and not svc.refreshing, 5, "closed from its own callback")
 
 
 @pytest.mark.parametrize(
@@ -273,9 +263,8 @@ def test_refresh_before_start_resolves_inline(made: list[HeadlessService]) -> No
     work), and does not hand the service to the refresher."""
     resolver = ScriptedResolver(pods(2))
     svc = service(made, resolver)
-    base = driven()
     assert svc.refresh() == pods(2)
-    assert driven() == base
+    assert not svc.refreshing
     assert svc.endpoint(ordinal=2) == pod(2)
     assert svc.pick() == pod(2)
 
