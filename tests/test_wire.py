@@ -145,14 +145,3 @@ def test_garbage_never_crashes(data):
         reply.message  # noqa: B018
     except ResolutionError:
         pass
-
-
-def test_retransmit_intervals():
-    """UDP resends start fast and settle at 250 ms, so a lossy path gets many tries."""
-    import itertools
-
-    from headless_client.wire import retransmit_intervals
-
-    assert list(itertools.islice(retransmit_intervals(2.0), 5)) == [0.1, 0.2, 0.25, 0.25, 0.25]
-    assert next(retransmit_intervals(0.2)) == 0.05
-    assert sum(itertools.islice(retransmit_intervals(2.0), 8)) < 2.0  # a send at 0, then 8 resends
