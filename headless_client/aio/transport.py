@@ -62,6 +62,8 @@ class _Channels:
         self.exchange = exchange
         self.loop = asyncio.get_running_loop()
         self.transports: dict[int, asyncio.BaseTransport] = {}
+        # Which channels are TCP (asyncio's UDP transports are WriteTransports too).
+        self.streams: set[int] = set()
         self.opening: dict[int, asyncio.Task[None]] = {}
         # Datagrams the exchange sent before its endpoint was ready.
         self.early: dict[int, list[bytes]] = {}
@@ -75,6 +77,8 @@ class _Channels:
                 if isinstance(action, Send):
                     self._send(action.channel, action.data)
                 elif isinstance(action, Open):
+                    if action.stream:
+                        self.streams.add(action.channel)
                     self.opening[action.channel] = self.loop.create_task(self._open(action))
                 else:
                     self._close(action.channel)
@@ -146,12 +150,12 @@ class _Channels:
             if channel in self.opening:
                 self.early.setdefault(channel, []).append(data)
             return
-        if isinstance(transport, asyncio.DatagramTransport):
-            transport.sendto(data)
-        elif isinstance(transport, asyncio.WriteTransport):
+        if channel in self.streams:
             # No drain(): the transport flushes as the socket allows, and reading
             # meanwhile keeps the server from blocking on its replies.
-            transport.write(data)
+            transport.write(data)  # type: ignore[attr-defined]
+        else:
+            transport.sendto(data)  # type: ignore[attr-defined]
 
     def _close(self, channel: int) -> None:
         task = self.opening.pop(channel, None)
