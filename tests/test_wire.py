@@ -11,12 +11,16 @@ from hypothesis import strategies as st
 
 from headless_client.errors import InvalidName, ResolutionError
 from headless_client.wire import (
+    Failure,
     Nameserver,
     build_queries,
     encode_name,
     match_response,
     parse_nameserver,
     screen,
+    server_failure,
+    stream_frame,
+    take_frames,
 )
 
 QNAME = "web.prod.svc.cluster.local."
@@ -97,6 +101,51 @@ def test_fast_path_declines_cnames():
     assert len(reply.message.answer) == 2
 
 
+def test_fast_path_reads_uncompressed_answers_like_coredns_sends():
+    """CoreDNS writes the owner out in full when the answer fits (in the question's case,
+    which may differ from ours): the fast path reads it; another owner goes the slow way."""
+    qname_wire = encode_name(QNAME)
+    for echoed, rdtype, rdata, address in (
+        (qname_wire, 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
+        (qname_wire.upper(), 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
+        (qname_wire, 28, bytes(15) + b"\x01", "::1"),
+    ):
+        pending = build_queries([(QNAME, rdtype)])
+        query = pending.wires[0]
+        header = query[:2] + b"\x84\x00\x00\x01\x00\x02\x00\x00\x00\x00"
+        question = query[12 : 12 + len(qname_wire) + 4]
+        record = echoed + rdtype.to_bytes(2, "big") + b"\x00\x01" + (5).to_bytes(4, "big")
+        record += len(rdata).to_bytes(2, "big") + rdata
+        pointer = b"\xc0\x0c" + record[len(echoed) :]
+        wire = header + question + record + pointer
+        _, reply = match_response(pending, wire)
+        assert reply.fast_addresses(len(qname_wire) + 4) == ((address, address), 5)
+        assert [r.to_text() for r in reply.message.answer[0]] == [address]  # dnspython agrees
+        other = encode_name("web-0.web.prod.svc.cluster.local.")
+        wire = header + question + other + record[len(echoed) :] + pointer
+        _, reply = match_response(pending, wire)
+        assert reply.fast_addresses(len(qname_wire) + 4) is None
+
+
+def test_fast_path_declines_truncated_records():
+    """A record cut short after an uncompressed owner is the slow path's to judge."""
+    pending = build_queries([(QNAME, 1)])
+    qname_wire = encode_name(QNAME)
+    header = pending.wires[0][:2] + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00"
+    question = pending.wires[0][12 : 12 + len(qname_wire) + 4]
+    _, reply = match_response(pending, header + question + qname_wire + b"\x00\x01\x00")
+    assert reply.fast_addresses(len(qname_wire) + 4) is None
+
+
+def test_take_frames_and_stream_frame():
+    """Length-prefixed frames come off the front; a partial frame stays."""
+    inbox = bytearray(stream_frame(b"abc") + stream_frame(b"") + stream_frame(b"defg")[:4])
+    assert take_frames(inbox) == [b"abc", b""]
+    assert bytes(inbox) == b"\x00\x04de"
+    inbox += b"fg"
+    assert take_frames(inbox) == [b"defg"] and not inbox
+
+
 def test_mismatches_are_ignored():
     """Wrong ID, wrong question, a query (QR clear) or garbage are not taken as answers."""
     pending = build_queries([(QNAME, 1)])
@@ -129,6 +178,14 @@ def test_screen():
     _, sf = match_response(pending, answer_for(pending, 1, rcode=dns.rcode.SERVFAIL))
     with pytest.raises(ResolutionError, match="SERVFAIL"):
         screen(sf, server)
+    assert server_failure(nx, server) is None
+    assert server_failure(sf, server) == f"127.0.0.1:53 answered SERVFAIL for {QNAME!r}"
+
+
+def test_failure_message_names_the_question_and_the_budget():
+    failure = Failure(QNAME, 28, "127.0.0.1:53 answered SERVFAIL", 2.0)
+    assert failure.message == f"resolving {QNAME} failed within 2s: 127.0.0.1:53 answered SERVFAIL"
+    assert not failure.truncated
 
 
 @given(st.binary(max_size=600))
