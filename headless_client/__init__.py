@@ -23,6 +23,7 @@ from .errors import (
     ServiceNotFound,
     WaitTimeout,
 )
+from .exchange import ExchangePolicy
 from .health import HealthPolicy
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -67,6 +68,7 @@ __all__ = [
     "EndpointDiff",
     "EndpointNotFound",
     "EndpointSet",
+    "ExchangePolicy",
     "Fallback",
     "HeadlessClientError",
     "HeadlessService",
