@@ -90,7 +90,10 @@ class Job(Generic[T]):
             self._finish(None, exc)
             return
         if self._start_exchange(batch, now):
-            self._carry_out(now)
+            try:
+                self._carry_out(now)
+            except Exception as exc:  # a bug must end this lookup, not the caller
+                self._finish(None, exc)
 
     def next_timer(self) -> float | None:
         exchange = self._exchange
@@ -102,8 +105,11 @@ class Job(Generic[T]):
             return
         at = exchange.next_timer()
         if at is not None and at <= now:
-            exchange.timer(now)
-            self._carry_out(now)
+            try:
+                exchange.timer(now)
+                self._carry_out(now)
+            except Exception as exc:  # a bug must end this lookup, not the driving thread
+                self._finish(None, exc)
 
     def on_ready(self, channel: int, mask: int, now: float) -> None:
         """A socket of this job is readable or writable."""
@@ -111,12 +117,15 @@ class Job(Generic[T]):
         sock = self._socks.get(channel)
         if exchange is None or sock is None:
             return
-        stream = self._streams.get(channel)
-        if stream is None:
-            self._read_datagrams(exchange, channel, sock, now)
-        else:
-            self._on_stream(exchange, channel, sock, mask, stream, now)
-        self._carry_out(now)
+        try:
+            stream = self._streams.get(channel)
+            if stream is None:
+                self._read_datagrams(exchange, channel, sock, now)
+            else:
+                self._on_stream(exchange, channel, sock, mask, stream, now)
+            self._carry_out(now)
+        except Exception as exc:  # a bug must end this lookup, not the driving thread
+            self._finish(None, exc)
 
     def close(self) -> None:
         """Close every socket and end the plan; no callback."""
@@ -140,6 +149,8 @@ class Job(Generic[T]):
     # -- inside ----------------------------------------------------------------------------
 
     def _finish(self, value: T | None, error: BaseException | None) -> None:
+        if self._finished:
+            return
         self._finished = True
         self._exchange = None
         for channel in list(self._socks):
@@ -476,8 +487,11 @@ class Multiplexer:
 
         Closes only this process's copies of the sockets (never ``shutdown()``, which would
         cut the parent's connections), drops every lookup without calling its ``done``,
-        and starts over with a fresh selector and wake-up pair.
+        and starts over with a fresh selector and wake-up pair. A closed multiplexer stays
+        closed.
         """
+        if self._closed:
+            return
         for job in self._jobs:
             job.forget()
         self._jobs.clear()
@@ -488,7 +502,6 @@ class Multiplexer:
         self._wake_w.close()
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = self._wake_pair()
-        self._closed = False
 
     def close(self) -> None:
         """Cancel every lookup (no callbacks) and release the selector; idempotent."""
