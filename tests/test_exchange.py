@@ -481,3 +481,41 @@ def test_values_are_frozen_with_slots():
     assert not hasattr(policy, "__dict__")
     lookup = Lookup(iter(()), ExchangeConfig(SERVERS[:1], 1.0), "x")  # type: ignore[arg-type]
     assert not hasattr(lookup, "__dict__")
+
+
+def test_duplicate_and_late_truncated_answers_change_nothing():
+    """A second answer to a settled question, and a TC datagram for a question already
+    asked over TCP, are ignored."""
+    net = Net(names(2))
+    udp = net.udp()
+    first, second = net.queries(udp)
+    net.datagram(udp, answer(first, address="10.0.0.5"))
+    net.datagram(udp, answer(first, address="10.0.0.6"))  # a retransmission's answer
+    net.run_timers(1.0)  # the second question moves to TCP
+    (tcp,) = net.open_channels(stream=True)
+    net.datagram(udp, answer(second, tc=True))
+    assert net.open_channels(stream=True) == [tcp]
+    net.opened(tcp)
+    net.stream(tcp, answer(net.queries(tcp)[0]))
+    a, b = net.result()
+    assert a.fast_addresses(len(first) - 12 - 11)[0] == ("10.0.0.5",)
+    assert isinstance(b, Reply) and not b.truncated
+
+
+def test_no_tcp_and_no_udp_on_a_server_moves_every_question_on():
+    """TCP refused, then UDP refused too (ICMP), with questions still queued: all of them
+    go to the next server at once."""
+    net = Net(names(20), servers=SERVERS[:2])
+    (tcp,) = net.open_channels(stream=True)
+    net.ex.channel_failed(tcp, "Connection refused", 0.0)
+    net.pump()
+    udp = net.udp()
+    assert len(net.queries(udp)) == 16  # four more wait for room
+    net.ex.channel_failed(udp, "Connection refused", 0.0)
+    net.pump()
+    (tcp2,) = net.open_channels(stream=True)
+    assert net.channels[tcp2].server == SERVERS[1]
+    net.opened(tcp2)
+    assert len(net.queries(tcp2)) == 20
+    net.stream(tcp2, *(answer(q) for q in net.queries(tcp2)))
+    assert sum(isinstance(r, Reply) for r in net.result()) == 20

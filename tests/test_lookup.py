@@ -8,7 +8,9 @@ import pytest
 
 from headless_client.errors import ResolutionError, ServiceNotFound
 from headless_client.lookup import (
+    AAAA,
     LookupOptions,
+    _ask_family,
     plan_addresses,
     plan_pod,
     plan_srv,
@@ -322,3 +324,29 @@ def test_a_pod_with_only_unsafe_addresses_is_an_error_saying_why():
     zone = FakeZone(statefulset("web", "prod", ["0.0.0.0"]))
     with pytest.raises(ResolutionError, match=r"0\.0\.0\.0 \(unspecified\).*screen_addresses=False"):
         zone.run(plan_pod(f"web-0.{SVC}", 80, LookupOptions(**OPTS)))
+
+
+def test_nxdomain_for_one_family_means_no_such_name_even_if_the_other_failed():
+    """NXDOMAIN is about the name: with the other family failed, the pod is still missing."""
+    pod = f"web-7.{SVC}"
+    with pytest.raises(ServiceNotFound, match="web-7"):
+        run_with(plan_pod(pod, 80, LookupOptions(**OPTS)), FakeZone(WEB), {(pod + ".", 28): servfail(pod + ".", 28)})
+
+
+def test_a_failure_in_the_other_family_pass_only_drops_that_target():
+    """The second pass of a mixed-family SRV lookup (the other family of targets that had
+    none) drops a target whose question failed, and notes it; the first pass is strict."""
+    targets = [f"web-1.{SVC}", f"web-2.{SVC}"]
+    failure = servfail(targets[0] + ".", 28)
+    zone = FakeZone(statefulset("web", "prod", ["10.0.0.1", "fd00::2", "fd00::3"]))
+    for strict in (False, True):
+        opts = LookupOptions(**OPTS)
+        addresses = {}
+        plan = _ask_family(targets, AAAA, addresses, opts, SVC, strict=strict)
+        if strict:
+            with pytest.raises(ResolutionError, match="SERVFAIL"):
+                run_with(plan, zone, {(targets[0] + ".", 28): failure})
+            continue
+        run_with(plan, zone, {(targets[0] + ".", 28): failure})
+        assert list(addresses) == [targets[1]]
+        assert opts.partial == [(targets[0], failure)]
