@@ -42,7 +42,7 @@ def _silent():
         yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def resolver(address, timeout=2.0):
+def resolver(address, timeout=10.0):
     return hc.Resolver([address if isinstance(address, str) else f"{address[0]}:{address[1]}"], timeout=timeout)
 
 
