@@ -519,3 +519,22 @@ def test_no_tcp_and_no_udp_on_a_server_moves_every_question_on():
     assert len(net.queries(tcp2)) == 20
     net.stream(tcp2, *(answer(q) for q in net.queries(tcp2)))
     assert sum(isinstance(r, Reply) for r in net.result()) == 20
+
+
+def test_the_exchange_module_does_no_io():
+    """exchange.py imports no socket, clock, selector, file or event-loop module: time is
+    passed in and bytes are handed to a driver."""
+    import ast
+    from pathlib import Path
+
+    import headless_client.exchange as module
+
+    tree = ast.parse(Path(module.__file__).read_text(encoding="utf-8"))
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            imported |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0:
+            imported.add((node.module or "").split(".")[0])
+    assert not imported & {"socket", "time", "selectors", "asyncio", "os", "io", "select", "threading"}
+    assert "open(" not in Path(module.__file__).read_text(encoding="utf-8")
