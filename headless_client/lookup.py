@@ -168,18 +168,20 @@ def _addresses(
             raise ResolutionError(
                 f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
             )
-        return _screen(AddressAnswer(*fast), name, options)
+        return _screen(AddressAnswer(*fast), name, options, suspect=reply.suspect)
     found = addresses_from_answer(
         reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
     )
     return _screen(found, name, options)
 
 
-def _screen(answer: AddressAnswer, name: str, options: LookupOptions) -> AddressAnswer:
+def _screen(
+    answer: AddressAnswer, name: str, options: LookupOptions, *, suspect: bool = True
+) -> AddressAnswer:
     """*answer* without unsafe addresses and those outside ``allowed_networks`` (noted
-    for the log)."""
+    for the log). ``suspect=False``: the wire showed no address that could be unsafe."""
     networks = options.allowed_networks
-    screen = options.screen_addresses
+    screen = options.screen_addresses and suspect
     if (networks is None and not screen) or not answer.addresses:
         return answer
     loopback = options.allow_loopback

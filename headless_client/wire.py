@@ -96,6 +96,11 @@ _OPCODE_MASK = 0x7800
 # EDNS0 OPT pseudo-record: root owner, type 41, our UDP payload size, no flags, no options.
 _OPT = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
 _RR_FIXED = struct.Struct("!HHIH")
+# First octets of the addresses the default screen may refuse: 0/8, 127/8, 169.254/16,
+# 224/4 multicast, 255.255.255.255; ::/8 (unspecified, loopback, IPv4-mapped), fe80::/10,
+# ff00::/8. Others need no closer look.
+_SUSPECT_V4 = frozenset({0, 127, 169, *range(224, 240), 255})
+_SUSPECT_V6 = frozenset({0x00, 0xFE, 0xFF})
 
 
 def encode_name(qname: str) -> bytes:
@@ -122,7 +127,7 @@ class Reply:
     of another shape (CNAMEs, other owners) goes through dnspython's parser.
     """
 
-    __slots__ = ("_message", "qname", "rcode", "rdtype", "truncated", "wire")
+    __slots__ = ("_message", "qname", "rcode", "rdtype", "suspect", "truncated", "wire")
 
     def __init__(self, wire: bytes, qname: str, rdtype: int) -> None:
         self.wire = wire
@@ -132,6 +137,9 @@ class Reply:
         self.rcode = flags & 0x000F
         self.truncated = bool(flags & _FLAG_TC)
         self._message: dns.message.Message | None = None
+        self.suspect = True
+        """False once :meth:`fast_addresses` found no address in a range the default
+        address screen refuses (see :func:`headless_client.records.unsafe_address`)."""
 
     @property
     def message(self) -> dns.message.Message:
@@ -164,6 +172,8 @@ class Reply:
         end = len(wire)
         name_length = question_length - 4
         owner: bytes | None = None
+        suspects = _SUSPECT_V4 if size == 4 else _SUSPECT_V6
+        suspect = False
         for _ in range(count):
             if offset + 12 > end:
                 return None
@@ -181,12 +191,15 @@ class Reply:
             offset += 10
             if rdtype != self.rdtype or rdclass != 1 or rdlen != size or offset + size > end:
                 return None
+            if wire[offset] in suspects:
+                suspect = True
             if size == 4:
                 addresses.append("%d.%d.%d.%d" % tuple(wire[offset : offset + 4]))  # noqa: UP031
             else:
                 addresses.append(socket.inet_ntop(socket.AF_INET6, wire[offset : offset + 16]))
             offset += size
             ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
+        self.suspect = suspect
         return tuple(addresses), ttl
 
 

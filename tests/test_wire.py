@@ -84,9 +84,28 @@ def test_match_and_fast_path():
     index, reply = matched
     assert index == 0
     assert reply.rcode == 0
+    assert reply.suspect  # unknown until read
     addresses, ttl = reply.fast_addresses(len(encode_name(QNAME)) + 4)
     assert sorted(addresses) == ["10.0.0.1", "10.0.0.2"]
     assert ttl == 30
+    assert not reply.suspect  # nothing the address screen needs to look at
+
+
+@pytest.mark.parametrize(
+    ("rdtype", "address", "suspect"),
+    [("A", "0.0.0.0", True), ("A", "127.0.0.1", True), ("A", "169.254.169.254", True),
+     ("A", "224.0.0.1", True), ("A", "255.255.255.255", True), ("A", "169.1.0.1", True),
+     ("A", "172.16.0.1", False), ("AAAA", "::ffff:169.254.169.254", True), ("AAAA", "fe80::1", True),
+     ("AAAA", "ff02::1", True), ("AAAA", "fd00::1", False), ("AAAA", "2001:db8::1", False)],
+)
+def test_fast_path_flags_answers_the_address_screen_must_read(rdtype, address, suspect):
+    """The wire pass marks answers holding an address in a range the screen may refuse,
+    so the usual answer is not parsed twice."""
+    pending = build_queries([(QNAME, 1 if rdtype == "A" else 28)])
+    wire = answer_for(pending, 0, (QNAME, 30, "IN", rdtype, "10.0.0.9" if rdtype == "A" else "fd00::9", address))
+    _, reply = match_response(pending, wire)
+    assert reply.fast_addresses(len(encode_name(QNAME)) + 4) is not None
+    assert reply.suspect is suspect
 
 
 def test_fast_path_declines_cnames():
