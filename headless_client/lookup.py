@@ -168,7 +168,8 @@ def _addresses(
             raise ResolutionError(
                 f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
             )
-        return _screen(AddressAnswer(*fast), name, options, suspect=reply.suspect)
+        suspect = reply.suspect or (reply.loopback and not options.allow_loopback)
+        return _screen(AddressAnswer(*fast), name, options, suspect=suspect)
     found = addresses_from_answer(
         reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
     )

@@ -93,7 +93,7 @@ def test_match_and_fast_path():
 
 @pytest.mark.parametrize(
     ("rdtype", "address", "suspect"),
-    [("A", "0.0.0.0", True), ("A", "127.0.0.1", True), ("A", "169.254.169.254", True),
+    [("A", "0.0.0.0", True), ("A", "127.0.0.1", False), ("A", "169.254.169.254", True),
      ("A", "224.0.0.1", True), ("A", "255.255.255.255", True), ("A", "169.1.0.1", True),
      ("A", "172.16.0.1", False), ("AAAA", "::ffff:169.254.169.254", True), ("AAAA", "fe80::1", True),
      ("AAAA", "ff02::1", True), ("AAAA", "fd00::1", False), ("AAAA", "2001:db8::1", False)],
@@ -106,6 +106,7 @@ def test_fast_path_flags_answers_the_address_screen_must_read(rdtype, address, s
     _, reply = match_response(pending, wire)
     assert reply.fast_addresses(len(encode_name(QNAME)) + 4) is not None
     assert reply.suspect is suspect
+    assert reply.loopback is address.startswith("127.")
 
 
 def test_fast_path_declines_cnames():
