@@ -32,6 +32,7 @@ from .errors import (
     WaitTimeout,
 )
 from .events import ServiceEvent
+from .exchange import ExchangePolicy
 from .health import HealthPolicy
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
@@ -103,6 +104,7 @@ __all__ = [
     "EndpointDiff",
     "EndpointNotFound",
     "EndpointSet",
+    "ExchangePolicy",
     "Fallback",
     "ForeignHost",
     "HeadlessClientError",

@@ -3,8 +3,10 @@
 Each lookup is a generator (a "plan") in the style of dnspython's ``_Resolution``: it
 yields a batch of questions ``[(absolute name, rdtype), ...]``, is sent back the answers
 (one :class:`~headless_client.wire.Reply` per question, same order, rcode already
-screened for server failures), and finally returns its result. The sync and asyncio resolvers only
-carry batches to the server, concurrently, so the business logic exists once.
+screened for server failures, or a :class:`~headless_client.wire.Failure` where no server
+answered usably), and finally returns its result. The exchange
+(:mod:`headless_client.exchange`) carries each batch to the nameservers, so the business
+logic exists once.
 """
 
 from __future__ import annotations
@@ -31,8 +33,9 @@ from .records import (
     srv_endpoints,
     srv_names_itself,
     srv_targets,
+    unsafe_address,
 )
-from .wire import Reply, encode_name
+from .wire import Answer, Failure, Reply, encode_name
 
 __all__ = [
     "AAAA",
@@ -55,7 +58,7 @@ SRV = dns.rdatatype.SRV
 Question = tuple[str, dns.rdatatype.RdataType]
 Batch = list[Question]
 T = TypeVar("T")
-Plan: TypeAlias = Generator[Batch, list[Reply], T]
+Plan: TypeAlias = Generator[Batch, list[Answer], T]
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,6 +73,10 @@ class LookupOptions:
     #: Addresses (A/AAAA answers, SRV glue and target lookups) outside every one of these
     #: networks are dropped (logged by the shell); None: any address.
     allowed_networks: tuple[Network, ...] | None = None
+    #: Drop unspecified, multicast, broadcast and link-local addresses and SRV port 0
+    #: (logged by the shell); loopback too unless *allow_loopback*.
+    screen_addresses: bool = True
+    allow_loopback: bool = False
     dropped: list[SrvTarget] = field(default_factory=list, compare=False)
     #: ``(name, address)`` dropped by *allowed_networks*, for the shell to log.
     rejected: list[tuple[str, str]] = field(default_factory=list, compare=False)
@@ -81,6 +88,13 @@ class LookupOptions:
     headless: set[str] | None = field(default=None, compare=False)
     #: ClusterIP Services accepted under ``cluster_ip="warn"``, for the shell to log.
     cluster_ips: list[str] = field(default_factory=list, compare=False)
+    #: ``(name, address, why)`` dropped by the default screen, for the shell to log.
+    unsafe: list[tuple[str, str, str]] = field(default_factory=list, compare=False)
+    #: SRV records with port 0, dropped by the default screen, for the shell to log.
+    port_zero: list[SrvTarget] = field(default_factory=list, compare=False)
+    #: ``(name, failure)`` of an address family that failed while the other answered
+    #: (the answered one is used), for the shell to log.
+    partial: list[tuple[str, Failure]] = field(default_factory=list, compare=False)
 
 
 def _cluster_ip_found(fqdn: str, options: LookupOptions) -> None:
@@ -98,7 +112,7 @@ def _cluster_ip_found(fqdn: str, options: LookupOptions) -> None:
 
 def _check_headless(
     fqdn: str, found: tuple[AddressAnswer, AddressAnswer], options: LookupOptions
-) -> Generator[Batch, list[Reply], None]:
+) -> Generator[Batch, list[Answer], None]:
     """A ClusterIP Service answers one virtual IP per family, like a headless Service of
     one pod; only then ask the name's own SRV (once per resolver), which CoreDNS answers
     for a ClusterIP Service with the Service name itself as target."""
@@ -110,6 +124,8 @@ def _check_headless(
     if options.headless is not None and key in options.headless:
         return
     (reply,) = yield [(absolute(fqdn), SRV)]
+    if isinstance(reply, Failure):
+        return  # the server could not say: not judged now, asked again next time
     if srv_names_itself(reply.message, absolute(fqdn), options.cname_domain):
         _cluster_ip_found(fqdn, options)
     elif options.headless is not None:
@@ -120,14 +136,68 @@ def _is_nxdomain(reply: Reply) -> bool:
     return reply.rcode == dns.rcode.NXDOMAIN
 
 
+_WAY_OUT_ADDRESSES = "for a service this large use resolve_statefulset(), which asks one name per pod"
+_WAY_OUT_SRV = (
+    "for a service this large use an int port (A/AAAA answers are about a third of the size) "
+    "or resolve_statefulset(), which asks one name per pod"
+)
+
+
+def _too_big(failure: Failure, service: str, way_out: str) -> ResolutionError:
+    what = dns.rdatatype.to_text(dns.rdatatype.RdataType.make(failure.rdtype))
+    return ResolutionError(
+        f"{service}: the {what} answer for {failure.qname} does not fit in one DNS message "
+        f"({failure.reason}); a partial set is refused: {way_out}"
+    )
+
+
+def _reply(answer: Answer, service: str, way_out: str) -> Reply:
+    """*answer* itself; a :class:`Failure` raises :class:`ResolutionError`."""
+    if isinstance(answer, Failure):
+        if answer.truncated:
+            raise _too_big(answer, service, way_out)
+        raise ResolutionError(answer.message)
+    return answer
+
+
 def _both_families(
-    fqdn: str, answers: list[Reply], options: LookupOptions
+    fqdn: str, answers: list[Answer], options: LookupOptions
 ) -> tuple[AddressAnswer, AddressAnswer] | None:
-    """A and AAAA answers for one name; None when the name does not exist."""
+    """A and AAAA answers for one name; None when the name does not exist.
+
+    When one family failed (a SERVFAIL for AAAA, say) and the other answered with
+    addresses, the answered family is used and the failure noted for the log; with
+    nothing answered there is nothing to keep, and the failure is raised.
+    """
     a_msg, aaaa_msg = answers
-    if _is_nxdomain(a_msg) and _is_nxdomain(aaaa_msg):
-        return None
-    return _addresses(a_msg, fqdn, A, options), _addresses(aaaa_msg, fqdn, AAAA, options)
+    if isinstance(a_msg, Reply) and isinstance(aaaa_msg, Reply):
+        if _is_nxdomain(a_msg) and _is_nxdomain(aaaa_msg):
+            return None
+        return _addresses(a_msg, fqdn, A, options), _addresses(aaaa_msg, fqdn, AAAA, options)
+    return _one_family(fqdn, a_msg, aaaa_msg, options)
+
+
+def _one_family(
+    fqdn: str, a_msg: Answer, aaaa_msg: Answer, options: LookupOptions
+) -> tuple[AddressAnswer, AddressAnswer] | None:
+    """:func:`_both_families` where at least one family failed."""
+    for answer in (a_msg, aaaa_msg):
+        if isinstance(answer, Failure) and answer.truncated:
+            raise _too_big(answer, fqdn, _WAY_OUT_ADDRESSES)
+    if isinstance(a_msg, Failure) and isinstance(aaaa_msg, Reply):
+        failed, good, family = a_msg, aaaa_msg, AAAA
+    elif isinstance(aaaa_msg, Failure) and isinstance(a_msg, Reply):
+        failed, good, family = aaaa_msg, a_msg, A
+    else:  # both failed
+        raise ResolutionError(a_msg.message if isinstance(a_msg, Failure) else str(a_msg))
+    if _is_nxdomain(good):
+        return None  # NXDOMAIN is about the name, whatever the type
+    found = _addresses(good, fqdn, family, options)
+    if not found.addresses:
+        raise ResolutionError(failed.message)
+    options.partial.append((fqdn, failed))
+    empty = AddressAnswer((), None)
+    return (found, empty) if family == A else (empty, found)
 
 
 def _addresses(
@@ -142,24 +212,33 @@ def _addresses(
             raise ResolutionError(
                 f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
             )
-        return _screen(AddressAnswer(*fast), name, options)
+        suspect = reply.suspect or (reply.loopback and not options.allow_loopback)
+        return _screen(AddressAnswer(*fast), name, options, suspect=suspect)
     found = addresses_from_answer(
         reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
     )
     return _screen(found, name, options)
 
 
-def _screen(answer: AddressAnswer, name: str, options: LookupOptions) -> AddressAnswer:
-    """*answer* without the addresses outside ``allowed_networks`` (noted for the log)."""
+def _screen(
+    answer: AddressAnswer, name: str, options: LookupOptions, *, suspect: bool = True
+) -> AddressAnswer:
+    """*answer* without unsafe addresses and those outside ``allowed_networks`` (noted
+    for the log). ``suspect=False``: the wire showed no address that could be unsafe."""
     networks = options.allowed_networks
-    if networks is None or not answer.addresses:
+    screen = options.screen_addresses and suspect
+    if (networks is None and not screen) or not answer.addresses:
         return answer
+    loopback = options.allow_loopback
     kept: list[str] = []
     for address in answer.addresses:
-        if address_allowed(address, networks):
-            kept.append(address)
-        else:
+        why = unsafe_address(address, allow_loopback=loopback) if screen else None
+        if why is not None:
+            options.unsafe.append((name, address, why))
+        elif networks is not None and not address_allowed(address, networks):
             options.rejected.append((name, address))
+        else:
+            kept.append(address)
     if len(kept) == len(answer.addresses):
         return answer
     return AddressAnswer(tuple(kept), answer.ttl)
@@ -193,8 +272,8 @@ def plan_srv(
     ask is learned from the first target, so an IPv4-only service of 1000 pods costs
     1000 questions, not 2000.
     """
-    (reply,) = yield [(absolute(srv_qname), SRV)]
-    message = reply.message
+    (answer,) = yield [(absolute(srv_qname), SRV)]
+    message = _reply(answer, service_fqdn, _WAY_OUT_SRV).message
     kept, dropped = srv_targets(
         message,
         srv_qname,
@@ -205,6 +284,10 @@ def plan_srv(
     own = service_fqdn.lower().rstrip(".")
     if any(t.target == own for t in kept):  # a ClusterIP Service's SRV names the Service
         _cluster_ip_found(service_fqdn, options)
+    if options.screen_addresses and any(t.port == 0 for t in kept):
+        # Port 0 is no service; a connect there fails or reaches something unintended.
+        options.port_zero.extend(t for t in kept if t.port == 0)
+        kept = [t for t in kept if t.port != 0]
     glue = glue_from_message(message)
     addresses: dict[str, AddressAnswer] = {}
     for t in kept:
@@ -224,13 +307,14 @@ def plan_srv(
             families = [rt for rt, ans in zip((A, AAAA), both, strict=True) if ans.addresses]
         rest = missing[1:]
         for family in families:
-            yield from _ask_family(rest, family, addresses, options)
+            yield from _ask_family(rest, family, addresses, options, service_fqdn)
         # A pod that lacks the family its peers have (mixed-family services) is asked
-        # for the other family once; a name gone NXDOMAIN meanwhile simply drops out.
+        # for the other family once; a name gone NXDOMAIN meanwhile simply drops out, and
+        # so does one whose other family fails (its first family had nothing).
         if len(families) == 1:
             other = AAAA if families[0] == A else A
             leftovers = [t for t in rest if t not in addresses]
-            yield from _ask_family(leftovers, other, addresses, options)
+            yield from _ask_family(leftovers, other, addresses, options, service_fqdn, strict=False)
     return srv_endpoints(kept, addresses, name=service_fqdn)
 
 
@@ -239,12 +323,18 @@ def _ask_family(
     family: dns.rdatatype.RdataType,
     addresses: dict[str, AddressAnswer],
     options: LookupOptions,
-) -> Generator[Batch, list[Reply], None]:
+    service_fqdn: str,
+    *,
+    strict: bool = True,
+) -> Generator[Batch, list[Answer], None]:
     if not targets:
         return
     answers = yield [(absolute(t), family) for t in targets]
-    for target, msg in zip(targets, answers, strict=True):
-        got = _addresses(msg, target, family, options)
+    for target, answer in zip(targets, answers, strict=True):
+        if isinstance(answer, Failure) and not strict and not answer.truncated:
+            options.partial.append((target, answer))
+            continue
+        got = _addresses(_reply(answer, service_fqdn, _WAY_OUT_SRV), target, family, options)
         if got.addresses:
             old = addresses.get(target)
             addresses[target] = got if old is None else _merge(old, got)
@@ -274,9 +364,16 @@ def plan_pod(
     qname = absolute(fqdn)
     answers = yield [(qname, A), (qname, AAAA)]
     rejected_before = len(options.rejected)
+    unsafe_before = len(options.unsafe)
     found = _both_families(fqdn, answers, options)
     if found is None or not (found[0].addresses or found[1].addresses):
         outside = [addr for _, addr in options.rejected[rejected_before:]]
+        unsafe = [f"{addr} ({why})" for _, addr, why in options.unsafe[unsafe_before:]]
+        if unsafe:
+            raise ResolutionError(
+                f"pod {fqdn!r}: every address ({', '.join(unsafe + outside)}) is unsafe or outside "
+                "allowed_networks (screen_addresses=False turns the default screen off)"
+            )
         if outside:
             raise ResolutionError(
                 f"pod {fqdn!r}: every address ({', '.join(outside)}) is outside allowed_networks"

@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .endpoints import EndpointSet
 from .errors import InvalidArgument
+
+T = TypeVar("T")
 
 __all__ = [
     "AsyncServiceResolver",
@@ -221,6 +223,11 @@ class LookupRunner:
 
     def resolve_host_blocking(self, hostname: str, port: int) -> EndpointSet:
         """One pod name's endpoints, blocking."""
+        if self.lookups:
+            from .transport import run_lookup
+
+            found: EndpointSet = run_lookup(self.resolver.host_lookup(hostname, port))
+            return found
         result: EndpointSet = self.resolver.resolve_host(hostname, port)
         return result
 
@@ -234,7 +241,6 @@ class LookupRunner:
 
 
 async def _run_lookup_async(lookup: Any) -> Any:
-    from .aio import transport
+    from .aio.transport import run_lookup
 
-    run: Any = getattr(transport, "run_lookup")  # noqa: B009 - TEMPORARY until the exchange lands
-    return await run(lookup)
+    return await run_lookup(lookup)

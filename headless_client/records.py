@@ -40,6 +40,7 @@ __all__ = [
     "srv_endpoints",
     "srv_names_itself",
     "srv_targets",
+    "unsafe_address",
 ]
 
 _HOST_LABEL = re.compile(rb"[A-Za-z0-9_](?:[-A-Za-z0-9_]{0,61}[A-Za-z0-9_])?")
@@ -86,6 +87,49 @@ def address_allowed(address: str, networks: Iterable[Network]) -> bool:
     except ValueError:
         return False
     return any(ip in net for net in networks)
+
+
+def unsafe_address(address: str, *, allow_loopback: bool = False) -> str | None:
+    """Why a pod must not be reached at *address* by default, or ``None`` if it may.
+
+    Refused: unspecified (``0.0.0.0/8``, ``::``: a connect there reaches this host),
+    multicast, broadcast, link-local (``169.254.0.0/16`` with the cloud metadata service
+    ``169.254.169.254``, ``fe80::/10``) and, unless *allow_loopback*, loopback. An
+    IPv4-mapped IPv6 address is judged as its IPv4 address. Text that is not an IP
+    address is refused too.
+    """
+    if ":" not in address:
+        # The hot path (every A record of every answer): the first octet decides.
+        head, _, rest = address.partition(".")
+        if not head.isdigit():
+            return "not an IP address"
+        first = int(head)
+        if first == 0:
+            return "unspecified"
+        if first == 127:
+            return None if allow_loopback else "loopback"
+        if first == 169 and rest.startswith("254."):
+            return "link-local"
+        if 224 <= first <= 239:
+            return "multicast"
+        if address == "255.255.255.255":
+            return "broadcast"
+        return None
+    try:
+        ip = ipaddress.IPv6Address(address)
+    except ValueError:
+        return "not an IP address"
+    if ip.ipv4_mapped is not None:
+        return unsafe_address(str(ip.ipv4_mapped), allow_loopback=allow_loopback)
+    if ip.is_unspecified:
+        return "unspecified"
+    if ip.is_loopback:
+        return None if allow_loopback else "loopback"
+    if ip.is_multicast:
+        return "multicast"
+    if ip.is_link_local:
+        return "link-local"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

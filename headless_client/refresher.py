@@ -20,6 +20,7 @@ fork** for the services the child inherited, with their last good view carried o
 
 from __future__ import annotations
 
+import collections
 import concurrent.futures
 import heapq
 import itertools
@@ -33,11 +34,11 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 from . import _forksafe
-from ._mux_stub import Multiplexer
 from .clock import Clock, monotonic, real_timeout, register_waker
 from .core import STOP, Resolve, ServiceCore, WaitUntil
 from .endpoints import EndpointSet
 from .lookup_runner import LookupRunner
+from .transport import Multiplexer
 
 __all__ = ["Dispatcher", "Refresher", "ServiceEntry", "dispatcher", "refresher_for"]
 
@@ -48,6 +49,25 @@ EVENTS_THREAD: Final = "headless-client-events"
 RESOLVE_THREADS: Final = "headless-client-resolve"
 #: Resolver threads at most, for resolvers that can only block.
 MAX_RESOLVE_THREADS: Final = 2
+#: Lookups in flight at once per set of nameservers; the rest wait their turn. Each holds
+#: a socket or two, so this bounds the refresher's descriptors however many services it
+#: drives, while a black-holed nameserver set delays only the services that use it.
+LOOKUPS_PER_NAMESERVERS: Final = 4
+
+
+@dataclass(eq=False)
+class _Lane:
+    """The lookups of one set of nameservers: how many run, and who waits."""
+
+    active: int = 0
+    waiting: collections.deque[tuple[ServiceEntry, Any]] = field(default_factory=collections.deque)
+
+
+@dataclass(eq=False)
+class _Queued:
+    """The job of an entry whose lookup waits in a lane."""
+
+    lane: _Lane
 
 
 @dataclass(eq=False)
@@ -62,6 +82,8 @@ class ServiceEntry:
     #: Set once the refresher dropped the entry (closed, collected or forked away).
     stopped: threading.Event = field(default_factory=threading.Event)
     version: int = 0
+    #: The lane of its lookup in flight, if any.
+    lane: Any = None
 
 
 class Refresher:
@@ -88,6 +110,7 @@ class Refresher:
         self._mux: Multiplexer | None = None
         self._thread: threading.Thread | None = None
         self._pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self._lanes: dict[object, _Lane] = {}
         register_waker(clock, self)
         _forksafe.register(self)
 
@@ -228,14 +251,20 @@ class Refresher:
         mux = self._mux
         assert mux is not None
 
+        lookup = runner.lookup(action.previous)
+        if lookup is not None:
+            lane = self._lanes.setdefault(lookup.config.nameservers, _Lane())
+            if lane.active >= LOOKUPS_PER_NAMESERVERS:
+                lane.waiting.append((entry, lookup))
+                entry.job = _Queued(lane)
+                return
+            self._submit(entry, lookup, lane)
+            return
+
         def done(answer: EndpointSet | None, error: BaseException | None) -> None:
             self._done.put((entry, answer, error))
             mux.wake()
 
-        lookup = runner.lookup(action.previous)
-        if lookup is not None:
-            entry.job = mux.submit(lookup, done)
-            return
         pool = self._pool
         if pool is None:
             pool = self._pool = concurrent.futures.ThreadPoolExecutor(
@@ -252,6 +281,28 @@ class Refresher:
 
         entry.job = pool.submit(blocking)
 
+    def _submit(self, entry: ServiceEntry, lookup: Any, lane: _Lane) -> None:
+        mux = self._mux
+        assert mux is not None
+        lane.active += 1
+
+        def done(answer: EndpointSet | None, error: BaseException | None) -> None:
+            self._done.put((entry, answer, error))
+            mux.wake()
+
+        entry.job = mux.submit(lookup, done)
+        entry.lane = lane
+
+    def _lane_freed(self, entry: ServiceEntry) -> None:
+        """*entry*'s lookup ended: its lane may start the next one waiting."""
+        lane, entry.lane = entry.lane, None
+        if lane is None:
+            return
+        lane.active -= 1
+        while lane.waiting and lane.active < LOOKUPS_PER_NAMESERVERS:
+            waiting, lookup = lane.waiting.popleft()
+            self._submit(waiting, lookup, lane)
+
     def _drain_done(self) -> None:
         while True:
             try:
@@ -259,6 +310,7 @@ class Refresher:
             except queue.Empty:
                 return
             entry.job = None
+            self._lane_freed(entry)
             core = entry.core()
             if core is None:
                 self._drop(entry)
@@ -281,8 +333,11 @@ class Refresher:
             entry.job = None
             if isinstance(job, concurrent.futures.Future):
                 job.cancel()
+            elif isinstance(job, _Queued):
+                job.lane.waiting = collections.deque(w for w in job.lane.waiting if w[0] is not entry)
             elif self._mux is not None:
                 self._mux.cancel(job)
+                self._lane_freed(entry)
         with self._lock:
             self._entries.discard(entry)
             self._dirty.discard(entry)
@@ -298,9 +353,11 @@ class Refresher:
         self._done = queue.SimpleQueue()
         # The parent's resolver threads are gone; a new pool starts on demand.
         self._pool = None
+        self._lanes = {}
         self._thread = None
         for entry in self._entries:
             entry.job = None  # its answer would arrive in the parent, not here
+            entry.lane = None
             entry.stopped = threading.Event()
         self._dirty = set(self._entries)
         if self._entries:

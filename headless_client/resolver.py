@@ -1,26 +1,29 @@
 """The synchronous resolver: Kubernetes service names -> :class:`EndpointSet`.
 
-:class:`BaseResolver` holds configuration and turns calls into lookup plans
-(:mod:`headless_client.lookup`); :class:`Resolver` carries each batch of questions to a
-nameserver over one UDP socket (or one pipelined TCP connection for big batches and
-truncated answers), so a batch of 1000 questions costs one round of I/O, not 1000.
+:class:`BaseResolver` holds configuration and turns calls into lookups: a plan
+(:mod:`headless_client.lookup`) with where to send its questions
+(:class:`~headless_client.exchange.Lookup`). :class:`Resolver` runs them with the blocking
+driver (:func:`headless_client.transport.run_lookup`), which carries each batch of
+questions to the nameservers as :class:`~headless_client.exchange.Exchange` decides: a
+batch of 1000 questions costs one round of I/O, not 1000.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ipaddress
 import logging
 import threading
-import time
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, Literal, TypeVar
 
 from ._validate import seconds
 from .endpoints import Endpoint, EndpointSet
 from .environment import KubernetesContext, kubernetes_context
-from .errors import InvalidName, ResolutionError
+from .errors import InvalidName
+from .exchange import MAX_TIMEOUT, ExchangeConfig, ExchangePolicy, Lookup
 from .interrupt import Interrupt
-from .lookup import Batch, LookupOptions, Plan, plan_addresses, plan_pod, plan_srv, plan_statefulset
+from .lookup import LookupOptions, Plan, plan_addresses, plan_pod, plan_srv, plan_statefulset
 from .names import (
     DEFAULT_CLUSTER_DOMAIN,
     pod_fqdn,
@@ -30,15 +33,8 @@ from .names import (
     validate_ordinal,
 )
 from .records import DEFAULT_MAX_RECORDS, Network, parse_networks
-from .transport import exchange_with
-from .wire import (
-    Nameserver,
-    Reply,
-    exhausted,
-    parse_nameserver,
-    screen_all,
-    server_budgets,
-)
+from .transport import run_lookup
+from .wire import Nameserver, parse_nameserver
 
 __all__ = ["BaseResolver", "Interrupt", "KubernetesContext", "Resolver", "kubernetes_context"]
 
@@ -48,6 +44,10 @@ log = logging.getLogger(__name__)
 T = TypeVar("T")
 
 DEFAULT_TIMEOUT: Final = 2.0
+#: Services whose last logged drops are remembered (bounds the memory of a long process).
+_DROP_MEMORY = 4096
+
+
 class BaseResolver:
     """Configuration and lookup plans shared by :class:`Resolver` and ``AsyncResolver``.
 
@@ -63,7 +63,7 @@ class BaseResolver:
         allowed_networks: CIDRs (``["10.244.0.0/16", "fd00::/8"]``) that pod addresses
             must be in. Addresses outside all of them, in A/AAAA answers, SRV glue and
             SRV target lookups, are dropped and logged at WARNING; the rest of the answer
-            is used. ``None`` (default): any address.
+            is used. ``None`` (default): any address the default screen lets through.
         context: an explicit :class:`KubernetesContext` instead of reading the system's.
         cluster_ip: what a normal (ClusterIP, not headless) Service gives, since DNS then
             answers its one virtual IP instead of the pods: ``"error"`` (default) raises
@@ -72,10 +72,19 @@ class BaseResolver:
             Detected from the SRV answer (its target is the Service name itself); with a
             port number, the Service name's SRV is asked once per Service when the A/AAAA
             answer has a single address per family.
+        exchange: how batches of questions are carried (UDP/TCP choice, retransmits,
+            questions per TCP connection...); default :class:`ExchangePolicy()`.
+        screen_addresses: drop, from every answer, addresses no pod has: unspecified
+            (``0.0.0.0``, ``::``), multicast, broadcast, link-local (``169.254.0.0/16``
+            with the cloud metadata service, ``fe80::/10``), SRV records with port 0 and,
+            unless every nameserver is itself on loopback (tests, local development),
+            loopback addresses. Dropped records are logged once per change, naming the
+            service. ``False`` turns this screen off (``allowed_networks`` still applies).
 
     Raises:
-        InvalidName: a nameserver string, the cluster domain or namespace is invalid.
-        ValueError: a non-positive timeout or max_records.
+        InvalidName: a nameserver string, the cluster domain or namespace is invalid, or
+            a timeout that is not a finite positive number of seconds (at most one day),
+            or max_records is not a positive int.
     """
 
     def __init__(
@@ -90,6 +99,8 @@ class BaseResolver:
         allowed_networks: Iterable[str | Network] | None = None,
         context: KubernetesContext | None = None,
         cluster_ip: Literal["error", "warn"] = "error",
+        exchange: ExchangePolicy | None = None,
+        screen_addresses: bool = True,
     ) -> None:
         if cluster_ip not in ("error", "warn"):
             raise InvalidName(f"cluster_ip must be 'error' or 'warn': {cluster_ip!r}")
@@ -98,7 +109,11 @@ class BaseResolver:
         self._cluster_ip_warned: set[str] = set()
         # Finite and at most an hour: an infinite timeout would overflow every wait that
         # derives from it (refresh(), wait_for(), close()).
-        timeout = seconds("timeout", timeout, maximum=3600.0)
+        timeout = seconds("timeout", timeout, maximum=min(3600.0, MAX_TIMEOUT))
+        if exchange is not None and not isinstance(exchange, ExchangePolicy):
+            raise InvalidName(
+                f"exchange must be an ExchangePolicy, not {type(exchange).__name__}: {exchange!r}"
+            )
         if isinstance(max_records, bool) or not isinstance(max_records, int) or max_records < 1:
             raise InvalidName(f"max_records must be a positive int: {max_records!r}")
         if isinstance(nameservers, str):
@@ -127,7 +142,12 @@ class BaseResolver:
         self.allowed_networks: tuple[Network, ...] | None = (
             None if allowed_networks is None else parse_networks(allowed_networks)
         )
+        self.exchange_policy: ExchangePolicy = exchange if exchange is not None else ExchangePolicy()
+        self.screen_addresses = bool(screen_addresses)
         self._local = threading.local()
+        # What was last logged as dropped, per lookup: logged again only when it changes.
+        self._drops_logged: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {}
+        self._drops_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return (
@@ -135,6 +155,11 @@ class BaseResolver:
             f"timeout={self.timeout}, cluster_domain={self.cluster_domain!r}, "
             f"namespace={self.namespace!r})"
         )
+
+    @property
+    def exchange_config(self) -> ExchangeConfig:
+        """The nameservers, timeout and exchange policy this resolver's lookups use now."""
+        return ExchangeConfig(self.nameservers, self.timeout, self.exchange_policy)
 
     # -- naming -------------------------------------------------------------------
 
@@ -148,26 +173,15 @@ class BaseResolver:
             max_records=self.max_records,
             check_targets=self.check_targets,
             allowed_networks=self.allowed_networks,
+            screen_addresses=self.screen_addresses,
+            allow_loopback=all(ipaddress.ip_address(ns.host).is_loopback for ns in self.nameservers),
             cluster_ip=self.cluster_ip,
             headless=self._headless,
         )
 
-    def _log_dropped(self, options: LookupOptions, fqdn: str) -> None:
-        """Log (once) what the plan dropped; drains the lists, so a second call logs nothing."""
-        dropped = list(dict.fromkeys(t.target for t in options.dropped))
-        options.dropped.clear()
-        for target in dropped:
-            log.warning(
-                "ignoring SRV target %r of %s: outside the service's domain or not a host name",
-                target or ".",
-                fqdn,
-                extra={
-                    "service": fqdn,
-                    "pod": target or ".",
-                    "address": None,
-                    "reason": "srv_target_dropped",
-                },
-            )
+    def _log_dropped(self, options: LookupOptions, fqdn: str, key: str | None = None) -> None:
+        """Log what the plan dropped, once per change for the same lookup *key*; drains the
+        lists, so a second call logs nothing."""
         for service in dict.fromkeys(options.cluster_ips):
             if service not in self._cluster_ip_warned:
                 self._cluster_ip_warned.add(service)
@@ -178,31 +192,97 @@ class BaseResolver:
                     extra={"service": service, "pod": None, "address": None, "reason": "not_headless"},
                 )
         options.cluster_ips.clear()
-        rejected = list(dict.fromkeys(options.rejected))
-        options.rejected.clear()
-        if rejected:
-            shown = ", ".join(f"{address} ({name})" for name, address in rejected[:10])
-            more = f" and {len(rejected) - 10} more" if len(rejected) > 10 else ""
+        lines = _drop_messages(options, fqdn)
+        memo = (fqdn, key or "")
+        with self._drops_lock:
+            if self._drops_logged.get(memo, ()) == lines:
+                return
+            if lines:
+                if len(self._drops_logged) >= _DROP_MEMORY:
+                    self._drops_logged.pop(next(iter(self._drops_logged)))
+                self._drops_logged[memo] = lines
+            else:
+                self._drops_logged.pop(memo, None)
+        for line, why in lines:
+            # "reason:addresses" carries the addresses a screen dropped, for the record.
+            reason, _, address = why.partition(":")
             log.warning(
-                "ignoring %d address(es) of %s outside allowed_networks: %s%s",
-                len(rejected),
-                fqdn,
-                shown,
-                more,
-                extra={
-                    "service": fqdn,
-                    "pod": ", ".join(dict.fromkeys(name for name, _ in rejected)),
-                    "address": ", ".join(address for _, address in rejected),
-                    "reason": "address_dropped",
-                },
+                "%s", line, extra={"service": fqdn, "pod": None, "address": address or None, "reason": reason}
             )
 
-    def _logged(self, plan: Plan[T], options: LookupOptions, fqdn: str) -> Plan[T]:
+    def _logged(self, plan: Plan[T], options: LookupOptions, fqdn: str, key: str | None = None) -> Plan[T]:
         """*plan*, logging what it dropped when it ends (answered, failed or abandoned)."""
         try:
             return (yield from plan)
         finally:
-            self._log_dropped(options, fqdn)
+            self._log_dropped(options, fqdn, key)
+
+    # -- lookups: a plan and where to send it, for either driver -------------------------------
+
+    def service_lookup(
+        self,
+        service: str,
+        port: int | str,
+        *,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+        previous: EndpointSet | None = None,
+    ) -> Lookup[EndpointSet]:
+        """The lookup behind :meth:`Resolver.resolve`, for a driver to run.
+
+        Args:
+            previous: the last set this service resolved to (reserved for cheaper steady
+                refreshes; not used yet).
+
+        Raises:
+            InvalidName: a bad service name, port or protocol.
+        """
+        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        return Lookup(plan, self.exchange_config, fqdn)
+
+    def pod_lookup(
+        self,
+        statefulset: str,
+        ordinal: int,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+    ) -> Lookup[EndpointSet]:
+        """The lookup behind :meth:`Resolver.resolve_pod_all` (every endpoint of one pod).
+
+        Raises:
+            InvalidName: a bad name, ordinal or port, or no namespace.
+        """
+        plan = self._pod_plan(statefulset, ordinal, namespace, service, port)
+        return Lookup(plan, self.exchange_config, f"{statefulset}-{ordinal}")
+
+    def host_lookup(self, hostname: str, port: int = 0) -> Lookup[EndpointSet]:
+        """The lookup behind :meth:`Resolver.resolve_host`.
+
+        Raises:
+            InvalidName: a bad host name or port.
+        """
+        return Lookup(self._host_plan(hostname, port), self.exchange_config, hostname)
+
+    def statefulset_lookup(
+        self,
+        statefulset: str,
+        *,
+        namespace: str | None = None,
+        service: str | None = None,
+        port: int | None = None,
+        start: int = 0,
+        replicas: int | None = None,
+        max_gap: int = 8,
+    ) -> Lookup[EndpointSet]:
+        """The lookup behind :meth:`Resolver.resolve_statefulset`.
+
+        Raises:
+            InvalidName: a bad name, ordinal, count or port, or no namespace.
+        """
+        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
+        return Lookup(plan, self.exchange_config, statefulset)
 
     # -- plans --------------------------------------------------------------------
 
@@ -215,9 +295,9 @@ class BaseResolver:
             raise InvalidName(f"port must be an int or a port name, not {type(port).__name__}: {port!r}")
         if isinstance(port, int):
             _check_port(port)
-            return self._logged(plan_addresses(fqdn, port, options), options, fqdn), options, fqdn
+            return self._logged(plan_addresses(fqdn, port, options), options, fqdn, "A"), options, fqdn
         plan = plan_srv(srv_name(port, protocol, fqdn), fqdn, options)
-        return self._logged(plan, options, fqdn), options, fqdn
+        return self._logged(plan, options, fqdn, f"SRV {port}/{protocol}"), options, fqdn
 
     def _pod_plan(
         self,
@@ -312,10 +392,11 @@ class Resolver(BaseResolver):
             NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
             ResolutionError: timeout, refused, SERVFAIL or a malformed answer.
         """
-        plan, options, fqdn = self._resolve_plan(service, port, protocol, namespace)
-        result = self._run(plan)
-        self._log_dropped(options, fqdn)
-        return result
+        return self._run_lookup(self.service_lookup(service, port, protocol=protocol, namespace=namespace))
+
+    # A service may carry this resolver's lookups itself (many at once, on one thread)
+    # while ``resolve`` is this one: a subclass overriding it is called through it.
+    _RESOLVE_RUNS_LOOKUPS = resolve
 
     def resolve_pod(
         self,
@@ -333,8 +414,8 @@ class Resolver(BaseResolver):
         Raises:
             ServiceNotFound: the pod name does not exist (not created, or not ready).
         """
-        found = self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
-        return found[0]
+        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
+        return self._run_lookup(lookup)[0]
 
     def resolve_pod_all(
         self,
@@ -346,7 +427,8 @@ class Resolver(BaseResolver):
         port: int | None = None,
     ) -> EndpointSet:
         """Every endpoint of one pod (one per address family)."""
-        return self._run(self._pod_plan(statefulset, ordinal, namespace, service, port))
+        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
+        return self._run_lookup(lookup)
 
     def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
         """The endpoints of one absolute host name (a pod FQDN), A and AAAA.
@@ -354,7 +436,7 @@ class Resolver(BaseResolver):
         Raises:
             ServiceNotFound: the name does not exist.
         """
-        return self._run(self._host_plan(hostname, port))
+        return self._run_lookup(self.host_lookup(hostname, port))
 
     def resolve_statefulset(
         self,
@@ -379,9 +461,12 @@ class Resolver(BaseResolver):
                 ``<sts>-<n>`` names exists: it is not the Service the StatefulSet names as
                 ``serviceName`` (or the ordinals do not start at *start*).
             NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
+            ResolutionError: the pod names could not be asked.
         """
-        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
-        return self._run(plan)
+        return self._run_lookup(self.statefulset_lookup(
+            statefulset, namespace=namespace, service=service, port=port, start=start,
+            replicas=replicas, max_gap=max_gap,
+        ))  # fmt: skip
 
     # -- I/O ------------------------------------------------------------------------
 
@@ -399,28 +484,57 @@ class Resolver(BaseResolver):
         finally:
             self._local.interrupt = previous
 
+    def _run_lookup(self, lookup: Lookup[T]) -> T:
+        return run_lookup(lookup, interrupt=getattr(self._local, "interrupt", None))
+
     def _run(self, plan: Plan[T]) -> T:
-        deadline = time.monotonic() + self.timeout
-        interrupt: Interrupt | None = getattr(self._local, "interrupt", None)
-        try:
-            batch = next(plan)
-            while True:
-                batch = plan.send(self._exchange(batch, deadline, interrupt))
-        except StopIteration as stop:
-            return stop.value  # type: ignore[no-any-return]
-
-    def _exchange(self, batch: Batch, deadline: float, interrupt: Interrupt | None = None) -> list[Reply]:
-        errors: list[str] = []
-        for server, budget_end in server_budgets(self.nameservers, deadline, time.monotonic):
-            try:
-                return screen_all(exchange_with(server, batch, budget_end, interrupt), server)
-            except ResolutionError as exc:
-                errors.append(str(exc))
-                log.debug(
-                    "nameserver %s failed: %s", server, exc,
-                    extra={"service": None, "pod": None, "address": None, "reason": "nameserver_failed",
-                           "nameserver": server},
-                )
-        raise exhausted(batch, self.timeout, errors)
+        """Run a bare plan with this resolver's exchange settings (kept for subclasses)."""
+        return self._run_lookup(Lookup(plan, self.exchange_config))
 
 
+def _drop_messages(options: LookupOptions, fqdn: str) -> tuple[tuple[str, str], ...]:
+    """What a plan dropped or could not get, as ``(log line, reason)`` in a stable order
+    (answers come shuffled), and the lists drained."""
+    lines: list[tuple[str, str]] = []
+    for target in sorted({t.target for t in options.dropped}):
+        lines.append((
+            f"ignoring SRV target {target or '.'!r} of {fqdn}: outside the service's domain "
+            "or not a host name",
+            "srv_target_dropped",
+        ))
+    zero = sorted({t.target for t in options.port_zero})
+    if zero:
+        lines.append(
+            (f"ignoring {len(zero)} SRV record(s) of {fqdn} with port 0: {_shown(zero)}", "port_zero")
+        )
+    unsafe = sorted({f"{address} ({why}, {name})" for name, address, why in options.unsafe})
+    if unsafe:
+        lines.append((
+            f"ignoring {len(unsafe)} unsafe address(es) of {fqdn}: {_shown(unsafe)} "
+            "(screen_addresses=False accepts them)",
+            "unsafe_address",
+        ))
+    rejected = sorted({f"{address} ({name})" for name, address in options.rejected})
+    if rejected:
+        addresses = ", ".join(sorted({address for _, address in options.rejected}))
+        lines.append((
+            f"ignoring {len(rejected)} address(es) of {fqdn} outside allowed_networks: {_shown(rejected)}",
+            f"address_dropped:{addresses}",
+        ))
+    for name, rdtype, reason in sorted({(n, f.rdtype, f.reason) for n, f in options.partial}):
+        what = {1: "A", 28: "AAAA"}.get(rdtype, str(rdtype))
+        lines.append((
+            f"{fqdn}: the {what} lookup of {name} failed ({reason}); using the other address family",
+            "family_failed",
+        ))
+    options.dropped.clear()
+    options.port_zero.clear()
+    options.unsafe.clear()
+    options.rejected.clear()
+    options.partial.clear()
+    return tuple(lines)
+
+
+def _shown(items: list[str]) -> str:
+    more = f" and {len(items) - 10} more" if len(items) > 10 else ""
+    return ", ".join(items[:10]) + more

@@ -1,9 +1,9 @@
 """DNS messages on the wire: building query batches, matching and screening responses.
 
-Pure. The sync and asyncio transports send what :func:`build_queries` makes and feed
-whatever bytes arrive to :func:`match_response`, which only accepts a well-formed reply
-to a question we asked (right ID, right question, QR set); anything else, a spoofed or
-corrupted packet, is ignored rather than trusted.
+Pure. The exchange (:mod:`headless_client.exchange`) sends what :func:`build_queries`
+makes and feeds whatever bytes arrive to :func:`match_response`, which only accepts a
+well-formed reply to a question we asked (right ID, right question, QR set); anything
+else, a spoofed or corrupted packet, is ignored rather than trusted.
 """
 
 from __future__ import annotations
@@ -12,8 +12,9 @@ import ipaddress
 import secrets
 import socket
 import struct
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeAlias
 
 import dns.exception
 import dns.message
@@ -23,7 +24,9 @@ from .errors import InvalidName, ResolutionError
 
 __all__ = [
     "EDNS_PAYLOAD",
-    "MAX_UDP_BATCH",
+    "MAX_MESSAGE_SIZE",
+    "Answer",
+    "Failure",
     "Nameserver",
     "Pending",
     "Reply",
@@ -32,13 +35,13 @@ __all__ = [
     "match_response",
     "parse_nameserver",
     "screen",
+    "server_failure",
+    "stream_frame",
+    "take_frames",
 ]
 
 #: What CoreDNS and BIND honour from clients; avoids IP fragmentation (DNS flag day 2020).
 EDNS_PAYLOAD = 1232
-#: Batches larger than this go straight to one pipelined TCP connection: bursting
-#: thousands of datagrams at a server overflows socket buffers and turns into retransmits.
-MAX_UDP_BATCH = 16
 #: Replies are refused above this size; TCP's length prefix caps at 65535 anyway.
 MAX_MESSAGE_SIZE = 65535
 
@@ -94,6 +97,11 @@ _OPCODE_MASK = 0x7800
 # EDNS0 OPT pseudo-record: root owner, type 41, our UDP payload size, no flags, no options.
 _OPT = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
 _RR_FIXED = struct.Struct("!HHIH")
+# First octets of the addresses the default screen may refuse: 0/8, 127/8, 169.254/16,
+# 224/4 multicast, 255.255.255.255; ::/8 (unspecified, loopback, IPv4-mapped), fe80::/10,
+# ff00::/8. Others need no closer look.
+_SUSPECT_V4 = frozenset({0, 127, 169, *range(224, 240), 255})
+_SUSPECT_V6 = frozenset({0x00, 0xFE, 0xFF})
 
 
 def encode_name(qname: str) -> bytes:
@@ -120,7 +128,7 @@ class Reply:
     of another shape (CNAMEs, other owners) goes through dnspython's parser.
     """
 
-    __slots__ = ("_message", "qname", "rcode", "rdtype", "truncated", "wire")
+    __slots__ = ("_message", "loopback", "qname", "rcode", "rdtype", "suspect", "truncated", "wire")
 
     def __init__(self, wire: bytes, qname: str, rdtype: int) -> None:
         self.wire = wire
@@ -130,6 +138,12 @@ class Reply:
         self.rcode = flags & 0x000F
         self.truncated = bool(flags & _FLAG_TC)
         self._message: dns.message.Message | None = None
+        self.suspect = True
+        """False once :meth:`fast_addresses` found no address in a range the default
+        address screen refuses (see :func:`headless_client.records.unsafe_address`),
+        IPv4 loopback aside."""
+        self.loopback = True
+        """False once :meth:`fast_addresses` found no IPv4 loopback address."""
 
     @property
     def message(self) -> dns.message.Message:
@@ -148,8 +162,10 @@ class Reply:
     def fast_addresses(self, question_length: int) -> tuple[tuple[str, ...], int | None] | None:
         """``(addresses, ttl)`` if every answer record is our type owned by our name.
 
-        The owner must be the compression pointer to the question (offset 12), which is
-        how servers write it; ``None`` means "take the slow path", never "no data".
+        The owner is either the compression pointer to the question (offset 12), as BIND
+        and dnspython write it, or the question name written out again, as CoreDNS sends
+        answers that fit uncompressed (compared case-insensitively: CoreDNS echoes the
+        question's case). ``None`` means "take the slow path", never "no data".
         """
         wire = self.wire
         count = int.from_bytes(wire[6:8], "big")
@@ -158,20 +174,73 @@ class Reply:
         addresses: list[str] = []
         ttl: int | None = None
         end = len(wire)
+        name_length = question_length - 4
+        owner: bytes | None = None
+        suspects = _SUSPECT_V4 if size == 4 else _SUSPECT_V6
+        suspect = loopback = False
         for _ in range(count):
-            if offset + 12 > end or wire[offset] != 0xC0 or wire[offset + 1] != 12:
+            if offset + 12 > end:
                 return None
-            rdtype, rdclass, rr_ttl, rdlen = _RR_FIXED.unpack_from(wire, offset + 2)
-            offset += 12
+            if wire[offset] == 0xC0 and wire[offset + 1] == 12:
+                offset += 2
+            else:
+                if owner is None:
+                    owner = wire[12 : 12 + name_length].lower()
+                if wire[offset : offset + name_length].lower() != owner:
+                    return None
+                offset += name_length
+                if offset + 10 > end:
+                    return None
+            rdtype, rdclass, rr_ttl, rdlen = _RR_FIXED.unpack_from(wire, offset)
+            offset += 10
             if rdtype != self.rdtype or rdclass != 1 or rdlen != size or offset + size > end:
                 return None
+            if wire[offset] in suspects:
+                # Loopback is kept for local nameservers: told apart, so a test ground
+                # on 127/8 does not send every answer through the screen.
+                if size == 4 and wire[offset] == 127:
+                    loopback = True
+                else:
+                    suspect = True
             if size == 4:
                 addresses.append("%d.%d.%d.%d" % tuple(wire[offset : offset + 4]))  # noqa: UP031
             else:
                 addresses.append(socket.inet_ntop(socket.AF_INET6, wire[offset : offset + 16]))
             offset += size
             ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
+        self.suspect = suspect
+        self.loopback = loopback
         return tuple(addresses), ttl
+
+
+@dataclass(frozen=True, slots=True)
+class Failure:
+    """A question no nameserver answered usably, in place of its :class:`Reply`.
+
+    Attributes:
+        qname: the absolute name asked.
+        rdtype: the record type asked.
+        reason: what each server did, in order (``"127.0.0.1:53 answered SERVFAIL ..."``).
+        timeout: the call's whole budget, in seconds (for the message).
+        truncated: the answer does not fit in one DNS message: truncated over TCP (more
+            than 64 KiB), or truncated over UDP with TCP unavailable. A partial answer
+            must never be taken for the whole set.
+    """
+
+    qname: str
+    rdtype: int
+    reason: str
+    timeout: float
+    truncated: bool = False
+
+    @property
+    def message(self) -> str:
+        """One line for a :class:`~headless_client.ResolutionError`."""
+        return f"resolving {self.qname} failed within {self.timeout:g}s: {self.reason}"
+
+
+#: What a lookup plan is sent for each question: the reply, or why there is none.
+Answer: TypeAlias = "Reply | Failure"
 
 
 @dataclass(slots=True)
@@ -234,100 +303,46 @@ def match_response(pending: Pending, wire: bytes) -> tuple[int, Reply] | None:
     return index, Reply(bytes(wire), qname, rdtype)
 
 
-def screen(reply: Reply, server: Nameserver) -> None:
-    """Raise for answers that say the *server* failed, so the next server is tried.
+def server_failure(reply: Reply, server: Nameserver) -> str | None:
+    """Why *reply* says the *server* failed (so the next server is asked), else ``None``.
 
     NOERROR and NXDOMAIN are answers about the name and pass; SERVFAIL (CoreDNS while its
     informers sync), REFUSED, NOTIMP, FORMERR and the rest are about the server.
     """
     rcode = reply.rcode
-    if rcode not in (dns.rcode.NOERROR, dns.rcode.NXDOMAIN):
-        what = dns.rcode.to_text(dns.rcode.Rcode(rcode))
-        raise ResolutionError(f"{server} answered {what} for {reply.qname!r}")
+    if rcode == dns.rcode.NOERROR or rcode == dns.rcode.NXDOMAIN:
+        return None
+    what = dns.rcode.to_text(dns.rcode.Rcode(rcode))
+    return f"{server} answered {what} for {reply.qname!r}"
 
 
-#: UDP retransmission: the first after 100 ms (cluster DNS answers in about a millisecond),
-#: then doubling up to 250 ms, so a lossy path gets many tries within one timeout.
-RETRANSMIT_FIRST = 0.1
-RETRANSMIT_MAX = 0.25
+def screen(reply: Reply, server: Nameserver) -> None:
+    """Raise :class:`ResolutionError` for answers that say the *server* failed.
 
-
-def retransmit_intervals(budget: float) -> Iterator[float]:
-    """Seconds to wait for answers before each resend of the unanswered questions."""
-    interval = max(min(RETRANSMIT_FIRST, budget / 4), 0.01)
-    while True:
-        yield interval
-        interval = min(interval * 2, max(RETRANSMIT_MAX, interval))
-
-
-def udp_give_up_at(start: float, deadline: float) -> float:
-    """When questions still unanswered over UDP move to TCP: half the budget."""
-    return start + (deadline - start) / 2
-
-
-def screen_all(replies: list[Reply], server: Nameserver) -> list[Reply]:
-    """*replies* if none of them reports a server failure (see :func:`screen`)."""
-    for reply in replies:
-        screen(reply, server)
-    return replies
-
-
-def server_budgets(
-    servers: Sequence[Nameserver], deadline: float, clock: Callable[[], float]
-) -> Iterator[tuple[Nameserver, float]]:
-    """Each server in order with the deadline of its attempt.
-
-    What is left of the call's budget is shared among the servers not yet tried, so one
-    black-holed server cannot use it all up.
+    See :func:`server_failure`.
     """
-    for i, server in enumerate(servers):
-        now = clock()
-        if now >= deadline:
-            return
-        yield server, now + (deadline - now) / (len(servers) - i)
+    reason = server_failure(reply, server)
+    if reason is not None:
+        raise ResolutionError(reason)
 
 
-def exhausted(batch: Sequence[tuple[str, int]], timeout: float, errors: list[str]) -> ResolutionError:
-    """The error when every server failed a batch."""
-    what = batch[0][0] if len(batch) == 1 else f"{batch[0][0]} and {len(batch) - 1} more"
-    detail = "; ".join(errors) or "no time left"
-    return ResolutionError(f"resolving {what} failed within {timeout:g}s: {detail}")
+def stream_frame(wire: bytes) -> bytes:
+    """*wire* with the two-octet length prefix of DNS over TCP."""
+    return len(wire).to_bytes(2, "big") + wire
 
 
-def accept_datagram(pending: Pending, wire: bytes, waiting: set[int], truncated: list[int]) -> None:
-    """Take one UDP datagram: a reply, a truncated reply (to ask over TCP), or noise."""
-    matched = match_response(pending, wire)
-    if matched is None:
-        return
-    index, reply = matched
-    waiting.discard(index)
-    if reply.truncated:
-        # The slot stays open for the TCP answer.
-        truncated.append(index)
-    else:
-        pending.replies[index] = reply
+def take_frames(inbox: bytearray) -> list[bytes]:
+    """Take every complete length-prefixed message off the front of *inbox*.
 
-
-def stream_payload(pending: Pending, indexes: Sequence[int]) -> bytes:
-    """The length-prefixed queries *indexes*, pipelined on one TCP stream."""
-    out = bytearray()
-    for i in indexes:
-        wire = pending.wires[i]
-        out += len(wire).to_bytes(2, "big") + wire
-    return bytes(out)
-
-
-def drain_stream(pending: Pending, inbox: bytearray, waiting: set[int]) -> None:
-    """Take every complete length-prefixed reply off the front of *inbox*."""
+    What stays is less than one message (at most 65,536 octets plus the prefix).
+    """
+    frames: list[bytes] = []
     offset = 0
     while len(inbox) - offset >= 2:
         size = int.from_bytes(inbox[offset : offset + 2], "big")
         if len(inbox) - offset - 2 < size:
             break
-        matched = match_response(pending, bytes(inbox[offset + 2 : offset + 2 + size]))
+        frames.append(bytes(inbox[offset + 2 : offset + 2 + size]))
         offset += 2 + size
-        if matched is not None and matched[0] in waiting:
-            index, reply = matched
-            pending.replies[index] = reply
-            waiting.discard(index)
     del inbox[:offset]
+    return frames

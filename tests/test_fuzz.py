@@ -32,19 +32,18 @@ from hypothesis import strategies as st
 
 import headless_client as hc
 from headless_client.errors import HeadlessClientError, InvalidName, ResolutionError
+from headless_client.exchange import Exchange, ExchangeConfig, Open
 from headless_client.lookup import LookupOptions, plan_srv
 from headless_client.records import glue_from_message, in_domain, is_host_name, parse_networks, srv_targets
 from headless_client.testing import StaticResolver
 from headless_client.wire import (
     Nameserver,
     Pending,
-    accept_datagram,
     build_queries,
-    drain_stream,
     encode_name,
     match_response,
     parse_nameserver,
-    screen_all,
+    screen,
 )
 from tests.fakezone import FakeZone, statefulset
 from tests.faults import packets
@@ -379,25 +378,31 @@ def test_mutated_answers_through_the_wire_layer(seed, ops, keep_id):
         return
     assert isinstance(message, dns.message.Message)
     try:
-        screen_all([reply], Nameserver("127.0.0.1"))
+        screen(reply, Nameserver("127.0.0.1"))
     except ResolutionError:
         pass
 
 
 @FUZZ
 @given(chunks=st.lists(st.binary(max_size=300), max_size=8), seed=st.sampled_from(SEEDS))
-def test_stream_and_datagram_helpers_take_any_bytes(chunks, seed):
-    """drain_stream/accept_datagram on arbitrary bytes: no exception, bounded buffers."""
-    qname, rdtype, wire = seed
-    pending = build_queries([(qname, rdtype), (qname, rdtype)])
-    waiting = {0, 1}
-    inbox = bytearray()
-    for chunk in [*chunks, len(wire).to_bytes(2, "big") + with_id(pending, 1, wire)]:
-        inbox += chunk
-        drain_stream(pending, inbox, waiting)
-        assert len(inbox) < 65537 + 300
-        truncated: list[int] = []
-        accept_datagram(pending, chunk, set(waiting), truncated)
+def test_the_exchange_takes_any_bytes(chunks, seed):
+    """Arbitrary datagrams and stream bytes fed to an Exchange: no exception, a bounded
+    stream buffer, and every question settled at the deadline."""
+    qname, rdtype, _wire = seed
+    batch = [(qname, rdtype)] * 17  # over udp_batch: starts on TCP
+    exchange = Exchange(batch, ExchangeConfig((Nameserver("127.0.0.1"),), 1.0), now=0.0)
+    (tcp,) = [a.channel for a in exchange.take_actions() if isinstance(a, Open)]
+    exchange.stream_opened(tcp, 0.0)
+    exchange.take_actions()
+    for chunk in chunks:
+        exchange.datagram_received(tcp, chunk, 0.0)
+        exchange.stream_received(tcp, chunk, 0.0)
+        exchange.take_actions()
+        attempt = exchange._attempt
+        if attempt is not None and tcp in attempt.conns:
+            assert len(attempt.conns[tcp].inbox) < 65537 + 300
+    exchange.timer(1.0)
+    assert exchange.done and len(exchange.answers()) == 17
 
 
 # --------------------------------------------------------------------------------------------
@@ -425,7 +430,8 @@ def drive(plan, zone: FakeZone, data) -> object:
             if matched is None:
                 raise ResolutionError("no matching answer (the transport would time out)")
             replies.append(matched[1])
-        screen_all(replies, Nameserver("127.0.0.1"))
+        for reply in replies:
+            screen(reply, Nameserver("127.0.0.1"))
         try:
             batch = plan.send(replies)
         except StopIteration as stop:
@@ -544,7 +550,7 @@ def test_rcodes_without_names_are_screened():
         matched = match_response(pending, wire)
         assert matched is not None
         with pytest.raises(ResolutionError, match="web.prod"):
-            screen_all([matched[1]], Nameserver("127.0.0.1"))
+            screen(matched[1], Nameserver("127.0.0.1"))
 
 
 def test_allowed_networks_in_every_plan_without_io(caplog):
@@ -563,4 +569,5 @@ def test_allowed_networks_in_every_plan_without_io(caplog):
         assert fake.run(resolver._pod_plan("web", 0, None, None, 80))[0].address == "10.0.0.1"
     warnings = [r.getMessage() for r in caplog.records if "allowed_networks" in r.getMessage()]
     assert warnings and all("192.0.2.2" in w for w in warnings)
-    assert len(warnings) == 6  # one per call, duplicates (glue, then lookup) folded
+    # One per lookup (glue, then lookup, folded); the same drop again is not logged again.
+    assert len(warnings) == 3

@@ -122,7 +122,7 @@ def test_every_record_of_a_scenario_carries_the_fields(captured: Capture, tmp_pa
         assert isinstance(record.reason, str) and record.reason, record.getMessage()  # type: ignore[attr-defined]
     seen = reasons(captured)
     for reason in ("membership", "refresh", "ejected", "subscriber_error", "address_dropped",
-                   "not_headless", "nameserver_failed", "resolv_conf"):
+                   "not_headless", "resolv_conf"):
         assert reason in seen, (reason, seen)
     web = "web.prod.svc.cluster.local"
     for record in records:

@@ -8,13 +8,16 @@ import pytest
 
 from headless_client.errors import ResolutionError, ServiceNotFound
 from headless_client.lookup import (
+    AAAA,
     LookupOptions,
+    _ask_family,
     plan_addresses,
     plan_pod,
     plan_srv,
     plan_statefulset,
 )
 from headless_client.names import ordinal_hostnames
+from headless_client.wire import Failure, build_queries, match_response
 from tests.fakezone import FakeZone, statefulset
 
 SVC = "web.prod.svc.cluster.local"
@@ -242,3 +245,154 @@ def test_statefulset_through_a_non_governing_service_says_why():
     assert info.value.statefulset == "web" and info.value.service == peers
     # With an explicit replica count the walk trusts the caller: an empty set, no error.
     assert len(zone.run(plan_statefulset(peers, names, 80, 2, LookupOptions(**OPTS)))) == 0
+# -- answers that failed, and the default address screen ------------------------------------------
+
+
+def run_with(plan, zone: FakeZone, fail: dict[tuple[str, int], Failure]):
+    """Drive *plan* against *zone*, with *fail* standing in for some questions' replies."""
+    try:
+        batch = next(plan)
+        while True:
+            replies = []
+            for qname, rdtype in batch:
+                failure = fail.get((qname.lower(), int(rdtype)))
+                if failure is not None:
+                    replies.append(failure)
+                    continue
+                pending = build_queries([(qname, rdtype)])
+                wire = zone.answer(qname, rdtype)
+                replies.append(match_response(pending, pending.wires[0][:2] + wire[2:])[1])
+            batch = plan.send(replies)
+    except StopIteration as stop:
+        return stop.value
+
+
+def servfail(qname, rdtype):
+    return Failure(qname, rdtype, "10.96.0.10:53 answered SERVFAIL", 2.0)
+
+
+def tc(qname, rdtype):
+    return Failure(qname, rdtype, "10.96.0.10:53 truncated its answer over TCP", 2.0, truncated=True)
+
+
+DUAL = statefulset("web", "prod", ["10.0.0.1", "10.0.0.2", "fd00::1", "fd00::2"])
+
+
+def test_a_family_that_fails_while_the_other_answered_is_noted_not_fatal():
+    """AAAA SERVFAIL, A answered: the A endpoints are used and the failure noted for the log."""
+    opts = LookupOptions(**OPTS)
+    got = run_with(plan_addresses(SVC, 80, opts), FakeZone(DUAL), {(SVC + ".", 28): servfail(SVC + ".", 28)})
+    assert sorted(e.address for e in got) == ["10.0.0.1", "10.0.0.2"]
+    assert [(name, f.rdtype) for name, f in opts.partial] == [(SVC, 28)]
+    pod = f"web-2.{SVC}"
+    opts = LookupOptions(**OPTS)
+    got = run_with(plan_pod(pod, 80, opts), FakeZone(DUAL), {(pod + ".", 1): servfail(pod + ".", 1)})
+    assert [e.address for e in got] == ["fd00::1"]
+
+
+def test_a_family_failing_with_nothing_answered_is_an_error():
+    """AAAA failed and A has no records (or both failed): nothing to keep, the failure is raised."""
+    v4 = statefulset("web", "prod", ["10.0.0.1"])
+    fail = {(SVC + ".", 1): servfail(SVC + ".", 1)}
+    with pytest.raises(ResolutionError, match="SERVFAIL"):
+        run_with(plan_addresses(SVC, 80, LookupOptions(**OPTS)), FakeZone(v4), fail)
+    fail[(SVC + ".", 28)] = servfail(SVC + ".", 28)
+    with pytest.raises(ResolutionError, match="SERVFAIL"):
+        run_with(plan_addresses(SVC, 80, LookupOptions(**OPTS)), FakeZone(DUAL), fail)
+
+
+def test_truncated_answers_are_an_error_naming_the_service_and_the_way_out():
+    """TC over TCP: never a partial or empty set, whatever the other family said."""
+    with pytest.raises(ResolutionError, match=rf"{SVC}: the A answer .* resolve_statefulset"):
+        run_with(plan_addresses(SVC, 80, LookupOptions(**OPTS)), FakeZone(WEB), {(SVC + ".", 1): tc(SVC + ".", 1)})
+    with pytest.raises(ResolutionError, match=rf"{SVC}: the SRV answer .* int port .* resolve_statefulset"):
+        run_with(plan_srv(SRV, SVC, LookupOptions(**OPTS)), FakeZone(WEB), {(SRV + ".", 33): tc(SRV + ".", 33)})
+
+
+def test_a_failed_target_lookup_fails_the_srv_lookup():
+    """A target whose address question failed everywhere is an error, not a silent drop."""
+    target = f"web-1.{SVC}."
+    with pytest.raises(ResolutionError, match="SERVFAIL"):
+        run_with(plan_srv(SRV, SVC, LookupOptions(**OPTS)), FakeZone(WEB, glue=False), {(target, 1): servfail(target, 1)})
+
+
+UNSAFE = ["0.0.0.0", "0.1.2.3", "169.254.169.254", "169.254.1.1", "224.0.0.251", "239.1.1.1",
+          "255.255.255.255", "::", "fe80::1", "ff02::1", "::ffff:169.254.169.254", "::ffff:0.0.0.0"]
+
+
+@pytest.mark.parametrize("address", UNSAFE)
+def test_unsafe_addresses_are_dropped_by_default(address):
+    """Unspecified, link-local (cloud metadata), multicast and broadcast answers are dropped
+    and noted; the pod's other endpoints stay; screen_addresses=False keeps them."""
+    zone = FakeZone(statefulset("web", "prod", ["10.0.0.1", address]))
+    opts = LookupOptions(**OPTS)
+    assert [e.address for e in addrs_with(zone, opts)] == ["10.0.0.1"]
+    assert [a for _, a, _ in opts.unsafe] == [address]
+    opts = LookupOptions(**OPTS, screen_addresses=False)
+    assert len(addrs_with(zone, opts)) == 2 and not opts.unsafe
+
+
+def addrs_with(zone, opts):
+    return zone.run(plan_addresses(SVC, 80, opts))
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.10.0.3", "::1", "::ffff:127.0.0.1"])
+def test_loopback_is_kept_only_when_allowed(address):
+    zone = FakeZone(statefulset("web", "prod", ["10.0.0.1", address]))
+    assert len(addrs_with(zone, LookupOptions(**OPTS))) == 1
+    assert len(addrs_with(zone, LookupOptions(**OPTS, allow_loopback=True))) == 2
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "240.0.0.1", "100.64.0.1", "fd00::1", "2001:db8::1", "169.253.0.1"])
+def test_ordinary_pod_addresses_pass_the_screen(address):
+    """Private, CGNAT, class E (some clusters use 240/4 for pods) and global addresses pass."""
+    zone = FakeZone(statefulset("web", "prod", [address]))
+    assert [e.address for e in addrs_with(zone, LookupOptions(**OPTS))] == [address]
+
+
+def test_unsafe_glue_and_srv_port_zero_are_dropped():
+    """Glue pointing at the metadata service is dropped (the target is then asked, and its
+    answer screened too); an SRV record with port 0 is dropped and noted."""
+    recs = statefulset("web", "prod", ["10.0.0.1", "169.254.169.254", "10.0.0.3"])
+    recs[(SRV + ".", "SRV")][2] = recs[(SRV + ".", "SRV")][2].replace(" 8080 ", " 0 ")
+    opts = LookupOptions(**OPTS)
+    got = srv_with(FakeZone(recs), opts)
+    assert [(e.ordinal, e.address) for e in got] == [(0, "10.0.0.1")]
+    assert {a for _, a, _ in opts.unsafe} == {"169.254.169.254"}
+    assert [t.target for t in opts.port_zero] == [f"web-2.{SVC}"]
+
+
+def srv_with(zone, opts):
+    return zone.run(plan_srv(SRV, SVC, opts))
+
+
+def test_a_pod_with_only_unsafe_addresses_is_an_error_saying_why():
+    zone = FakeZone(statefulset("web", "prod", ["0.0.0.0"]))
+    with pytest.raises(ResolutionError, match=r"0\.0\.0\.0 \(unspecified\).*screen_addresses=False"):
+        zone.run(plan_pod(f"web-0.{SVC}", 80, LookupOptions(**OPTS)))
+
+
+def test_nxdomain_for_one_family_means_no_such_name_even_if_the_other_failed():
+    """NXDOMAIN is about the name: with the other family failed, the pod is still missing."""
+    pod = f"web-7.{SVC}"
+    with pytest.raises(ServiceNotFound, match="web-7"):
+        run_with(plan_pod(pod, 80, LookupOptions(**OPTS)), FakeZone(WEB), {(pod + ".", 28): servfail(pod + ".", 28)})
+
+
+def test_a_failure_in_the_other_family_pass_only_drops_that_target():
+    """The second pass of a mixed-family SRV lookup (the other family of targets that had
+    none) drops a target whose question failed, and notes it; the first pass is strict."""
+    targets = [f"web-1.{SVC}", f"web-2.{SVC}"]
+    failure = servfail(targets[0] + ".", 28)
+    zone = FakeZone(statefulset("web", "prod", ["10.0.0.1", "fd00::2", "fd00::3"]))
+    for strict in (False, True):
+        opts = LookupOptions(**OPTS)
+        addresses = {}
+        plan = _ask_family(targets, AAAA, addresses, opts, SVC, strict=strict)
+        if strict:
+            with pytest.raises(ResolutionError, match="SERVFAIL"):
+                run_with(plan, zone, {(targets[0] + ".", 28): failure})
+            continue
+        run_with(plan, zone, {(targets[0] + ".", 28): failure})
+        assert list(addresses) == [targets[1]]
+        assert opts.partial == [(targets[0], failure)]

@@ -9,15 +9,15 @@ import collections
 import copy
 import ipaddress
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import TypeVar
 
-from ..aio import AsyncResolver
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidName, ResolutionError, ServiceNotFound
+from ..exchange import Lookup
 from ..lookup import Plan
 from ..names import DEFAULT_CLUSTER_DOMAIN, pod_fqdn, service_fqdn, try_parse_pod_fqdn
-from ..resolver import BaseResolver, KubernetesContext, Resolver
+from ..resolver import BaseResolver, KubernetesContext
 from ..wire import Nameserver
 
 __all__ = ["AsyncStaticResolver", "EndpointLike", "StaticResolver", "statefulset_endpoints"]
@@ -80,18 +80,70 @@ class _Table:
         self.calls: collections.deque[tuple[str, str]] = collections.deque(maxlen=10_000)
 
 
-class _StaticBase(BaseResolver):
+class _StaticBase:
     """The table, its controls and the answers, shared by :class:`StaticResolver` and
-    :class:`AsyncStaticResolver`; the twins only wrap the ``_answer_*`` methods."""
+    :class:`AsyncStaticResolver`; the twins only wrap the ``_answer_*`` methods.
+
+    It implements the resolver protocol services need (``qualify``, ``timeout``, the
+    resolve methods) itself, and the sans-I/O lookups too (``service_lookup``,
+    ``host_lookup``), as plans that ask nothing: a service drives them with no thread and
+    no socket. Names and arguments are checked by a real resolver's lookup builders, so a
+    bad name fails here exactly as it would against DNS.
+    """
 
     _table: _Table
 
-    def _init_table(
-        self, services: Mapping[str, Iterable[EndpointLike]] | None, table: _Table | None
+    def __init__(
+        self,
+        services: Mapping[str, Iterable[EndpointLike]] | None = None,
+        *,
+        namespace: str | None = "default",
+        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
+        timeout: float = 2.0,
+        _table: _Table | None = None,
     ) -> None:
-        self._table = table if table is not None else _Table()
+        # Checks names and arguments; never sends a packet (its nameserver is a placeholder).
+        self._names = BaseResolver(
+            timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
+            context=_context(namespace, cluster_domain),
+        )
+        self.timeout: float = self._names.timeout
+        self.namespace: str | None = self._names.namespace
+        self.cluster_domain: str = self._names.cluster_domain
+        self._table = _table if _table is not None else _Table()
         for name, endpoints in (services or {}).items():
             self.set(name, endpoints)
+
+    def qualify(self, service: str, namespace: str | None = None) -> str:
+        """The FQDN of *service*, as the real resolver qualifies it."""
+        return self._names.qualify(service, namespace)
+
+    # -- sans-I/O lookups: plans that answer from the table and ask nothing ----------------
+
+    def service_lookup(
+        self,
+        service: str,
+        port: int | str,
+        *,
+        protocol: str = "tcp",
+        namespace: str | None = None,
+        previous: EndpointSet | None = None,
+    ) -> Lookup[EndpointSet]:
+        """The configured endpoints of *service*, as a lookup any driver runs at once."""
+        return self._immediate(lambda: self._answer_resolve(service, port, protocol, namespace))
+
+    def host_lookup(self, hostname: str, port: int = 0) -> Lookup[EndpointSet]:
+        """The configured endpoints of one pod name, as a lookup any driver runs at once."""
+        return self._immediate(lambda: self._answer_host(hostname, port))
+
+    def _immediate(self, answer: Callable[[], EndpointSet]) -> Lookup[EndpointSet]:
+        return Lookup(_answered(answer), self._names.exchange_config)
+
+    def _ns(self, namespace: str | None, what: str) -> str:
+        ns = namespace or self.namespace
+        if ns is None:
+            raise InvalidName(f"no namespace for {what!r}: pass namespace=")
+        return ns
 
     # -- changing the answers --------------------------------------------------------
 
@@ -191,9 +243,8 @@ class _StaticBase(BaseResolver):
     def _answer_resolve(
         self, service: str, port: int | str, protocol: str, namespace: str | None
     ) -> EndpointSet:
-        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
-        plan.close()
-        return self._service(fqdn, port)
+        self._names.service_lookup(service, port, protocol=protocol, namespace=namespace).plan.close()
+        return self._service(self.qualify(service, namespace), port)
 
     def _answer_pod(
         self,
@@ -203,15 +254,16 @@ class _StaticBase(BaseResolver):
         service: str | None,
         port: int | None,
     ) -> EndpointSet:
-        self._pod_plan(statefulset, ordinal, namespace, service, port).close()
-        ns = self._namespace(namespace, statefulset)
+        lookup = self._names.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
+        lookup.plan.close()
+        ns = self._ns(namespace, statefulset)
         fqdn = pod_fqdn(
             statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
         )
         return self._host("resolve_pod", fqdn, port or 0)
 
     def _answer_host(self, hostname: str, port: int) -> EndpointSet:
-        self._host_plan(hostname, port).close()
+        self._names.host_lookup(hostname, port).plan.close()
         return self._host("resolve_host", hostname, port)
 
     def _answer_statefulset(
@@ -224,8 +276,11 @@ class _StaticBase(BaseResolver):
         replicas: int | None,
         max_gap: int,
     ) -> EndpointSet:
-        self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap).close()
-        ns = self._namespace(namespace, statefulset)
+        self._names.statefulset_lookup(
+            statefulset, namespace=namespace, service=service, port=port, start=start,
+            replicas=replicas, max_gap=max_gap,
+        ).plan.close()
+        ns = self._ns(namespace, statefulset)
         svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
         return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
 
@@ -290,12 +345,18 @@ class _StaticBase(BaseResolver):
         return EndpointSet(out, name=svc_fqdn)
 
 
+def _answered(answer: Callable[[], EndpointSet]) -> Plan[EndpointSet]:
+    """A lookup plan that asks no question: its result is *answer()* (or its error)."""
+    return answer()
+    yield  # pragma: no cover - makes this a generator that asks nothing
+
+
 def _context(namespace: str | None, cluster_domain: str) -> KubernetesContext:
     # A placeholder server: a StaticResolver never sends a packet.
     return KubernetesContext((Nameserver("127.0.0.1", 53),), namespace, cluster_domain)
 
 
-class StaticResolver(_StaticBase, Resolver):
+class StaticResolver(_StaticBase):
     """A :class:`~headless_client.Resolver` answering from a table, without DNS.
 
     Use it wherever a resolver is taken (``HeadlessService(..., resolver=StaticResolver(...))``)
@@ -322,21 +383,6 @@ class StaticResolver(_StaticBase, Resolver):
         timeout: reported as the resolver's timeout (services size waits by it).
     """
 
-    def __init__(
-        self,
-        services: Mapping[str, Iterable[EndpointLike]] | None = None,
-        *,
-        namespace: str | None = "default",
-        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
-        timeout: float = 2.0,
-        _table: _Table | None = None,
-    ) -> None:
-        Resolver.__init__(
-            self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
-            context=_context(namespace, cluster_domain),
-        )
-        self._init_table(services, _table)
-
     def as_async(self) -> AsyncStaticResolver:
         """An :class:`AsyncStaticResolver` over the same table (changes show in both)."""
         return AsyncStaticResolver(
@@ -349,6 +395,9 @@ class StaticResolver(_StaticBase, Resolver):
     ) -> EndpointSet:
         """The configured endpoints of *service* (see the class docs)."""
         return self._answer_resolve(service, port, protocol, namespace)
+
+    # resolve() is the lookup's answer: a service may drive the lookup itself (no thread).
+    _RESOLVE_RUNS_LOOKUPS = resolve
 
     def resolve_pod(
         self,
@@ -393,35 +442,19 @@ class StaticResolver(_StaticBase, Resolver):
         real lookup (from *start*, up to *replicas*, stopping after *max_gap* missing)."""
         return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
 
-    def _run(self, plan: Plan[T]) -> T:
-        plan.close()
-        raise ResolutionError("StaticResolver does not send DNS queries")
 
 
-class AsyncStaticResolver(_StaticBase, AsyncResolver):
+class AsyncStaticResolver(_StaticBase):
     """:class:`StaticResolver` for asyncio (for ``AsyncHeadlessService``): the same
     arguments, table controls and answers, with the resolving methods awaited."""
-
-    def __init__(
-        self,
-        services: Mapping[str, Iterable[EndpointLike]] | None = None,
-        *,
-        namespace: str | None = "default",
-        cluster_domain: str = DEFAULT_CLUSTER_DOMAIN,
-        timeout: float = 2.0,
-        _table: _Table | None = None,
-    ) -> None:
-        AsyncResolver.__init__(
-            self, timeout=timeout, namespace=namespace, cluster_domain=cluster_domain,
-            context=_context(namespace, cluster_domain),
-        )
-        self._init_table(services, _table)
 
     async def resolve(
         self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
     ) -> EndpointSet:
         """See :meth:`StaticResolver.resolve`."""
         return self._answer_resolve(service, port, protocol, namespace)
+
+    _RESOLVE_RUNS_LOOKUPS = resolve
 
     async def resolve_pod(
         self,
@@ -465,6 +498,3 @@ class AsyncStaticResolver(_StaticBase, AsyncResolver):
         """See :meth:`StaticResolver.resolve_statefulset`."""
         return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
 
-    async def _run(self, plan: Plan[T]) -> T:
-        plan.close()
-        raise ResolutionError("AsyncStaticResolver does not send DNS queries")

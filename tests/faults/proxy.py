@@ -85,8 +85,14 @@ class Faults:
             (as many as fit in one message: about 4000 A records), synthesised.
         malformed: answers are broken in this way (see :data:`MALFORMED_KINDS`).
         blackhole: nothing is answered, over UDP or TCP (TCP connects still complete).
-        tcp: ``"serve"``, ``"close"`` (accept then close at once) or ``"hang"``
-            (accept, read and never answer).
+        tcp: ``"serve"``, ``"close"`` (accept then close at once), ``"hang"`` (accept,
+            read and never answer) or ``"refuse"`` (no TCP listener: connects are refused,
+            as with a NetworkPolicy that allows DNS over UDP only).
+        tcp_max_questions: a TCP connection is closed once it has answered this many
+            questions, and questions past the cap on it are never answered, like miekg/dns
+            servers (CoreDNS before 1.10.1: 128; ``maxtcpqueries``). 0: no cap.
+        tcp_truncate: TCP answers come back with TC set (records kept), as a server does
+            for an answer that does not fit in 64 KiB.
         transform: ``f(answer) -> answer`` applied to every real answer (``None`` drops
             it): for surgical rewrites such as planting a foreign SRV target.
     """
@@ -104,6 +110,8 @@ class Faults:
     malformed: str | None = None
     blackhole: bool = False
     tcp: str = "serve"
+    tcp_max_questions: int = 0
+    tcp_truncate: bool = False
     transform: Transform | None = None
 
     def __post_init__(self) -> None:
@@ -115,8 +123,10 @@ class Faults:
             raise ValueError(f"rcode must be in 1..15: {self.rcode!r}")
         if self.malformed is not None and self.malformed not in MALFORMED_KINDS:
             raise ValueError(f"malformed must be one of {MALFORMED_KINDS}: {self.malformed!r}")
-        if self.tcp not in ("serve", "close", "hang"):
-            raise ValueError(f"tcp must be 'serve', 'close' or 'hang': {self.tcp!r}")
+        if self.tcp not in ("serve", "close", "hang", "refuse"):
+            raise ValueError(f"tcp must be 'serve', 'close', 'hang' or 'refuse': {self.tcp!r}")
+        if self.tcp_max_questions < 0:
+            raise ValueError(f"tcp_max_questions must be >= 0: {self.tcp_max_questions!r}")
         if self.oversized < 0:
             raise ValueError(f"oversized must be >= 0: {self.oversized!r}")
 
@@ -197,11 +207,14 @@ class FaultProxy:
         self._flights: set[_UdpFlight] = set()
         self._clients: set[_TcpClient] = set()
         self._stop = threading.Event()
+        # Listener switches asked for by set(), done by the loop thread.
+        self._requests: list[threading.Event] = []
         self.expired = False
         """True if the proxy stopped because ``max_lifetime`` ran out."""
         self._sel = selectors.DefaultSelector()
         self._wake_r, self._wake_w = socket.socketpair()
-        self._udp, self._tcp = self._listen(host, port)
+        self._udp, tcp = self._listen(host, port)
+        self._tcp: socket.socket | None = tcp
         self.port: int = self._udp.getsockname()[1]
         for sock in (self._wake_r, self._wake_w, self._udp, self._tcp):
             sock.setblocking(False)
@@ -247,11 +260,26 @@ class FaultProxy:
         previous = self._faults
         base = faults if faults is not None else previous
         self._faults = replace(base, **changes) if changes else base
+        self._sync_listener()
         return previous
+
+    def _sync_listener(self, timeout: float = 5.0) -> None:
+        """Close or reopen the TCP listener for ``tcp="refuse"`` before returning, so a
+        connect made right after :meth:`set` sees the new state."""
+        refuse = self._faults.tcp == "refuse"
+        if refuse == (self._tcp is None) or not self.running:
+            return
+        done = threading.Event()
+        self._requests.append(done)
+        with contextlib.suppress(OSError):
+            self._wake_w.send(b"x")
+        if not done.wait(timeout):
+            raise ProxyError(f"fault proxy on {self.nameserver} did not switch its TCP listener in {timeout}s")
 
     def reset(self) -> None:
         """Back to pass-through."""
         self._faults = Faults()
+        self._sync_listener()
 
     @contextlib.contextmanager
     def applied(self, faults: Faults | None = None, /, **changes: Any) -> Iterator[FaultProxy]:
@@ -261,6 +289,7 @@ class FaultProxy:
             yield self
         finally:
             self._faults = previous
+            self._sync_listener()
 
     # -- statistics -----------------------------------------------------------------------
 
@@ -268,7 +297,8 @@ class FaultProxy:
     def stats(self) -> Counter[str]:
         """A copy of the counters: udp_queries, tcp_queries, forwarded, answered,
         dropped_queries, dropped_answers, blackholed, synthesised, spoofed, delayed,
-        tcp_connections, tcp_closed, timed_out, overflow."""
+        tcp_connections, tcp_closed, timed_out, overflow, over_cap (TCP questions past
+        tcp_max_questions), capped_connections, tcp_truncated."""
         with self._cond:
             return Counter(self._stats)
 
@@ -373,11 +403,37 @@ class FaultProxy:
         self._timers.clear()
         self._sel.close()
         for sock in (self._udp, self._tcp, self._wake_r, self._wake_w):
-            sock.close()
+            if sock is not None:
+                sock.close()
 
     def _on_wake(self, mask: int) -> None:
         with contextlib.suppress(OSError):
             self._wake_r.recv(4096)
+        while self._requests:
+            done = self._requests.pop()
+            try:
+                self._switch_listener()
+            finally:
+                done.set()
+
+    def _switch_listener(self) -> None:
+        refuse = self._faults.tcp == "refuse"
+        if refuse and self._tcp is not None:
+            self._sel.unregister(self._tcp)
+            self._tcp.close()
+            self._tcp = None
+        elif not refuse and self._tcp is None:
+            tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                tcp.bind((self.host, self.port))
+                tcp.listen(64)
+                tcp.setblocking(False)
+            except OSError:
+                tcp.close()
+                raise
+            self._tcp = tcp
+            self._sel.register(tcp, selectors.EVENT_READ, self._on_accept)
 
     # -- answers ------------------------------------------------------------------------------
 
@@ -486,6 +542,8 @@ class FaultProxy:
 
     def _on_accept(self, mask: int) -> None:
         for _ in range(16):
+            if self._tcp is None:
+                return
             try:
                 sock, _ = self._tcp.accept()
             except OSError:  # BlockingIOError: nothing more to accept
@@ -504,6 +562,10 @@ class FaultProxy:
     def _tcp_query(self, client: _TcpClient, frame: bytes) -> None:
         faults = self._faults
         self._count("tcp_queries")
+        client.questions += 1
+        if faults.tcp_max_questions and client.questions > faults.tcp_max_questions:
+            self._count("over_cap")  # a capped server never reads past its cap
+            return
         if faults.blackhole or faults.tcp == "hang":
             self._count("blackholed")
             return
@@ -519,6 +581,9 @@ class FaultProxy:
         if faults.blackhole or faults.tcp == "hang":
             self._count("blackholed")
             return
+        if faults.tcp_truncate and len(answer) >= 4:
+            answer = answer[:2] + bytes([answer[2] | 0x02]) + answer[3:]
+            self._count("tcp_truncated")
         self._deliver(answer, faults, client.send_frame, real=True)
 
 
@@ -570,6 +635,9 @@ class _TcpClient:
         self.up_out = bytearray()
         self.closed = False
         self.last_activity = time.monotonic()
+        self.questions = 0
+        self.answers = 0
+        self.closing = False
 
     # client side
     def on_event(self, mask: int) -> None:
@@ -598,12 +666,18 @@ class _TcpClient:
             self._flush()
 
     def send_frame(self, data: bytes) -> None:
-        if self.closed:
+        if self.closed or self.closing:
             return
         if len(data) > MAX_TCP:
             self.proxy._count("too_big")
             return
         self.outbox += len(data).to_bytes(2, "big") + data
+        self.answers += 1
+        cap = self.proxy.faults.tcp_max_questions
+        if cap and self.answers >= cap:
+            # Like miekg/dns: after the last allowed answer, the connection is closed.
+            self.closing = True
+            self.proxy._count("capped_connections")
         self._flush()
 
     def _flush(self) -> None:
@@ -618,6 +692,9 @@ class _TcpClient:
                 self.close()
                 return
             del self.outbox[:sent]
+        if self.closing and not self.outbox:
+            self.close()
+            return
         events = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.outbox else 0)
         with contextlib.suppress(KeyError, ValueError):
             if self.proxy._sel.get_key(self.sock).events != events:

@@ -215,7 +215,7 @@ def test_wait_until_and_describe(proxy):
 
 def test_bad_settings_rejected(proxy):
     for bad in (dict(drop=1.5), dict(delay=-1), dict(rcode=0), dict(malformed="x"), dict(tcp="x"),
-                dict(oversized=-1)):
+                dict(oversized=-1), dict(tcp_max_questions=-1)):
         with pytest.raises(ValueError):
             proxy.set(**bad)
     assert proxy.faults == Faults()
@@ -259,3 +259,64 @@ def test_parse_query_rejects_non_queries():
     assert parse_query(query[:20]) is None
     response = dns.message.make_response(dns.message.from_wire(query)).to_wire()
     assert parse_query(response) is None
+
+
+def _pipelined(proxy, count):
+    """Send *count* A queries pipelined on one TCP connection; return the answers read
+    before the proxy closed it (bounded by a timeout)."""
+    queries = [dns.message.make_query(f"web-{i % 3}.{SVC}.", "A") for i in range(count)]
+    answers = []
+    with socket.create_connection((proxy.host, proxy.port), timeout=2) as sock:
+        sock.sendall(b"".join(len(w).to_bytes(2, "big") + w for w in (q.to_wire() for q in queries)))
+        inbox = b""
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            try:
+                chunk = sock.recv(65536)
+            except (ConnectionResetError, TimeoutError):
+                break
+            if not chunk:
+                break
+            inbox += chunk
+        while len(inbox) >= 2:
+            size = int.from_bytes(inbox[:2], "big")
+            answers.append(dns.message.from_wire(inbox[2 : 2 + size]))
+            inbox = inbox[2 + size :]
+    return answers
+
+
+def test_tcp_question_cap_closes_the_connection_after_n_answers(proxy):
+    """tcp_max_questions=5: ten pipelined questions get five answers, then the close."""
+    proxy.set(tcp_max_questions=5)
+    assert len(_pipelined(proxy, 10)) == 5
+    stats = proxy.stats
+    assert stats["capped_connections"] == 1 and stats["over_cap"] == 5
+    proxy.reset()
+    assert len(_pipelined(proxy, 10)) == 10
+
+
+def test_tcp_refuse_closes_the_listener_and_brings_it_back(proxy):
+    """tcp="refuse": connects are refused (UDP still answers); afterwards TCP serves again."""
+    with proxy.applied(tcp="refuse"):
+        with pytest.raises(ConnectionRefusedError):
+            raw(proxy, tcp=True, timeout=0.5)
+        assert raw(proxy).answer
+    assert raw(proxy, tcp=True).answer
+
+
+def test_tcp_truncate_sets_tc_on_tcp_answers(proxy):
+    proxy.set(tcp_truncate=True)
+    reply = raw(proxy, tcp=True)
+    assert reply.flags & dns.flags.TC and reply.answer
+    assert not raw(proxy).flags & dns.flags.TC
+
+
+def test_library_resolves_through_a_capped_and_a_refusing_proxy(proxy):
+    """The library's exchange copes with both: a 2-question cap, and no TCP at all."""
+    r = resolver(proxy, timeout=2.0)
+    with proxy.applied(tcp_max_questions=2):
+        assert len(r.resolve("big.prod", 80)) == 200  # TC by UDP, then TCP within the cap
+    with proxy.applied(tcp="refuse"):
+        with pytest.raises(hc.ResolutionError, match="Connection refused"):
+            r.resolve("big.prod", 80)  # 200 A records do not fit a datagram
+        assert len(r.resolve("web.prod", 80)) == 3
