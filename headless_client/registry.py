@@ -381,7 +381,9 @@ class ClientRegistry(Generic[C]):
                 client = self._factory(endpoint)
             except Exception:
                 log.exception("%s: building the client of %s failed (retried at its first call)",
-                              self.name, endpoint)
+                              self.name, endpoint,
+                              extra={"service": self.name, "pod": endpoint.hostname,
+                                     "address": endpoint.address, "reason": "client_build_failed"})
                 return
             entry, fresh = core.add(endpoint, client, use=False)
         if fresh:
@@ -406,7 +408,9 @@ class ClientRegistry(Generic[C]):
             self._timers.discard(entry.timer)
         if self._core.expire(entry):
             log.info("%s: closing the client of %s after its %gs grace, with %d call(s) in flight",
-                     self.name, entry.endpoint, self.grace, entry.users)
+                     self.name, entry.endpoint, self.grace, entry.users,
+                     extra={"service": self.name, "pod": entry.endpoint.hostname,
+                            "address": entry.endpoint.address, "reason": "client_grace_expired"})
             self._close_entry(entry)
 
     def _close_entry(self, entry: Entry[C]) -> None:
@@ -421,7 +425,9 @@ class ClientRegistry(Generic[C]):
         try:
             self._close(client)
         except Exception:
-            log.exception("%s: closing the client of %s failed", self.name, endpoint)
+            log.exception("%s: closing the client of %s failed", self.name, endpoint,
+                          extra={"service": self.name, "pod": endpoint.hostname,
+                                 "address": endpoint.address, "reason": "client_close_failed"})
 
     # -- lifecycle ----------------------------------------------------------------------------
 

@@ -128,7 +128,9 @@ class AsyncClientRegistry(Generic[C]):
                     break  # an async factory: built at the first call instead
                 except Exception:
                     log.exception("%s: building the client of %s failed (retried at its first call)",
-                                  self.name, endpoint)
+                                  self.name, endpoint,
+                                  extra={"service": self.name, "pod": endpoint.hostname,
+                                         "address": endpoint.address, "reason": "client_build_failed"})
 
     async def aclose(self) -> None:
         """Stop following the service and close every client now; harmless to call twice."""
@@ -247,7 +249,9 @@ class AsyncClientRegistry(Generic[C]):
             if inspect.isawaitable(result):
                 await result
         except Exception:
-            log.exception("%s: closing the client of %s failed", self.name, endpoint)
+            log.exception("%s: closing the client of %s failed", self.name, endpoint,
+                          extra={"service": self.name, "pod": endpoint.hostname,
+                                 "address": endpoint.address, "reason": "client_close_failed"})
 
     def _lock(self) -> asyncio.Lock:
         if self._build_lock is None:
@@ -390,7 +394,9 @@ class AsyncClientRegistry(Generic[C]):
                 client = await self._make(endpoint)
             except Exception:
                 log.exception("%s: building the client of %s failed (retried at its first call)",
-                              self.name, endpoint)
+                              self.name, endpoint,
+                              extra={"service": self.name, "pod": endpoint.hostname,
+                                     "address": endpoint.address, "reason": "client_build_failed"})
                 return
             entry, fresh = core.add(endpoint, client, use=False)
         if fresh:
@@ -404,7 +410,9 @@ class AsyncClientRegistry(Generic[C]):
         entry.timer = None
         if self._core.expire(entry):
             log.info("%s: closing the client of %s after its %gs grace, with %d call(s) in flight",
-                     self.name, entry.endpoint, self.grace, entry.users)
+                     self.name, entry.endpoint, self.grace, entry.users,
+                     extra={"service": self.name, "pod": entry.endpoint.hostname,
+                            "address": entry.endpoint.address, "reason": "client_grace_expired"})
             self._spawn(self._close_entry(entry))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -417,7 +425,9 @@ class AsyncClientRegistry(Generic[C]):
                     loop.call_soon_threadsafe(self._spawn, coro)
                     return
             coro.close()
-            log.warning("%s: a client could not be closed: its event loop is gone", self.name)
+            log.warning("%s: a client could not be closed: its event loop is gone", self.name,
+                        extra={"service": self.name, "pod": None, "address": None,
+                               "reason": "client_close_failed"})
             return
         task = running.create_task(coro)
         self._tasks.add(task)

@@ -391,7 +391,10 @@ class _Connectivity:
                 try:
                     callback(state)
                 except Exception:  # grpc itself logs and goes on
-                    log.exception("connectivity callback %r raised", callback)
+                    # The channel-wide state has no one pod; this object does not know the service.
+                    log.exception("connectivity callback %r raised", callback,
+                                  extra={"service": None, "pod": None, "address": None,
+                                         "reason": "subscriber_error"})
 
 
 # --------------------------------------------------------------------------------------------

@@ -167,7 +167,9 @@ def check_advertised(source: object, *, warn: bool = True) -> list[str]:
             "ages out) and TLS cannot verify a stable name; set advertised.listeners to the pods' DNS "
             "names (<pod>.<headless service>.<namespace>.svc.<cluster domain>)"
         )
-        log.warning("%s", message)
+        log.warning("%s", message,
+                    extra={"service": None, "pod": None, "address": ", ".join(bad),
+                           "reason": "advertised_address"})
         if warn:
             warnings.warn(AdvertisedAddressWarning(message), stacklevel=2)
     return bad

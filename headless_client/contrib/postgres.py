@@ -411,17 +411,23 @@ def _apply(service: Any, strategy: Any, found: RoleCheck) -> None:
     name = service.name
     if len(found.primaries) > 1:
         log.error("%s: several pods are out of recovery (%s); writes go to %s", name,
-                  ", ".join(_named(ep) for ep in found.primaries), found.primary)
+                  ", ".join(_named(ep) for ep in found.primaries), found.primary,
+                  extra={"service": name, "pod": ", ".join(_named(ep) for ep in found.primaries),
+                         "address": ", ".join(ep.address for ep in found.primaries),
+                         "reason": "several_primaries"})
     current = strategy.primary_name
     if found.primary is None:
         if found.primaries or found.standbys or found.failed:
             log.warning("%s: no pod is the primary (standbys: %s; no answer: %s); keeping %r",
                         name, [_named(ep) for ep in found.standbys],
-                        [_named(ep) for ep, _ in found.failed], current)
+                        [_named(ep) for ep, _ in found.failed], current,
+                        extra={"service": name, "pod": None, "address": None, "reason": "no_primary"})
         return
     if not _is_named(found.primary, current):
         level = logging.INFO if current is None else logging.WARNING
-        log.log(level, "%s: the primary is now %s (was %r)", name, _named(found.primary), current)
+        log.log(level, "%s: the primary is now %s (was %r)", name, _named(found.primary), current,
+                extra={"service": name, "pod": found.primary.hostname, "address": found.primary.address,
+                       "reason": "primary_changed"})
         strategy.set_primary(_named(found.primary))
 
 
@@ -601,7 +607,9 @@ class PrimaryTracker:
             try:
                 self.check()
             except Exception:
-                log.exception("%s: checking the pods' roles failed", self.service.name)
+                log.exception("%s: checking the pods' roles failed", self.service.name,
+                              extra={"service": self.service.name, "pod": None, "address": None,
+                                     "reason": "role_check_failed"})
 
     def close(self) -> None:
         """Stop checking (waits briefly for the thread); harmless to call twice."""
@@ -647,7 +655,9 @@ class _Reporter:
             try:
                 service.report_failure(endpoint)
             except Exception:  # the pod left the view meanwhile: nothing to eject
-                log.debug("%s: %s left the view before its failure was reported", service.name, endpoint)
+                log.debug("%s: %s left the view before its failure was reported", service.name, endpoint,
+                          extra={"service": service.name, "pod": endpoint.hostname,
+                                 "address": endpoint.address, "reason": "endpoint_left_view"})
         if self.route.role == WRITE and self.tracker is not None:
             self.tracker.check_soon()
 
@@ -657,7 +667,9 @@ class _Reporter:
                 self.route.service.report_success(endpoint)
             except Exception:
                 log.debug("%s: %s left the view before its success was reported",
-                          self.route.service.name, endpoint)
+                          self.route.service.name, endpoint,
+                          extra={"service": self.route.service.name, "pod": endpoint.hostname,
+                                 "address": endpoint.address, "reason": "endpoint_left_view"})
 
     def wrong_role(self, endpoint: Endpoint | None) -> None:
         if self.tracker is not None:
@@ -852,4 +864,5 @@ def _drain_quietly(pool: Any) -> None:
     try:
         pool.drain()
     except Exception:
-        log.exception("draining %s after a change of primary failed", getattr(pool, "name", pool))
+        log.exception("draining %s after a change of primary failed", getattr(pool, "name", pool),
+                      extra={"service": None, "pod": None, "address": None, "reason": "pool_drain_failed"})

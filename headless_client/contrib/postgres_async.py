@@ -358,7 +358,9 @@ class AsyncPrimaryTracker:
             try:
                 await self.check()
             except Exception:
-                log.exception("%s: checking the pods' roles failed", self.service.name)
+                log.exception("%s: checking the pods' roles failed", self.service.name,
+                              extra={"service": self.service.name, "pod": None, "address": None,
+                                     "reason": "role_check_failed"})
 
     async def aclose(self) -> None:
         """Stop checking; harmless to call twice."""
@@ -456,7 +458,8 @@ async def _quietly(action: Awaitable[object], pool: Any) -> object:
     try:
         return await action
     except Exception:
-        log.exception("refreshing %r after a change of primary failed", pool)
+        log.exception("refreshing %r after a change of primary failed", pool,
+                      extra={"service": None, "pod": None, "address": None, "reason": "pool_drain_failed"})
         return None
 
 

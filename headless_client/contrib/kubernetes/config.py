@@ -92,6 +92,13 @@ class KubernetesConfig:
 
     def __post_init__(self) -> None:
         url = urllib.parse.urlsplit(self.server)
+        if "@" in url.netloc:
+            # A password there would be sent nowhere (no basic auth) yet shown in every error
+            # and log line naming the server; refuse it without echoing the URL.
+            raise KubeConfigError(
+                "server must be http(s)://host[:port], without a user or password: log in with a "
+                "token, a token file or a client certificate"
+            )
         if url.scheme not in ("http", "https") or not url.hostname or url.path not in ("", "/"):
             raise KubeConfigError(f"server must be http(s)://host[:port], not {self.server!r}")
         try:

@@ -166,7 +166,9 @@ class _SliceSource:
             try:
                 callback()
             except Exception:  # a subscriber's bug must not stop the watch
-                log.exception("a watch_service callback of %s.%s failed", key[1], key[0])
+                log.exception("a watch_service callback of %s.%s failed", key[1], key[0],
+                              extra={"service": self.qualify(key[1], key[0]), "pod": None,
+                                     "address": None, "reason": "subscriber_error"})
 
     def _wake(self) -> None:
         raise NotImplementedError
@@ -222,7 +224,8 @@ class _SliceSource:
         for label in ZONE_LABELS:
             if labels.get(label):
                 return str(labels[label])
-        log.warning("node %r has no %s label", name, ZONE_LABELS[0])
+        log.warning("node %r has no %s label", name, ZONE_LABELS[0],
+                    extra={"service": None, "pod": None, "address": None, "reason": "node_zone_missing"})
         return None
 
     @staticmethod
@@ -236,7 +239,8 @@ class _SliceSource:
             try:
                 text = Path(zone_file).read_text(encoding="utf-8").strip()
             except OSError as exc:
-                log.warning("cannot read the zone file %s: %s", zone_file, exc)
+                log.warning("cannot read the zone file %s: %s", zone_file, exc,
+                            extra={"service": None, "pod": None, "address": None, "reason": "zone_file"})
             else:
                 if text:
                     return text

@@ -222,5 +222,7 @@ def _make(ep: SliceEndpoint, port: int, fqdn: str, terminating: bool) -> Endpoin
             zone_hints=ep.zone_hints,
         )
     except InvalidName as exc:
-        log.warning("%s: ignoring an endpoint of its EndpointSlices: %s", fqdn, exc)
+        log.warning("%s: ignoring an endpoint of its EndpointSlices: %s", fqdn, exc,
+                    extra={"service": fqdn, "pod": hostname, "address": ep.address,
+                           "reason": "slice_endpoint_dropped"})
         return None

@@ -240,7 +240,8 @@ class SliceWatch:
             except Gone as exc:
                 self._rv = None
                 gones += 1
-                log.info("%s: %s; listing again", self.name, exc)
+                log.info("%s: %s; listing again", self.name, exc,
+                         extra={"service": None, "pod": None, "address": None, "reason": "watch_relist"})
                 if gones < 2:
                     continue
                 failures += 1
@@ -249,7 +250,8 @@ class SliceWatch:
                 self._failed(exc, failures)
             except Exception as exc:  # a bug must not end the watch: log it, go on
                 failures += 1
-                log.exception("%s: the EndpointSlice watch failed unexpectedly", self.name)
+                log.exception("%s: the EndpointSlice watch failed unexpectedly", self.name,
+                              extra={"service": None, "pod": None, "address": None, "reason": "unexpected"})
                 self._failed(
                     KubernetesAPIError(f"{self.name}: unexpected {type(exc).__name__}: {exc}"), failures
                 )
@@ -264,13 +266,15 @@ class SliceWatch:
         self.error = exc
         keeping = f"keeping the last {len(self.view)} slices" if self.view is not None else "no slices yet"
         level = logging.WARNING if first or isinstance(exc, KubernetesForbidden) else logging.DEBUG
-        log.log(level, "%s: %s (%s; attempt %d)", self.name, exc, keeping, failures)
+        log.log(level, "%s: %s (%s; attempt %d)", self.name, exc, keeping, failures,
+                extra={"service": None, "pod": None, "address": None, "reason": "kube_api_failed"})
         self._listener(False)
 
     def _publish(self) -> None:
         self.view = tuple(self._slices.values())
         if self.error is not None:
-            log.info("%s: the Kubernetes API answers again", self.name)
+            log.info("%s: the Kubernetes API answers again", self.name,
+                     extra={"service": None, "pod": None, "address": None, "reason": "kube_api_recovered"})
         self.error = None
         self._listener(True)
 
@@ -301,7 +305,8 @@ class SliceWatch:
         try:
             piece = parse_slice(obj)
         except ValueError as exc:
-            log.warning("%s: ignoring a malformed EndpointSlice: %s", self.name, exc)
+            log.warning("%s: ignoring a malformed EndpointSlice: %s", self.name, exc,
+                        extra={"service": None, "pod": None, "address": None, "reason": "malformed_slice"})
             if isinstance(name, str):
                 slices.pop(name, None)
             return None
@@ -330,7 +335,8 @@ class SliceWatch:
         except (OSError, asyncio.TimeoutError, _http.ProtocolError) as exc:
             if changes == 0:
                 raise self.api._unreachable(exc) from exc
-            log.debug("%s: the watch broke after %d changes: %s", self.name, changes, exc)
+            log.debug("%s: the watch broke after %d changes: %s", self.name, changes, exc,
+                      extra={"service": None, "pod": None, "address": None, "reason": "watch_broken"})
         finally:
             response.close()
         return changes
@@ -355,7 +361,8 @@ class SliceWatch:
             name = ((obj or {}).get("metadata") or {}).get("name")
             self._slices.pop(str(name), None)
         else:
-            log.debug("%s: ignoring a %r watch event", self.name, kind)
+            log.debug("%s: ignoring a %r watch event", self.name, kind,
+                      extra={"service": None, "pod": None, "address": None, "reason": "watch_event_ignored"})
             return 0
         if rv:
             self._rv = str(rv)

@@ -187,6 +187,20 @@ def test_missing_kubeconfig_and_bad_values(tmp_path: Path) -> None:
         KubernetesConfig(server="https://h", client_cert_data=b"x")
 
 
+@pytest.mark.parametrize("server", ["https://admin:s3cret@h:6443", "ftp://admin:s3cret@h", "https://s3cret@h"])
+def test_a_server_url_with_credentials_is_refused_without_echoing_them(tmp_path: Path, server: str) -> None:
+    """A user or password in the server URL is refused, and the error (which the watch would
+    log) does not repeat it, whether built directly or read from a kubeconfig."""
+    with pytest.raises(KubeConfigError, match="without a user or password") as info:
+        KubernetesConfig(server=server)
+    assert "s3cret" not in str(info.value)
+    path = tmp_path / "config"
+    path.write_text(yaml.safe_dump(kubeconfig({"token": "t"}, {"server": server})))
+    with pytest.raises(KubeConfigError, match="without a user or password") as info:
+        load_kubeconfig(path)
+    assert "s3cret" not in str(info.value)
+
+
 def test_auto_config_prefers_in_cluster_then_kubeconfig(tmp_path: Path) -> None:
     """In a pod the service account wins; elsewhere $KUBECONFIG is read."""
     path = tmp_path / "config"
