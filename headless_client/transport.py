@@ -465,7 +465,10 @@ class Multiplexer:
             try:
                 done(value, error)
             except Exception:
-                log.exception("the done callback of %r raised", job)
+                log.exception(
+                    "the done callback of %r raised", job,
+                    extra={"service": job.lookup.name or None, "pod": None, "address": None, "reason": "callback_error"},
+                )
 
     def _drain_wake(self) -> None:
         for _ in range(64):
