@@ -467,7 +467,10 @@ class Multiplexer:
             except Exception:
                 log.exception(
                     "the done callback of %r raised", job,
-                    extra={"service": job.lookup.name or None, "pod": None, "address": None, "reason": "callback_error"},
+                    extra={
+                        "service": job.lookup.name or None, "pod": None, "address": None,
+                        "reason": "callback_error",
+                    },
                 )
 
     def _drain_wake(self) -> None:
