@@ -37,7 +37,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
-from .errors import InvalidName
+from .errors import InvalidName, ResolutionError
 from .lookup import Plan
 from .wire import (
     Answer,
@@ -470,7 +470,12 @@ class Exchange:
         if conn is not None and i in conn.waiting:
             conn.answered += 1
         if reply.truncated:
-            if stream:
+            if stream and _answers_complete(reply):
+                # Only extra records were cut (CoreDNS keeps every answer it can before any
+                # glue): the answer section is whole; targets without glue are looked up.
+                self._settle(att, i, None)
+                self._accept(i, reply)
+            elif stream:
                 self._settle(att, i, None)
                 qname, rdtype = self._pending.questions[i]
                 self._answers[i] = Failure(
@@ -649,3 +654,16 @@ class Exchange:
                 self._truncated.discard(i)
             retry.append(i)
         self._begin(sorted(retry), now)
+
+
+def _answers_complete(reply: Reply) -> bool:
+    """True when a truncated reply kept its whole answer section.
+
+    miekg/dns (CoreDNS) truncates a message by keeping answers first, then authority, then
+    additional records while they fit; so an additional record (glue) that survived proves
+    every answer did. Without one, the answers may have been cut: the reply is refused.
+    """
+    try:
+        return bool(reply.message.additional)
+    except ResolutionError:
+        return False

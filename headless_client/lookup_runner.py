@@ -19,10 +19,14 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
+from contextlib import nullcontext
+from dataclasses import replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from .endpoints import EndpointSet
 from .errors import InvalidArgument
+from .interrupt import Interrupt
+from .lookup import Plan
 
 T = TypeVar("T")
 
@@ -190,12 +194,28 @@ class LookupRunner:
         return float(self.resolver.timeout)
 
     def lookup(self, previous: EndpointSet | None) -> Any | None:
-        """The sans-I/O lookup of the service, or None when only ``resolve()`` will do."""
+        """The sans-I/O lookup of the service, or None when only ``resolve()`` will do.
+        Its questions are counted in :attr:`questions`."""
         if not self.lookups:
             return None
-        return self.resolver.service_lookup(
+        lookup = self.resolver.service_lookup(
             self.service, self.port, protocol=self.protocol, namespace=self.namespace, previous=previous
         )
+        return replace(lookup, plan=self._counted(lookup.plan))
+
+    def _counted(self, plan: Plan[T]) -> Plan[T]:
+        """*plan*, adding the size of every batch it asks to :attr:`questions`."""
+        try:
+            batch = next(plan)
+            while True:
+                self.questions += len(batch)
+                answers = yield batch
+                batch = plan.send(answers)
+        except StopIteration as stop:
+            result: T = stop.value
+            return result
+        finally:
+            plan.close()
 
     def watch(self, callback: Callable[[], None]) -> Callable[[], None] | None:
         """Have a change-notifying resolver call *callback* on changes; None otherwise."""
@@ -203,12 +223,29 @@ class LookupRunner:
             return None
         return self.resolver.watch_service(self.service, self.namespace, callback)
 
-    def resolve_blocking(self) -> EndpointSet:
-        """Resolve the service now, blocking."""
-        result: EndpointSet = self.resolver.resolve(
-            self.service, self.port, protocol=self.protocol, namespace=self.namespace
-        )
+    def resolve_blocking(self, interrupt: Interrupt | None = None) -> EndpointSet:
+        """Resolve the service now, blocking; *interrupt*, once set, ends it early (for the
+        library's resolvers and their subclasses)."""
+        lookup = self.lookup(None)
+        if lookup is not None:
+            from .transport import run_lookup
+
+            found: EndpointSet = run_lookup(lookup, interrupt=interrupt)
+            return found
+        interruptible = getattr(self.resolver, "interruptible", None)
+        scope: Any = nullcontext()
+        if interrupt is not None and callable(interruptible):
+            scope = interruptible(interrupt)
+        with scope:
+            result: EndpointSet = self.resolver.resolve(
+                self.service, self.port, protocol=self.protocol, namespace=self.namespace
+            )
         return result
+
+    @property
+    def interruptible(self) -> bool:
+        """True when a blocking ``resolve()`` of this resolver can be cut short."""
+        return not self.lookups and callable(getattr(self.resolver, "interruptible", None))
 
     async def resolve_async(self, previous: EndpointSet | None) -> EndpointSet:
         """Resolve the service now, awaited."""

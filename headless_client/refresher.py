@@ -37,6 +37,7 @@ from . import _forksafe
 from .clock import Clock, monotonic, real_timeout, register_waker
 from .core import STOP, Resolve, ServiceCore, WaitUntil
 from .endpoints import EndpointSet
+from .interrupt import Interrupt
 from .lookup_runner import LookupRunner
 from .transport import Multiplexer
 
@@ -84,6 +85,8 @@ class ServiceEntry:
     version: int = 0
     #: The lane of its lookup in flight, if any.
     lane: Any = None
+    #: What ends its blocking resolve() in flight early, if any.
+    interrupt: Interrupt | None = None
 
 
 class Refresher:
@@ -271,13 +274,21 @@ class Refresher:
                 max_workers=MAX_RESOLVE_THREADS, thread_name_prefix=RESOLVE_THREADS
             )
 
+        # A resolver of the library (a subclass overriding resolve()) can be cut short by
+        # close(): one socket pair while its call runs, closed when it ends.
+        interrupt = Interrupt() if runner.interruptible else None
+        entry.interrupt = interrupt
+
         def blocking() -> None:
             try:
-                answer = runner.resolve_blocking()
+                answer = runner.resolve_blocking(interrupt)
             except BaseException as exc:
                 done(None, exc)
             else:
                 done(answer, None)
+            finally:
+                if interrupt is not None:
+                    interrupt.close()
 
         entry.job = pool.submit(blocking)
 
@@ -332,7 +343,8 @@ class Refresher:
         if job is not None:
             entry.job = None
             if isinstance(job, concurrent.futures.Future):
-                job.cancel()
+                if not job.cancel() and entry.interrupt is not None:
+                    entry.interrupt.set()  # running: end its query now
             elif isinstance(job, _Queued):
                 job.lane.waiting = collections.deque(w for w in job.lane.waiting if w[0] is not entry)
             elif self._mux is not None:

@@ -471,11 +471,12 @@ class Resolver(BaseResolver):
     # -- I/O ------------------------------------------------------------------------
 
     @contextlib.contextmanager
-    def _interruptible(self, interrupt: Interrupt) -> Iterator[None]:
-        """Within the block, calls from this thread end early once *interrupt* is set.
+    def interruptible(self, interrupt: Interrupt) -> Iterator[None]:
+        """Within the block, resolutions made from this thread end early (with a
+        :class:`~headless_client.ResolutionError`) once *interrupt* is set.
 
-        A :class:`HeadlessService` wraps its refresher in this, so ``close()`` does not
-        wait for a query to a black-holed server to time out.
+        A service's refresher runs a blocking ``resolve()`` (a subclass that overrides it)
+        inside this, so ``close()`` does not wait for a query to a black-holed server.
         """
         previous = getattr(self._local, "interrupt", None)
         self._local.interrupt = interrupt
@@ -483,6 +484,8 @@ class Resolver(BaseResolver):
             yield
         finally:
             self._local.interrupt = previous
+
+    _interruptible = interruptible  # 0.1.0's private name, kept for subclasses and tests
 
     def _run_lookup(self, lookup: Lookup[T]) -> T:
         return run_lookup(lookup, interrupt=getattr(self._local, "interrupt", None))

@@ -76,7 +76,9 @@ def test_every_metric_with_its_unit_and_attributes(reader: InMemoryMetricReader,
     with its unit, ``server.address`` the service and per-pod peer attributes."""
     clock = FakeClock()
     table = StaticResolver({"web.prod": loopback_pods(listeners)}, namespace="prod")
-    with hc.HeadlessService("web.prod", "http", resolver=table, clock=clock, strategy=hc.RoundRobin()) as svc:
+    # No refresh falls due within the test's 1.53 s of fake time: staleness is exact.
+    with hc.HeadlessService("web.prod", "http", resolver=table, clock=clock, strategy=hc.RoundRobin(),
+                            min_refresh=10, max_refresh=20) as svc:
         metrics = instrument(svc, meter_provider=provider_of(reader))
         for _ in range(3):
             with svc.connection():
