@@ -11,13 +11,16 @@ from headless_client import AsyncHeadlessService, AsyncResolver, HeadlessService
 PAIRS = [(Resolver, AsyncResolver), (HeadlessService, AsyncHeadlessService)]
 # Protocol spellings of the same thing: `with` vs `async with`.
 TWIN_NAMES = {"__enter__": "__aenter__", "__exit__": "__aexit__"}
+# Only the blocking twin has these: a thread-local interrupt for its selectors driver.
+SYNC_ONLY = {"interruptible"}
 
 
 def public(cls: type) -> dict[str, object]:
     return {
         name: member
         for name, member in inspect.getmembers(cls)
-        if not name.startswith("_") or name in TWIN_NAMES or name in TWIN_NAMES.values()
+        if (not name.startswith("_") or name in TWIN_NAMES or name in TWIN_NAMES.values())
+        and name not in SYNC_ONLY
     }
 
 
