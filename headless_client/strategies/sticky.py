@@ -179,8 +179,13 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
         chunks.append(packed)
         cuts.append([0, *map(bisect_left, repeat(packed), bounds), len(packed)])
         yield
-    # 2. Merge range by range; each range appends its part of every array.
+    # 2. Merge range by range; each range appends its part of every array. A small ring
+    # has long arcs, spelled out one list product per point, endpoints and slots alike;
+    # a large one has about one bucket per point, and its refs are looked up at the end.
+    long_arcs = count * vnodes * 8 <= _BUCKETS
     table: list[int] = []
+    refs: list[Endpoint] = []
+    room = _STEP_BUCKETS  # entries still to append in this step (long arcs)
     points_out = array("I")
     holders_out = array("H" if count <= 0xFFFF else "I")
     shared: dict[int, tuple[int, ...]] = {}
@@ -199,7 +204,19 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
             points, holders = _merge_ties(points, holders, shared)
         belows = list(map(rshift, map(add, points, repeat(_ROUND_UP)), repeat(_SHIFT)))
         runs = list(map(sub, belows, [prev_below, *belows[:-1]]))
-        _expand(table, tuple(map(ints.__getitem__, holders)), runs)
+        if long_arcs:
+            for slot, run in zip(holders, runs, strict=True):
+                while run:
+                    part = min(run, room)
+                    table += [ints[slot]] * part
+                    refs += [pods[slot]] * part
+                    run -= part
+                    room -= part
+                    if not room:
+                        yield
+                        room = _STEP_BUCKETS
+        else:
+            _expand(table, tuple(map(ints.__getitem__, holders)), runs)
         points_out.fromlist(points)
         holders_out.fromlist(holders)
         prev_below = belows[-1]
@@ -209,11 +226,21 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
         del chunks[-16:]
         yield
     # Past the last point the ring wraps around to the first.
-    table += [ints[holders_out[0]]] * (_BUCKETS - prev_below)
-    refs: list[Endpoint] = []
-    for start in range(0, _BUCKETS, _STEP_BUCKETS):
-        yield
-        refs += itemgetter(*table[start : start + _STEP_BUCKETS])(pods)
+    first = holders_out[0]
+    if long_arcs:
+        tail = _BUCKETS - prev_below
+        while tail:
+            part = min(tail, room)
+            table += [ints[first]] * part
+            refs += [pods[first]] * part
+            tail -= part
+            room = _STEP_BUCKETS
+            yield
+    else:
+        table += [ints[first]] * (_BUCKETS - prev_below)
+        for start in range(0, _BUCKETS, _STEP_BUCKETS):
+            yield
+            refs += itemgetter(*table[start : start + _STEP_BUCKETS])(pods)
     slots = {ep.identity: slot for slot, ep in enumerate(pods)}
     return _Ring(refs, table, pods, count, points_out, holders_out, slots, (), shared)
 
