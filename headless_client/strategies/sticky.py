@@ -11,6 +11,7 @@ from array import array
 from bisect import bisect_left, bisect_right
 from collections.abc import Generator, Sequence
 from dataclasses import dataclass
+from functools import partial
 from itertools import repeat
 from operator import add, and_, itemgetter, mul, rshift, sub
 from zlib import crc32
@@ -52,7 +53,7 @@ MAX_PODS = 1 << _SLOT_BITS
 # sleep(0), is taken back before the waiter wakes, and the waiter then waits out the
 # whole switch interval, 5 ms.)
 _STEP_POINTS = 2048  # ring points sorted or merged per step of a full build
-_STEP_BUCKETS = 1 << 15  # table entries re-pointed per step
+_STEP_BUCKETS = 1 << 15  # table entries written or re-pointed per step
 _PAUSE = 50e-6
 
 
@@ -467,7 +468,10 @@ def _with(
     holder_pieces = []
     start = 0
     for k, (index, _) in enumerate(new):
-        point_pieces += (point_view[start * point_size : index * point_size], added[k * point_size : (k + 1) * point_size])
+        point_pieces += (
+            point_view[start * point_size : index * point_size],
+            added[k * point_size : (k + 1) * point_size],
+        )
         holder_pieces += (holder_view[start * holder_size : index * holder_size], holder)
         start = index
     point_pieces.append(point_view[start * point_size :])
@@ -510,6 +514,7 @@ def _update_steps(
         ep = kept.get(identity)
         if ep is not None:
             work.members[slot] = ep
+    yield  # copying the tables is a step of its own
     for identity in [identity for identity in old.slots if identity not in kept]:
         work.remove(identity)
         yield
@@ -541,6 +546,21 @@ def _update_steps(
         tuple(work.free),
         work.shared,
     )
+
+
+def _derive(last: list[_Ring], vnodes: int, endpoints: EndpointSet) -> _Ring:
+    """The ring of *endpoints*: an update of ``last[0]`` if few pods differ, else built anew."""
+    pods = distinct_pods(endpoints)
+    steps = _update(last[0], pods, vnodes)
+    if steps is None:
+        steps = _full_build(pods, vnodes)
+    ring = last[0] = _run(steps)
+    return ring
+
+
+def _build_ring(endpoints: EndpointSet, vnodes: int) -> _Ring:
+    """The ring of *endpoints* built from nothing (in steps, pausing between them)."""
+    return _run(_full_build(distinct_pods(endpoints), vnodes))
 
 
 def _run(steps: Generator[None, None, _Ring]) -> _Ring:
@@ -597,7 +617,7 @@ class Sticky:
         ValueError: *bounded_load* is below 1 or *vnodes* below 1.
     """
 
-    __slots__ = ("_bound", "_cache", "_fast", "_loads", "_lock", "_total", "_vnodes")
+    __slots__ = ("_bound", "_cache", "_fast", "_last", "_loads", "_lock", "_total", "_vnodes")
 
     def __init__(self, *, bounded_load: float | None = None, vnodes: int = DEFAULT_VNODES) -> None:
         if bounded_load is not None and not bounded_load >= 1.0:
@@ -611,17 +631,17 @@ class Sticky:
         # never outgrows the pods that are busy right now.
         self._loads: dict[str, int] = {}
         self._total = 0
-        self._cache: SnapshotCache[_Ring] = SnapshotCache(self._build, _EMPTY_RING)
+        # The last ring built, which the next one is derived from. The cache's builder
+        # holds this list, not the instance: no reference cycle, so a dropped Sticky and
+        # its rings (megabytes) go at once, not at the next full garbage collection.
+        self._last: list[_Ring] = [_EMPTY_RING]
+        self._cache: SnapshotCache[_Ring] = SnapshotCache(partial(_derive, self._last, vnodes), _EMPTY_RING)
         # (snapshot, its bucket -> endpoint table) for pick's fast path: the last set a
         # pick used. Never set with bounded loads, which always take the full path.
         self._fast: tuple[EndpointSet | None, list[Endpoint]] = (None, [])
 
     def _build(self, endpoints: EndpointSet) -> _Ring:
-        pods = distinct_pods(endpoints)
-        steps = _update(self._cache.current[1], pods, self._vnodes)
-        if steps is None:
-            steps = _full_build(pods, self._vnodes)
-        return _run(steps)
+        return _derive(self._last, self._vnodes, endpoints)
 
     @property
     def bounded_load(self) -> float | None:

@@ -1,0 +1,293 @@
+"""Sticky under pod churn: rebuild cost, GIL stalls seen by a request thread, throughput.
+
+Run from the repository root::
+
+    python benchmarks/bench_sticky_churn.py [--pods 1000] [--repeat 15] [--changes 40]
+
+Three measurements over a 1000-pod set (``Sticky()``, 256 points per pod):
+
+1. **Rebuild CPU** after one pod changes, as ``Sticky.prepare`` does it before a
+   snapshot is published: CPU time of the calling thread (``time.thread_time``; the short
+   sleeps between build steps are not CPU), min / median / max over ``--repeat`` changes
+   of each kind: a pod removed or added by a new DNS answer (every endpoint a new
+   object), a pod ejected or returned by passive health (the same objects, one fewer or
+   one more), and a first build from nothing. "longest step" is the most CPU spent
+   between two of the pauses in which the builder leaves the GIL to other threads.
+2. **Stalls:** one thread picks in a tight loop (``sticky.pick(current, key)``) and
+   stamps ``time.perf_counter()`` after every pick, while another publishes a changed
+   set every ``--period`` seconds, preparing its ring first as the service does. The
+   gaps between consecutive stamps are what a request thread waits, for the GIL or for
+   a CPU: p50 / p99 / p99.9 / max, and how many exceed 5 ms. The same loop without churn
+   comes first: on a shared machine the OS alone makes gaps of milliseconds, and only
+   the difference is the builder's. A first build of 1000 pods runs under the same eye.
+3. **Throughput** of a trivial handler (pick, then read the endpoint's address) in
+   ``--handlers`` threads for ``--seconds``, with and without a one-pod change every
+   ``--churn-period`` seconds: the loss in handled requests.
+
+To compare with another version of the library, run the script with that version first
+on ``PYTHONPATH``: it uses only the public API (and the step hook when there is one).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import threading
+import time
+from array import array
+from collections.abc import Callable
+from itertools import pairwise
+
+from headless_client.endpoints import Endpoint, EndpointSet
+from headless_client.strategies import Sticky
+
+KEYS = [f"user-{i}" for i in range(10_000)]
+STAMPS_PER_BLOCK = 1 << 16
+
+
+def pod(i: int) -> Endpoint:
+    return Endpoint(
+        f"10.{i // 62500}.{(i // 250) % 250}.{i % 250 + 1}",
+        8080,
+        hostname=f"web-{i}.web.prod.svc.cluster.local",
+        ordinal=i,
+    )
+
+
+def fleet(ordinals: range | list[int]) -> EndpointSet:
+    """A fresh snapshot, as a new DNS answer gives one: every endpoint a new object."""
+    return EndpointSet((pod(i) for i in ordinals), name="web.prod")
+
+
+class Changes:
+    """An endless supply of one-pod changes of every kind, each a new snapshot."""
+
+    def __init__(self, pods: int) -> None:
+        self.pods = pods
+        self.dns = fleet(range(pods))
+        self.step = 0
+
+    def next(self, kind: str) -> EndpointSet:
+        """The snapshot after one change of *kind* to the last one of that kind."""
+        self.step += 1
+        victim = self.pods // 2 + self.step % 7
+        if kind == "dns-remove":
+            return fleet([i for i in range(self.pods) if i != victim])
+        if kind == "dns-add":
+            return fleet([*range(self.pods), self.pods + self.step % 7])
+        if kind == "eject":
+            return EndpointSet([ep for ep in self.dns if ep.ordinal != victim], name="web.prod")
+        if kind == "return":
+            return self.dns
+        raise ValueError(kind)
+
+
+def summary(values: list[float], unit: str = "ms", scale: float = 1e3) -> str:
+    return (
+        f"min {min(values) * scale:7.2f}  median {statistics.median(values) * scale:7.2f}  "
+        f"max {max(values) * scale:7.2f} {unit}"
+    )
+
+
+def step_hook() -> tuple[Callable[[], None] | None, list[float]]:
+    """Record the CPU time at every pause between build steps, if this version has them."""
+    from headless_client.strategies import sticky as module
+
+    marks: list[float] = []
+    original = getattr(module, "_pause", None)
+    if original is None:
+        return None, marks
+
+    def pause() -> None:
+        marks.append(time.thread_time())
+        original()
+
+    module._pause = pause
+    return original, marks
+
+
+def restore_hook(original: Callable[[], None] | None) -> None:
+    if original is not None:
+        from headless_client.strategies import sticky as module
+
+        module._pause = original
+
+
+def rebuild_costs(pods: int, repeat: int) -> None:
+    print(f"1. Rebuild CPU after a one-pod change ({pods} pods, {repeat} runs each)")
+    original, marks = step_hook()
+    try:
+        for kind in ("dns-remove", "dns-add", "eject", "return", "first build"):
+            cpu: list[float] = []
+            wall: list[float] = []
+            steps: list[float] = []
+            runs = max(3, repeat // 5) if kind == "first build" else repeat
+            changes = Changes(pods)
+            for _ in range(runs):
+                sticky = Sticky()
+                if kind == "first build":
+                    snapshot = changes.dns
+                else:
+                    base = changes.dns if kind != "return" else changes.next("eject")
+                    sticky.prepare(base)
+                    snapshot = changes.next(kind)
+                marks.clear()
+                start_cpu, start_wall = time.thread_time(), time.perf_counter()
+                sticky.prepare(snapshot)
+                end_cpu, end_wall = time.thread_time(), time.perf_counter()
+                cpu.append(end_cpu - start_cpu)
+                wall.append(end_wall - start_wall)
+                edges = [start_cpu, *marks, end_cpu]
+                steps.append(max(b - a for a, b in pairwise(edges)))
+            print(f"  {kind:<12} CPU {summary(cpu)}   wall median {statistics.median(wall) * 1e3:7.2f} ms")
+            if original is not None:
+                print(f"  {'':<12} longest step {summary(steps)}")
+    finally:
+        restore_hook(original)
+
+
+def watch_gaps(work: Callable[[], None], sticky: Sticky, current: list[EndpointSet]) -> list[float]:
+    """Gaps between consecutive picks of a tight-loop thread while *work* runs."""
+    blocks: list[array[float]] = []
+    stop = threading.Event()
+
+    def picker() -> None:
+        pick, now = sticky.pick, time.perf_counter
+        while not stop.is_set():
+            block = array("d", bytes(8 * STAMPS_PER_BLOCK))
+            blocks.append(block)
+            for i in range(STAMPS_PER_BLOCK):
+                pick(current[0], KEYS[i % 10_000])
+                block[i] = now()
+
+    thread = threading.Thread(target=picker, name="picker")
+    thread.start()
+    time.sleep(0.2)
+    start = time.perf_counter()
+    try:
+        work()
+    finally:
+        end = time.perf_counter()
+        stop.set()
+        thread.join(timeout=30)
+    stamps = [t for block in blocks for t in block if start <= t <= end]
+    return [b - a for a, b in pairwise(stamps)]
+
+
+def gap_line(label: str, gaps: list[float]) -> str:
+    gaps = sorted(gaps)
+
+    def at(q: float) -> float:
+        return gaps[min(len(gaps) - 1, int(q * len(gaps)))] * 1e6
+
+    over = sum(1 for g in gaps if g > 0.005)
+    return (
+        f"  {label:<30} p50 {at(0.5):6.1f}  p99 {at(0.99):7.1f}  p99.9 {at(0.999):8.1f}  "
+        f"max {gaps[-1] * 1e6:9.0f} us;  {over} gaps > 5 ms of {len(gaps)}"
+    )
+
+
+def stalls(pods: int, changes_count: int, period: float) -> None:
+    print(f"\n2. Gaps seen by a thread picking in a tight loop ({pods} pods)")
+    changes = Changes(pods)
+    sticky = Sticky()
+    sticky.prepare(changes.dns)
+    current = [changes.dns]
+    duration = changes_count * period
+
+    print(gap_line("no churn", watch_gaps(lambda: time.sleep(duration), sticky, current)))
+
+    kinds = ["dns-remove", "dns-add", "eject", "return"]
+
+    def churn() -> None:
+        for n in range(changes_count):
+            snapshot = changes.next(kinds[n % len(kinds)])
+            sticky.prepare(snapshot)  # the service builds before it publishes
+            current[0] = snapshot
+            time.sleep(period)
+
+    print(gap_line(f"one-pod change every {period * 1e3:.0f} ms", watch_gaps(churn, sticky, current)))
+
+    def first_builds() -> None:
+        for _ in range(3):
+            Sticky().prepare(fleet(range(pods)))
+
+    print(gap_line("3 first builds of all pods", watch_gaps(first_builds, sticky, current)))
+
+
+def throughput(pods: int, handlers: int, seconds: float, churn_period: float) -> None:
+    print(f"\n3. Trivial handler throughput, {handlers} threads, {seconds:.0f} s per run")
+    changes = Changes(pods)
+
+    def run(churn: bool) -> int:
+        sticky = Sticky()
+        sticky.prepare(changes.dns)
+        current = [changes.dns]
+        stop = threading.Event()
+        counts = [0] * handlers
+
+        def handler(slot: int) -> None:
+            pick = sticky.pick
+            done = 0
+            i = slot
+            while not stop.is_set():
+                for _ in range(256):
+                    ep = pick(current[0], KEYS[i % 10_000])
+                    len(ep.address)  # the trivial work
+                    i += 1
+                done += 256
+            counts[slot] = done
+
+        threads = [threading.Thread(target=handler, args=(n,)) for n in range(handlers)]
+        for thread in threads:
+            thread.start()
+        deadline = time.perf_counter() + seconds
+        n = 0
+        while time.perf_counter() < deadline:
+            if churn:
+                snapshot = changes.next(["dns-remove", "eject", "dns-add", "return"][n % 4])
+                sticky.prepare(snapshot)
+                current[0] = snapshot
+                n += 1
+            time.sleep(min(churn_period, max(0.0, deadline - time.perf_counter())))
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=30)
+        return sum(counts)
+
+    quiet = [run(False) for _ in range(3)]
+    busy = [run(True) for _ in range(3)]
+    losses = [1 - b / q for q, b in zip(quiet, busy, strict=True)]
+    print(f"  without churn: {[round(q / seconds) for q in quiet]} picks/s")
+    print(f"  one-pod change every {churn_period:.2f} s: {[round(b / seconds) for b in busy]} picks/s")
+    print(
+        f"  loss: median {statistics.median(losses) * 100:.1f} % "
+        f"(runs: {', '.join(f'{x * 100:.1f} %' for x in losses)})"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pods", type=int, default=1000)
+    parser.add_argument("--repeat", type=int, default=15, help="runs per kind of change")
+    parser.add_argument("--changes", type=int, default=40, help="changes while watching gaps")
+    parser.add_argument("--period", type=float, default=0.05, help="seconds between changes (gaps)")
+    parser.add_argument("--handlers", type=int, default=4)
+    parser.add_argument("--seconds", type=float, default=3.0)
+    parser.add_argument("--churn-period", type=float, default=0.5)
+    parser.add_argument("--skip", default="", help="comma-separated parts to skip: rebuild,stalls,throughput")
+    args = parser.parse_args(argv)
+    skip = set(args.skip.split(","))
+    print(f"Python {sys.version.split()[0]}, switch interval {sys.getswitchinterval() * 1e3:.0f} ms\n")
+    if "rebuild" not in skip:
+        rebuild_costs(args.pods, args.repeat)
+    if "stalls" not in skip:
+        stalls(args.pods, args.changes, args.period)
+    if "throughput" not in skip:
+        throughput(args.pods, args.handlers, args.seconds, args.churn_period)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
