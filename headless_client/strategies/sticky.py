@@ -9,7 +9,7 @@ import threading
 import time
 from array import array
 from bisect import bisect_left, bisect_right
-from collections.abc import Generator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
@@ -336,29 +336,30 @@ class _Update:
         """The slot among *contenders* first in the new set order."""
         return min(contenders, key=self.rank.__getitem__)
 
-    def assign(self, index: int) -> None:
-        """Give the arc of the point at *index* to its holder, in the table and refs."""
-        points = self.points
-        slot = self.holders[index]
-        owner = _slot_objects(slot + 1)[slot]
-        ep = self.members[slot]
-        refs = self.refs
-        end = (points[index] + _ROUND_UP) >> _SHIFT
-        if index:
-            start = (points[index - 1] + _ROUND_UP) >> _SHIFT
-        else:  # the first point also owns the wrap-around past the last one
-            start = 0
-            tail = (points[-1] + _ROUND_UP) >> _SHIFT
-            if tail < _BUCKETS:
-                self.table[tail:] = [owner] * (_BUCKETS - tail)
+    def assign(self, indices: Iterable[int]) -> None:
+        """Give the arc of each point at *indices* to its holder, in the table and refs."""
+        points, holders, members = self.points, self.holders, self.members
+        table, refs = self.table, self.refs
+        ints = _slot_objects(len(members))
+        wrap = (points[-1] + _ROUND_UP) >> _SHIFT  # buckets past it wrap to the first point
+        for index in indices:
+            slot = holders[index]
+            owner = ints[slot]
+            end = (points[index] + _ROUND_UP) >> _SHIFT
+            if index:
+                start = (points[index - 1] + _ROUND_UP) >> _SHIFT
+            else:
+                start = 0
+                if wrap < _BUCKETS:
+                    table[wrap:] = [owner] * (_BUCKETS - wrap)
+                    if refs is not None:
+                        refs[wrap:] = [members[slot]] * (_BUCKETS - wrap)
+            if end > start:
+                table[start:end] = [owner] * (end - start)
                 if refs is not None:
-                    refs[tail:] = [ep] * (_BUCKETS - tail)
-        if end > start:
-            self.table[start:end] = [owner] * (end - start)
-            if refs is not None:
-                refs[start:end] = [ep] * (end - start)
+                    refs[start:end] = [members[slot]] * (end - start)
 
-    def remove(self, identity: str) -> None:
+    def remove(self, identity: str) -> Iterator[None]:
         """Take a pod's points off the ring; their arcs go to the points after them."""
         slot = self.slots.pop(identity)
         self.free.append(slot)
@@ -385,16 +386,16 @@ class _Update:
             points, holders = self.points, self.holders
         if not points:
             return
+        yield
         for point, winner in rewon:
             index = bisect_left(points, point)
             self.own_holders()[index] = winner
-            self.assign(index)
+            self.assign((index,))
         # The k-th point taken off (ascending) was followed by what is now at index - k.
         size = len(points)
-        for index in sorted({(index - k) % size for k, index in enumerate(gone)}):
-            self.assign(index)
+        self.assign(sorted({(index - k) % size for k, index in enumerate(gone)}))
 
-    def add(self, ep: Endpoint) -> None:
+    def add(self, ep: Endpoint) -> Iterator[None]:
         """Put a new pod's points on the ring; each takes the arc that ends at it."""
         if self.free:
             slot = self.free.pop(0)
@@ -408,7 +409,8 @@ class _Update:
         points, holders = self.points, self.holders
         own = sorted(set(_pod_points(ep.identity, self.vnodes)))
         size = len(points)
-        new: list[tuple[int, int]] = []  # (index, point) of points not on the ring yet
+        at: list[int] = []  # where each point not on the ring yet goes in (old index)
+        new: list[int] = []
         rewon: list[tuple[int, int]] = []
         for point, index in zip(own, map(bisect_left, repeat(points), own), strict=True):
             if index < size and points[index] == point:
@@ -418,17 +420,18 @@ class _Update:
                 if winner != holders[index]:
                     rewon.append((point, winner))
             else:
-                new.append((index, point))
+                at.append(index)
+                new.append(point)
         if new:
-            self.points, self.holders = _with(points, holders, new, slot)
+            self.points, self.holders = _with(points, holders, at, new, slot)
             points, holders = self.points, self.holders
+        yield
         for point, winner in rewon:
             index = bisect_left(points, point)
             self.own_holders()[index] = winner
-            self.assign(index)
+            self.assign((index,))
         # The k-th point put on (ascending) went in before old index, now index + k.
-        for k, (index, _) in enumerate(new):
-            self.assign(index + k)
+        self.assign([index + k for k, index in enumerate(at)])
 
     def settle_ties(self) -> None:
         """Re-decide every tie by the final set order (a kept pod may have moved in it)."""
@@ -439,43 +442,42 @@ class _Update:
             if winner != holders[index]:
                 holders = self.own_holders()
                 holders[index] = winner
-                self.assign(index)
+                self.assign((index,))
+
+
+# The two helpers below cut arrays into array slices, not memoryviews: arrays are not
+# tracked by the garbage collector, and hundreds of live tracked objects would start a
+# young collection that walks the freshly copied quarter-million-entry tables.
 
 
 def _without(values: array[int], indices: list[int]) -> array[int]:
     """*values* less the entries at *indices* (ascending), as a new array."""
-    view, size = memoryview(values).cast("B"), values.itemsize
     pieces = []
     start = 0
     for index in indices:
-        pieces.append(view[start * size : index * size])
+        pieces.append(values[start:index])
         start = index + 1
-    pieces.append(view[start * size :])
+    pieces.append(values[start:])
     out = array(values.typecode)
     out.frombytes(b"".join(pieces))  # one copy: frombytes per piece would regrow it
     return out
 
 
 def _with(
-    points: array[int], holders: array[int], new: list[tuple[int, int]], slot: int
+    points: array[int], holders: array[int], at: list[int], new: list[int], slot: int
 ) -> tuple[array[int], array[int]]:
-    """*points* and *holders* with each ``(index, point)`` of *new* inserted before index."""
-    point_view, point_size = memoryview(points).cast("B"), points.itemsize
-    holder_view, holder_size = memoryview(holders).cast("B"), holders.itemsize
-    added = memoryview(array(points.typecode, [point for _, point in new])).cast("B")
-    holder = array(holders.typecode, [slot]).tobytes()
-    point_pieces = []
-    holder_pieces = []
+    """*points* and *holders* with each point of *new* inserted before old index *at*."""
+    added = array(points.typecode, new)
+    holder = array(holders.typecode, [slot])
+    point_pieces: list[array[int]] = []
+    holder_pieces: list[array[int]] = []
     start = 0
-    for k, (index, _) in enumerate(new):
-        point_pieces += (
-            point_view[start * point_size : index * point_size],
-            added[k * point_size : (k + 1) * point_size],
-        )
-        holder_pieces += (holder_view[start * holder_size : index * holder_size], holder)
+    for k, index in enumerate(at):
+        point_pieces += (points[start:index], added[k : k + 1])
+        holder_pieces += (holders[start:index], holder)
         start = index
-    point_pieces.append(point_view[start * point_size :])
-    holder_pieces.append(holder_view[start * holder_size :])
+    point_pieces.append(points[start:])
+    holder_pieces.append(holders[start:])
     out_points = array(points.typecode)
     out_points.frombytes(b"".join(point_pieces))
     out_holders = array(holders.typecode)
@@ -516,10 +518,10 @@ def _update_steps(
             work.members[slot] = ep
     yield  # copying the tables is a step of its own
     for identity in [identity for identity in old.slots if identity not in kept]:
-        work.remove(identity)
+        yield from work.remove(identity)
         yield
     for ep in came:
-        work.add(ep)
+        yield from work.add(ep)
         yield
     work.settle_ties()
     members = work.members
