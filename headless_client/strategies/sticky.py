@@ -114,8 +114,10 @@ class _Ring:
     snapshot's ring to the next, so an update rewrites only the buckets that change owner.
     """
 
-    refs: list[Endpoint]  # bucket -> endpoint: all a pick reads
-    table: list[int]  # bucket -> slot (the few int objects of _slot_ints, shared)
+    # bucket -> slot, as the shared int objects of _slot_ints. A tuple of ints: the
+    # garbage collector stops tracking it after one look, so a quarter million entries
+    # never lengthen a collection.
+    table: tuple[int, ...]
     members: tuple[Endpoint, ...]  # slot -> first endpoint of its identity (free: any)
     size: int  # distinct pods
     points: array[int]  # the distinct ring points, ascending ("I")
@@ -125,7 +127,7 @@ class _Ring:
     shared: dict[int, tuple[int, ...]]  # point -> every slot that drew it, when several
 
 
-_EMPTY_RING = _Ring([], [], (), 0, array("I"), array("H"), {}, (), {})
+_EMPTY_RING = _Ring((), (), 0, array("I"), array("H"), {}, (), {})
 
 _slot_ints: tuple[int, ...] = tuple(range(1024))
 
@@ -181,11 +183,10 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
         cuts.append([0, *map(bisect_left, repeat(packed), bounds), len(packed)])
         yield
     # 2. Merge range by range; each range appends its part of every array. A small ring
-    # has long arcs, spelled out one list product per point, endpoints and slots alike;
-    # a large one has about one bucket per point, and its refs are looked up at the end.
+    # has long arcs, spelled out one list product per point; a large one has about one
+    # bucket per point, expanded in C calls.
     long_arcs = count * vnodes * 8 <= _BUCKETS
     table: list[int] = []
-    refs: list[Endpoint] = []
     room = _STEP_BUCKETS  # entries still to append in this step (long arcs)
     points_out = array("I")
     holders_out = array("H" if count <= 0xFFFF else "I")
@@ -210,7 +211,6 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
                 while run:
                     part = min(run, room)
                     table += [ints[slot]] * part
-                    refs += [pods[slot]] * part
                     run -= part
                     room -= part
                     if not room:
@@ -227,23 +227,10 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
         del chunks[-16:]
         yield
     # Past the last point the ring wraps around to the first.
-    first = holders_out[0]
-    if long_arcs:
-        tail = _BUCKETS - prev_below
-        while tail:
-            part = min(tail, room)
-            table += [ints[first]] * part
-            refs += [pods[first]] * part
-            tail -= part
-            room = _STEP_BUCKETS
-            yield
-    else:
-        table += [ints[first]] * (_BUCKETS - prev_below)
-        for start in range(0, _BUCKETS, _STEP_BUCKETS):
-            yield
-            refs += itemgetter(*table[start : start + _STEP_BUCKETS])(pods)
+    table += [ints[holders_out[0]]] * (_BUCKETS - prev_below)
+    yield
     slots = {ep.identity: slot for slot, ep in enumerate(pods)}
-    return _Ring(refs, table, pods, count, points_out, holders_out, slots, (), shared)
+    return _Ring(tuple(table), pods, count, points_out, holders_out, slots, (), shared)
 
 
 _position_tags: tuple[bytes, ...] = ()
@@ -305,16 +292,14 @@ class _Update:
     tests check it), so a rolling update never moves a key a full build would not.
     """
 
-    def __init__(self, old: _Ring, pods: tuple[Endpoint, ...], vnodes: int, restamp: bool) -> None:
+    def __init__(self, old: _Ring, pods: tuple[Endpoint, ...], vnodes: int) -> None:
         self.vnodes = vnodes
         # Shared with the old ring until changed: removals and additions build new
         # arrays anyway, and only a tie's new winner writes into holders in place.
         self.points = old.points
         self.holders = old.holders
         self._old_holders = old.holders
-        self.table = old.table.copy()
-        # With new endpoint objects every bucket is re-pointed at the end anyway.
-        self.refs: list[Endpoint] | None = None if restamp else old.refs.copy()
+        self.table = list(old.table)
         self.shared = dict(old.shared)
         self.slots = dict(old.slots)
         self.free = list(old.free)
@@ -337,10 +322,9 @@ class _Update:
         return min(contenders, key=self.rank.__getitem__)
 
     def assign(self, indices: Iterable[int]) -> None:
-        """Give the arc of each point at *indices* to its holder, in the table and refs."""
-        points, holders, members = self.points, self.holders, self.members
-        table, refs = self.table, self.refs
-        ints = _slot_objects(len(members))
+        """Give the arc of each point at *indices* to its holder."""
+        points, holders, table = self.points, self.holders, self.table
+        ints = _slot_objects(len(self.members))
         wrap = (points[-1] + _ROUND_UP) >> _SHIFT  # buckets past it wrap to the first point
         for index in indices:
             slot = holders[index]
@@ -352,12 +336,8 @@ class _Update:
                 start = 0
                 if wrap < _BUCKETS:
                     table[wrap:] = [owner] * (_BUCKETS - wrap)
-                    if refs is not None:
-                        refs[wrap:] = [members[slot]] * (_BUCKETS - wrap)
             if end > start:
                 table[start:end] = [owner] * (end - start)
-                if refs is not None:
-                    refs[start:end] = [members[slot]] * (end - start)
 
     def remove(self, identity: str) -> Iterator[None]:
         """Take a pod's points off the ring; their arcs go to the points after them."""
@@ -505,18 +485,14 @@ def _update_steps(
     old: _Ring, pods: tuple[Endpoint, ...], vnodes: int, came: list[Endpoint]
 ) -> Generator[None, None, _Ring]:
     kept = {ep.identity: ep for ep in pods}
-    old_members = old.members
-    # A re-resolved snapshot brings new (equal) endpoint objects; the health-filtered
-    # view of the same snapshot keeps them.
-    restamp = any(
-        old_members[slot] is not kept[identity] for identity, slot in old.slots.items() if identity in kept
-    )
-    work = _Update(old, pods, vnodes, restamp)
+    work = _Update(old, pods, vnodes)
+    # The new snapshot's objects: a re-resolved pod is a new (equal) object, and a pick
+    # returns the object of the snapshot it was given.
     for identity, slot in old.slots.items():
         ep = kept.get(identity)
         if ep is not None:
             work.members[slot] = ep
-    yield  # copying the tables is a step of its own
+    yield  # copying the table is a step of its own
     for identity in [identity for identity in old.slots if identity not in kept]:
         yield from work.remove(identity)
         yield
@@ -527,20 +503,9 @@ def _update_steps(
     members = work.members
     for slot in work.free:
         members[slot] = pods[0]  # never read: no bucket holds a free slot
-    members_tuple = tuple(members)
-    refs = work.refs
-    if refs is None:
-        # Point every bucket at the new objects: C calls over the slot table, a slice
-        # at a time.
-        table = work.table
-        refs = []
-        for start in range(0, _BUCKETS, _STEP_BUCKETS):
-            yield
-            refs += itemgetter(*table[start : start + _STEP_BUCKETS])(members_tuple)
     return _Ring(
-        refs,
-        work.table,
-        members_tuple,
+        tuple(work.table),
+        tuple(members),
         len(pods),
         work.points,
         work.holders,
@@ -638,9 +603,9 @@ class Sticky:
         # its rings (megabytes) go at once, not at the next full garbage collection.
         self._last: list[_Ring] = [_EMPTY_RING]
         self._cache: SnapshotCache[_Ring] = SnapshotCache(partial(_derive, self._last, vnodes), _EMPTY_RING)
-        # (snapshot, its bucket -> endpoint table) for pick's fast path: the last set a
-        # pick used. Never set with bounded loads, which always take the full path.
-        self._fast: tuple[EndpointSet | None, list[Endpoint]] = (None, [])
+        # (snapshot, its table, its members) for pick's fast path: the last set a pick
+        # used. Never set with bounded loads, which always take the full path.
+        self._fast: tuple[EndpointSet | None, tuple[int, ...], tuple[Endpoint, ...]] = (None, (), ())
 
     def _build(self, endpoints: EndpointSet) -> _Ring:
         return _derive(self._last, self._vnodes, endpoints)
@@ -669,10 +634,10 @@ class Sticky:
         # The hot path (a str key, the set of the last pick, no bounded loads) is one
         # expression: bytecodes are most of a pick's cost. The literals are _MIX,
         # _MASK32 and _SHIFT.
-        snap, refs = self._fast
+        snap, table, members = self._fast
         if snap is endpoints and key.__class__ is str:
             try:
-                return refs[(crc32(key.encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]
+                return members[table[(crc32(key.encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]
             except (UnicodeEncodeError, IndexError):
                 pass
         return self._pick(endpoints, key)
@@ -696,12 +661,12 @@ class Sticky:
         if snap is not endpoints:
             ring = self._cache.derive(endpoints)
         try:
-            owner = ring.refs[bucket]
+            owner = ring.members[ring.table[bucket]]
         except IndexError:
             raise no_endpoints(endpoints, self) from None
         bound = self._bound
         if bound is None:
-            self._fast = (endpoints, ring.refs)
+            self._fast = (endpoints, ring.table, ring.members)
             return owner
         return self._bounded(bound, ring, bucket, owner)
 
