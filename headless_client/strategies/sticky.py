@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import hashlib
 import math
 import struct
@@ -229,8 +230,23 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
     # Past the last point the ring wraps around to the first.
     table += [ints[holders_out[0]]] * (_BUCKETS - prev_below)
     yield
+    frozen = tuple(table)
+    del table
+    yield from _untrack(frozen)
     slots = {ep.identity: slot for slot, ep in enumerate(pods)}
-    return _Ring(tuple(table), pods, count, points_out, holders_out, slots, (), shared)
+    return _Ring(frozen, pods, count, points_out, holders_out, slots, (), shared)
+
+
+def _untrack(table: tuple[int, ...]) -> Iterator[None]:
+    """Let a young collection see *table* now, in a step of the builder's own.
+
+    A new tuple is tracked by the garbage collector until a collection finds it holds
+    only ints and lets it go; that first look walks all 2**18 entries (about a
+    millisecond). Left alone, it would happen in whichever thread next allocates.
+    """
+    yield
+    if gc.isenabled() and gc.is_tracked(table):
+        gc.collect(0)
 
 
 _position_tags: tuple[bytes, ...] = ()
@@ -503,8 +519,11 @@ def _update_steps(
     members = work.members
     for slot in work.free:
         members[slot] = pods[0]  # never read: no bucket holds a free slot
+    table = tuple(work.table)
+    work.table = []
+    yield from _untrack(table)
     return _Ring(
-        tuple(work.table),
+        table,
         tuple(members),
         len(pods),
         work.points,
@@ -631,14 +650,24 @@ class Sticky:
                 ``bool`` included).
             NoEndpointsAvailable: *endpoints* is empty.
         """
-        # The hot path (a str key, the set of the last pick, no bounded loads) is one
-        # expression: bytecodes are most of a pick's cost. The literals are _MIX,
-        # _MASK32 and _SHIFT.
+        # The hot path (the set of the last pick, a key of an exact built-in type, no
+        # bounded loads) is a few expressions: bytecodes are most of a pick's cost. The
+        # literals are _MIX, _MASK32 and _SHIFT.
         snap, table, members = self._fast
         if snap is endpoints and key.__class__ is str:
             try:
                 return members[table[(crc32(key.encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]
             except (UnicodeEncodeError, IndexError):
+                pass
+        elif snap is endpoints and key.__class__ is int:
+            try:
+                return members[table[(crc32(str(key).encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]
+            except IndexError:
+                pass
+        elif snap is endpoints and key.__class__ is bytes:
+            try:
+                return members[table[(crc32(key) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]
+            except IndexError:
                 pass
         return self._pick(endpoints, key)
 
@@ -666,7 +695,8 @@ class Sticky:
             raise no_endpoints(endpoints, self) from None
         bound = self._bound
         if bound is None:
-            self._fast = (endpoints, ring.table, ring.members)
+            if self._fast[0] is not endpoints:
+                self._fast = (endpoints, ring.table, ring.members)
             return owner
         return self._bounded(bound, ring, bucket, owner)
 
