@@ -23,6 +23,11 @@ Three measurements over a 1000-pod set (``Sticky()``, 256 points per pod):
 3. **Throughput** of a trivial handler (pick, then read the endpoint's address) in
    ``--handlers`` threads for ``--seconds``, with and without a one-pod change every
    ``--churn-period`` seconds: the loss in handled requests.
+4. **The mapping itself:** over random sets of 10 and 1000 pods (ordinals drawn from
+   0..9999), each pod's exact share of the key space (its buckets / 2**18; a key hash is
+   uniform over the buckets), as busiest / mean and least / mean, and the share of the
+   key space that changes pod when one pod is added or one removed, times N (consistent
+   hashing moves about 1/N).
 
 To compare with another version of the library, run the script with that version first
 on ``PYTHONPATH``: it uses only the public API (and the step hook when there is one).
@@ -37,6 +42,7 @@ import threading
 import time
 from array import array
 from collections.abc import Callable
+from dataclasses import dataclass
 from itertools import pairwise
 
 from headless_client.endpoints import Endpoint, EndpointSet
@@ -147,19 +153,36 @@ def rebuild_costs(pods: int, repeat: int) -> None:
         restore_hook(original)
 
 
-def watch_gaps(work: Callable[[], None], sticky: Sticky, current: list[EndpointSet]) -> list[float]:
-    """Gaps between consecutive picks of a tight-loop thread while *work* runs."""
-    blocks: list[array[float]] = []
+@dataclass(frozen=True, slots=True)
+class Gaps:
+    """What a tight-loop picker saw: wall gaps, and the builder's CPU inside each gap."""
+
+    wall: list[float]
+    builder: list[float]
+
+
+def watch_gaps(work: Callable[[], None], sticky: Sticky, current: list[EndpointSet]) -> Gaps:
+    """Gaps between consecutive picks of a tight-loop thread while *work* runs here.
+
+    After every pick the picker also reads this (the working) thread's CPU clock: the
+    CPU the builder spent inside a gap is the part of the gap the builder held the GIL,
+    whatever the OS did to either thread. On a loaded machine the wall gaps also hold
+    the time the picker waited for a CPU.
+    """
+    clock = time.pthread_getcpuclockid(threading.get_ident())
+    blocks: list[tuple[array[float], array[float]]] = []
     stop = threading.Event()
 
     def picker() -> None:
-        pick, now = sticky.pick, time.perf_counter
+        pick, now, cpu = sticky.pick, time.perf_counter, time.clock_gettime
         while not stop.is_set():
-            block = array("d", bytes(8 * STAMPS_PER_BLOCK))
-            blocks.append(block)
+            walls = array("d", bytes(8 * STAMPS_PER_BLOCK))
+            cpus = array("d", bytes(8 * STAMPS_PER_BLOCK))
+            blocks.append((walls, cpus))
             for i in range(STAMPS_PER_BLOCK):
                 pick(current[0], KEYS[i % 10_000])
-                block[i] = now()
+                walls[i] = now()
+                cpus[i] = cpu(clock)
 
     thread = threading.Thread(target=picker, name="picker")
     thread.start()
@@ -171,20 +194,23 @@ def watch_gaps(work: Callable[[], None], sticky: Sticky, current: list[EndpointS
         end = time.perf_counter()
         stop.set()
         thread.join(timeout=30)
-    stamps = [t for block in blocks for t in block if start <= t <= end]
-    return [b - a for a, b in pairwise(stamps)]
+    stamps = [(w, c) for walls, cpus in blocks for w, c in zip(walls, cpus, strict=True) if start <= w <= end]
+    return Gaps(
+        [b[0] - a[0] for a, b in pairwise(stamps)],
+        [min(b[0] - a[0], b[1] - a[1]) for a, b in pairwise(stamps)],
+    )
 
 
-def gap_line(label: str, gaps: list[float]) -> str:
-    gaps = sorted(gaps)
+def gap_line(label: str, gaps: Gaps) -> str:
+    def at(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))] * 1e6
 
-    def at(q: float) -> float:
-        return gaps[min(len(gaps) - 1, int(q * len(gaps)))] * 1e6
-
-    over = sum(1 for g in gaps if g > 0.005)
+    wall, held = sorted(gaps.wall), sorted(gaps.builder)
+    over = sum(1 for g in wall if g > 0.005)
     return (
-        f"  {label:<30} p50 {at(0.5):6.1f}  p99 {at(0.99):7.1f}  p99.9 {at(0.999):8.1f}  "
-        f"max {gaps[-1] * 1e6:9.0f} us;  {over} gaps > 5 ms of {len(gaps)}"
+        f"  {label:<30} wall gap p50 {at(wall, 0.5):5.1f}  p99 {at(wall, 0.99):6.1f}  "
+        f"p99.9 {at(wall, 0.999):7.1f}  max {wall[-1] * 1e6:8.0f} us ({over} > 5 ms of {len(wall)})\n"
+        f"  {'':<30} builder CPU inside a gap: p99.9 {at(held, 0.999):7.1f}  max {held[-1] * 1e6:8.0f} us"
     )
 
 
@@ -198,20 +224,23 @@ def stalls(pods: int, changes_count: int, period: float) -> None:
 
     print(gap_line("no churn", watch_gaps(lambda: time.sleep(duration), sticky, current)))
 
+    # Snapshots are made beforehand: building 1000 Endpoint objects is not Sticky's work.
     kinds = ["dns-remove", "dns-add", "eject", "return"]
+    snapshots = [changes.next(kinds[n % len(kinds)]) for n in range(changes_count)]
 
     def churn() -> None:
-        for n in range(changes_count):
-            snapshot = changes.next(kinds[n % len(kinds)])
+        for snapshot in snapshots:
             sticky.prepare(snapshot)  # the service builds before it publishes
             current[0] = snapshot
             time.sleep(period)
 
     print(gap_line(f"one-pod change every {period * 1e3:.0f} ms", watch_gaps(churn, sticky, current)))
 
+    fresh = [fleet(range(pods)) for _ in range(3)]
+
     def first_builds() -> None:
-        for _ in range(3):
-            Sticky().prepare(fleet(range(pods)))
+        for snapshot in fresh:
+            Sticky().prepare(snapshot)
 
     print(gap_line("3 first builds of all pods", watch_gaps(first_builds, sticky, current)))
 
@@ -267,6 +296,49 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float) ->
     )
 
 
+def bucket_owners(sticky: Sticky, snapshot: EndpointSet) -> list[str]:
+    """The pod identity of every bucket (both ring layouts index members by the table)."""
+    sticky.prepare(snapshot)
+    ring = sticky._cache.derive(snapshot)
+    members = ring.members
+    return [members[slot].identity for slot in ring.table]
+
+
+def mapping_quality(sets: int, seed: int) -> None:
+    import random
+    from collections import Counter
+
+    print("\n4. The mapping: shares and remapping over random sets")
+    rng = random.Random(seed)
+    for size, count in ((10, sets), (1000, max(2, sets // 10))):
+        busiest: list[float] = []
+        least: list[float] = []
+        moved_add: list[float] = []
+        moved_remove: list[float] = []
+        for _ in range(count):
+            ordinals = rng.sample(range(10_000), size + 1)
+            base, extra = ordinals[:size], ordinals[size]
+            owners = bucket_owners(Sticky(), fleet(base))
+            shares = Counter(owners)
+            mean = len(owners) / size
+            busiest.append(max(shares.values()) / mean)
+            least.append(min(shares.values()) / mean if len(shares) == size else 0.0)
+            added = bucket_owners(Sticky(), fleet([*base, extra]))
+            moved = sum(a != b for a, b in zip(owners, added, strict=True))
+            assert all(b == pod(extra).identity for a, b in zip(owners, added, strict=True) if a != b)
+            moved_add.append(moved / len(owners) * size)
+            gone = rng.choice(base)
+            removed = bucket_owners(Sticky(), fleet([i for i in base if i != gone]))
+            moved = sum(a != b for a, b in zip(owners, removed, strict=True))
+            moved_remove.append(moved / len(owners) * size)
+        print(
+            f"  {size:>4} pods, {count} sets: busiest/mean {summary(busiest, 'x', 1)}; "
+            f"least/mean min {min(least):.2f}"
+        )
+        print(f"  {'':>4}       moved on +1 pod, x N: {summary(moved_add, '', 1)}")
+        print(f"  {'':>4}       moved on -1 pod, x N: {summary(moved_remove, '', 1)}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pods", type=int, default=1000)
@@ -276,7 +348,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handlers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--churn-period", type=float, default=0.5)
-    parser.add_argument("--skip", default="", help="comma-separated parts to skip: rebuild,stalls,throughput")
+    parser.add_argument("--sets", type=int, default=40, help="random 10-pod sets (a tenth as many of 1000)")
+    parser.add_argument("--skip", default="", help="parts to skip: rebuild,stalls,throughput,mapping")
     args = parser.parse_args(argv)
     skip = set(args.skip.split(","))
     print(f"Python {sys.version.split()[0]}, switch interval {sys.getswitchinterval() * 1e3:.0f} ms\n")
@@ -286,6 +359,8 @@ def main(argv: list[str] | None = None) -> int:
         stalls(args.pods, args.changes, args.period)
     if "throughput" not in skip:
         throughput(args.pods, args.handlers, args.seconds, args.churn_period)
+    if "mapping" not in skip:
+        mapping_quality(args.sets, seed=14)
     return 0
 
 

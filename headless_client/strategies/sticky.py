@@ -47,14 +47,14 @@ _UNPACK_DIGEST = struct.Struct("<16I").unpack
 _SLOT_BITS = 21
 _SLOT_SCALE = float(1 << _SLOT_BITS)
 _SLOT_MASK = (1 << _SLOT_BITS) - 1
-MAX_PODS = 1 << _SLOT_BITS
+_MAX_PODS = 1 << _SLOT_BITS
 
-# Work is cut into steps of about a millisecond; between two steps the builder sleeps
-# briefly so that a thread waiting for the GIL takes it at once. (A bare release, as in
-# sleep(0), is taken back before the waiter wakes, and the waiter then waits out the
-# whole switch interval, 5 ms.)
+# Work is cut into steps of a millisecond or two; between two steps the builder sleeps
+# 50 us, long enough for a thread waiting for the GIL to wake and take it. (A bare
+# release, as in sleep(0), is usually taken back before the waiter has woken, and the
+# waiter then waits out another switch interval, 5 ms.)
 _STEP_POINTS = 2048  # ring points sorted or merged per step of a full build
-_STEP_BUCKETS = 1 << 15  # table entries written or re-pointed per step
+_STEP_BUCKETS = 1 << 15  # table entries written per step of a small ring's build
 _PAUSE = 50e-6
 
 
@@ -160,8 +160,8 @@ def _full_build(pods: tuple[Endpoint, ...], vnodes: int) -> Generator[None, None
     count = len(pods)
     if not count:
         return _EMPTY_RING
-    if count > MAX_PODS:
-        raise ValueError(f"Sticky supports at most {MAX_PODS} pods, got {count}")
+    if count > _MAX_PODS:
+        raise ValueError(f"Sticky supports at most {_MAX_PODS} pods, got {count}")
     ints = _slot_objects(count)
     # Ranges of ring positions merged one per step, each about _STEP_POINTS points.
     ranges = 1
@@ -491,7 +491,7 @@ def _update(old: _Ring, pods: tuple[Endpoint, ...], vnodes: int) -> Generator[No
     # One pod costs an update about 1/100 of a full build of 1000 pods.
     if changes > max(2, len(pods) // 16):
         return None
-    limit = 0xFFFF if old.holders.typecode == "H" else MAX_PODS
+    limit = 0xFFFF if old.holders.typecode == "H" else _MAX_PODS
     if len(old.members) + len(came) > limit:
         return None
     return _update_steps(old, pods, vnodes, came)
@@ -573,15 +573,16 @@ class Sticky:
 
     The ring is sampled into a lookup table of 2**18 buckets at fixed positions (so
     sampling never moves a key between two unchanged pods); a pick is a CRC-32 of the
-    key, one multiplication and one indexing operation. The table of a new snapshot is
-    derived from the previous one: only the arcs around the points of pods that came or
-    went are rewritten (about 1.5 ms for one of 1000 pods, plus about 3 ms to point the
-    table at a re-resolved snapshot's endpoint objects). A first build, or a change of
-    many pods at once, builds from scratch (about 0.2 s for 1000 pods). Either way the
-    work runs in steps of about a millisecond with a short sleep between them, so other
-    threads never wait long for the GIL. A ring takes about 5.5 bytes per bucket and 6
-    per point (5.5 MiB at 1000 pods); :meth:`prepare` lets a refresher build it before
-    publishing.
+    key, one multiplication and two indexing operations. The table of a new snapshot is
+    derived from the previous one: only the arcs next to the points of the pods that
+    came or went change owner, and only those buckets are rewritten, with exactly the
+    result a full build would give. One pod of 1000 added, removed, ejected or returned
+    costs a few milliseconds of CPU; a first build, or a change of more than 1/16 of the
+    pods, builds from scratch (about 0.25 s for 1000 pods). Either way the work runs in
+    steps of a millisecond or two with a short sleep between them, so a request thread
+    never waits long for the GIL. A ring takes 2 MiB for the table (a tuple of small
+    ints, which the garbage collector stops tracking) plus 6 bytes per ring point;
+    :meth:`prepare` lets a refresher build it before publishing.
 
     With *bounded_load* ``c`` (Mirrokni, Thorup and Zadimoghaddam, "Consistent hashing
     with bounded loads"), no pod takes more than ``ceil(c * (in_flight + 1) / pods)``
@@ -697,6 +698,8 @@ class Sticky:
         if bound is None:
             if self._fast[0] is not endpoints:
                 self._fast = (endpoints, ring.table, ring.members)
+            return owner
+        if not self._loads:  # nothing in flight: every pod is under any cap
             return owner
         return self._bounded(bound, ring, bucket, owner)
 
