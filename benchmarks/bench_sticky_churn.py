@@ -245,9 +245,13 @@ def stalls(pods: int, changes_count: int, period: float) -> None:
     print(gap_line("3 first builds of all pods", watch_gaps(first_builds, sticky, current)))
 
 
-def throughput(pods: int, handlers: int, seconds: float, churn_period: float) -> None:
+def throughput(pods: int, handlers: int, seconds: float, churn_period: float, runs: int) -> None:
     print(f"\n3. Trivial handler throughput, {handlers} threads, {seconds:.0f} s per run")
     changes = Changes(pods)
+
+    # Made beforehand: building endpoint objects is the resolver's work, not Sticky's.
+    kinds = ["dns-remove", "eject", "dns-add", "return"]
+    snapshots = [changes.next(kinds[n % len(kinds)]) for n in range(int(seconds / churn_period) + 2)]
 
     def run(churn: bool) -> int:
         sticky = Sticky()
@@ -275,7 +279,7 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float) ->
         n = 0
         while time.perf_counter() < deadline:
             if churn:
-                snapshot = changes.next(["dns-remove", "eject", "dns-add", "return"][n % 4])
+                snapshot = snapshots[n % len(snapshots)]
                 sticky.prepare(snapshot)
                 current[0] = snapshot
                 n += 1
@@ -285,8 +289,13 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float) ->
             thread.join(timeout=30)
         return sum(counts)
 
-    quiet = [run(False) for _ in range(3)]
-    busy = [run(True) for _ in range(3)]
+    # Pairs, each a quiet run then a churned one, so that drift in what else the machine
+    # does weighs on both sides of a pair alike.
+    quiet: list[int] = []
+    busy: list[int] = []
+    for _ in range(runs):
+        quiet.append(run(False))
+        busy.append(run(True))
     losses = [1 - b / q for q, b in zip(quiet, busy, strict=True)]
     print(f"  without churn: {[round(q / seconds) for q in quiet]} picks/s")
     print(f"  one-pod change every {churn_period:.2f} s: {[round(b / seconds) for b in busy]} picks/s")
@@ -348,6 +357,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--handlers", type=int, default=4)
     parser.add_argument("--seconds", type=float, default=3.0)
     parser.add_argument("--churn-period", type=float, default=0.5)
+    parser.add_argument("--runs", type=int, default=5, help="pairs of throughput runs")
     parser.add_argument("--sets", type=int, default=40, help="random 10-pod sets (a tenth as many of 1000)")
     parser.add_argument("--skip", default="", help="parts to skip: rebuild,stalls,throughput,mapping")
     args = parser.parse_args(argv)
@@ -358,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
     if "stalls" not in skip:
         stalls(args.pods, args.changes, args.period)
     if "throughput" not in skip:
-        throughput(args.pods, args.handlers, args.seconds, args.churn_period)
+        throughput(args.pods, args.handlers, args.seconds, args.churn_period, args.runs)
     if "mapping" not in skip:
         mapping_quality(args.sets, seed=14)
     return 0

@@ -50,12 +50,13 @@ _SLOT_MASK = (1 << _SLOT_BITS) - 1
 _MAX_PODS = 1 << _SLOT_BITS
 
 # Work is cut into steps of a millisecond or two; between two steps the builder sleeps
-# 50 us, long enough for a thread waiting for the GIL to wake and take it. (A bare
-# release, as in sleep(0), is usually taken back before the waiter has woken, and the
-# waiter then waits out another switch interval, 5 ms.)
+# 0.2 ms, long enough for a thread waiting for the GIL to wake and take it. (A bare
+# release, as in sleep(0), is often taken back before the waiter has woken, and the
+# waiter then waits out another switch interval, 5 ms; measured, 50 us still let that
+# happen now and then on a busy machine.)
 _STEP_POINTS = 2048  # ring points sorted or merged per step of a full build
 _STEP_BUCKETS = 1 << 15  # table entries written per step of a small ring's build
-_PAUSE = 50e-6
+_PAUSE = 200e-6
 
 
 def _pause() -> None:
