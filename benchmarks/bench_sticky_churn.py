@@ -280,7 +280,9 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float, ru
         while time.perf_counter() < deadline:
             if churn:
                 snapshot = snapshots[n % len(snapshots)]
+                start_cpu = time.thread_time()
                 sticky.prepare(snapshot)
+                builder_cpu[0] += time.thread_time() - start_cpu
                 current[0] = snapshot
                 n += 1
             time.sleep(min(churn_period, max(0.0, deadline - time.perf_counter())))
@@ -293,6 +295,7 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float, ru
     # does weighs on both sides of a pair alike.
     quiet: list[int] = []
     busy: list[int] = []
+    builder_cpu = [0.0]
     for _ in range(runs):
         quiet.append(run(False))
         busy.append(run(True))
@@ -303,6 +306,10 @@ def throughput(pods: int, handlers: int, seconds: float, churn_period: float, ru
         f"  loss: median {statistics.median(losses) * 100:.1f} % "
         f"(runs: {', '.join(f'{x * 100:.1f} %' for x in losses)})"
     )
+    # What the builder takes from the handlers, GIL handovers aside: unlike the loss,
+    # it does not drift with what else the machine runs.
+    share = builder_cpu[0] / (runs * seconds)
+    print(f"  builder CPU during the churned runs: {share * 100:.1f} % of the time (GIL time taken from the handlers)")
 
 
 def bucket_owners(sticky: Sticky, snapshot: EndpointSet) -> list[str]:
