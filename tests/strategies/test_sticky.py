@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import os
+import random
 import subprocess
 import sys
 import zlib
+from array import array
+from bisect import bisect_right
 from collections import Counter
 
 import pytest
@@ -17,6 +21,8 @@ from headless_client.endpoints import Endpoint, EndpointSet
 from headless_client.errors import NoEndpointsAvailable
 from headless_client.request import Request
 from headless_client.strategies import LoadTracking, Sticky, key_hash
+from headless_client.strategies import sticky as sticky_module
+from headless_client.strategies.base import distinct_pods
 
 from ._helpers import addresses, dual_stack, pod, pods
 
@@ -37,6 +43,10 @@ GOLDEN = {
     b"\x00\xff": 1,
 }
 
+# SHA-256 of the whole bucket -> ordinal table over web-0..web-99 (2**18 little-endian
+# u16), as release 0.1.0 built it: every key's pod, not just a sample, is pinned.
+TABLE_DIGEST_WEB_0_99 = "5aded8709f7852e2ec695560b2630a026f450730d9b699ef6d520c3e2cd11896"
+
 SUBPROCESS_CODE = """
 from headless_client.endpoints import Endpoint, EndpointSet
 from headless_client.strategies import Sticky
@@ -51,6 +61,60 @@ print(",".join(str(s.pick(eps, f"key-{i}").ordinal) for i in range(1000)))
 
 def owners(strategy: Sticky, eps: EndpointSet, keys: list[str]) -> list[str]:
     return [strategy.pick(eps, k).identity for k in keys]
+
+
+def ring_of(strategy: Sticky, eps: EndpointSet) -> sticky_module._Ring:
+    """The ring *strategy* uses for *eps* (built now if need be)."""
+    strategy.prepare(eps)
+    return strategy._cache.derive(eps)
+
+
+def from_scratch(eps: EndpointSet, vnodes: int = sticky_module.DEFAULT_VNODES) -> sticky_module._Ring:
+    """A full build of *eps*, with no earlier ring to start from."""
+    return sticky_module._run(sticky_module._full_build(distinct_pods(eps), vnodes))
+
+
+def by_bucket(ring: sticky_module._Ring) -> list[Endpoint]:
+    """The endpoint each of the 2**18 buckets sends its keys to."""
+    return list(map(ring.members.__getitem__, ring.table))
+
+
+def canonical(ring: sticky_module._Ring) -> tuple[object, ...]:
+    """Everything a ring decides, by endpoint (slot numbers differ between build paths).
+
+    Both rings compared hold the same snapshot's endpoint objects, so the big lists
+    compare by identity, quickly.
+    """
+    who = [ep.identity for ep in ring.members]
+    return (
+        by_bucket(ring),
+        list(ring.points),
+        [who[slot] for slot in ring.holders],
+        {point: sorted(who[slot] for slot in slots) for point, slots in ring.shared.items()},
+        ring.size,
+        sorted(ring.slots),
+    )
+
+
+def recipe_owner_table(eps: EndpointSet, vnodes: int) -> list[str]:
+    """The documented recipe, spelled out: bucket s belongs to the first ring point above
+    ``s << 14``, wrapping around; a point drawn by several pods goes to the first in set order."""
+    members = distinct_pods(eps)
+    drawn = sorted(
+        (point, rank)
+        for rank, ep in enumerate(members)
+        for point in set(sticky_module._pod_points(ep.identity, vnodes))
+    )
+    points = [point for point, _ in drawn]
+    firsts = {}
+    for point, rank in drawn:
+        firsts.setdefault(point, rank)
+    table = []
+    for bucket in range(sticky_module._BUCKETS):
+        index = bisect_right(points, bucket << sticky_module._SHIFT)
+        point = points[index % len(points)]
+        table.append(members[firsts[point]].identity)
+    return table
 
 
 def test_key_hash_recipe() -> None:
@@ -187,15 +251,19 @@ def test_equivalent_key_spellings() -> None:
     assert len(same) == 1
 
 
+FIVE_PODS = pods(range(5))
+TWO_INSTANCES = (Sticky(), Sticky())
+
+
 @settings(max_examples=200, deadline=None)
 @given(st.one_of(st.text(), st.binary(), st.integers()))
 def test_any_valid_key_maps_to_a_member_deterministically(key: str | bytes | int) -> None:
     """Every str/bytes/int key lands on a pod of the set, the same one each time."""
-    eps = pods(range(5))
-    s = Sticky()
+    eps = FIVE_PODS
+    s, other = TWO_INSTANCES
     ep = s.pick(eps, key)
     assert ep in eps
-    assert Sticky().pick(eps, key) == ep
+    assert other.pick(eps, key) == ep
     if isinstance(key, str):
         assert s.pick(eps, key.encode("utf-8", "surrogatepass")) == ep
 
@@ -375,3 +443,255 @@ def test_prepare_changes_no_mapping() -> None:
     prepared, lazy = Sticky(), Sticky()
     prepared.prepare(snapshot)
     assert owners(prepared, snapshot, KEYS[:500]) == owners(lazy, snapshot, KEYS[:500])
+# -- the ring behind the picks: one recipe, whichever way it is built --------------------
+
+
+def test_whole_table_pinned_across_releases() -> None:
+    """Every bucket of web-0..web-99 goes where release 0.1.0 sent it."""
+    ring = ring_of(Sticky(), pods(range(100)))
+    ordinals = array("H", [ep.ordinal or 0 for ep in by_bucket(ring)])
+    assert hashlib.sha256(ordinals.tobytes()).hexdigest() == TABLE_DIGEST_WEB_0_99
+
+
+@pytest.mark.parametrize(
+    ("eps", "vnodes"),
+    [
+        (pods(range(60)), 256),
+        (pods(random.Random(5).sample(range(10_000), 40)), 3),
+        (addresses(25), 1),
+        (EndpointSet(ep for i in range(6) for ep in dual_stack(i)), 16),
+    ],
+    ids=["60-pods", "random-ordinals", "ips-one-point", "dual-stack"],
+)
+def test_table_follows_the_recipe(eps: EndpointSet, vnodes: int) -> None:
+    """The bucket table equals a bisect over the sorted ring points, bucket by bucket."""
+    ring = ring_of(Sticky(vnodes=vnodes), eps)
+    assert [ep.identity for ep in by_bucket(ring)] == recipe_owner_table(eps, vnodes)
+
+
+def coarse_points(identity: str, vnodes: int) -> list[int]:
+    """Real points squeezed onto 4096 positions 64 buckets apart, each a bucket start:
+    pods draw the same points often (ties, and a pod twice its own), and arcs are long."""
+    return [(point % 4096) << 20 for point in REAL_POD_POINTS(identity, vnodes)]
+
+
+REAL_POD_POINTS = sticky_module._pod_points
+
+
+@pytest.fixture
+def tied_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sticky_module, "_pod_points", coarse_points)
+
+
+def test_coarse_points_do_tie(tied_points: None) -> None:
+    """The tie-forcing points above really produce shared points (so the tests below bite)."""
+    ring = from_scratch(pods(range(40)), 16)
+    assert len(ring.shared) > 10
+    assert ring.shared == from_scratch(pods(range(40)), 16).shared
+    assert [ep.identity for ep in by_bucket(ring)] == recipe_owner_table(pods(range(40)), 16)
+
+
+OPS = st.lists(
+    st.tuples(st.sampled_from(["add", "remove", "eject", "restore", "reresolve", "move"]), st.integers(0, 30)),
+    min_size=1,
+    max_size=10,
+)
+
+
+def replay(ops: list[tuple[str, int]], vnodes: int) -> None:
+    """Apply *ops* to a fleet and check, after each, that the ring one Sticky derived
+    from its previous one equals a full build of the same set."""
+    live = {n: pod(n) for n in range(0, 30, 3)}
+    ejected: set[int] = set()
+    sticky = Sticky(vnodes=vnodes)
+    sticky.prepare(EndpointSet(live.values(), name="web.prod"))
+    for op, n in ops:
+        if op == "add":
+            live.setdefault(n, pod(n))
+        elif op == "remove" and len(live) > 1:
+            live.pop(n, None)
+        elif op == "eject":
+            ejected.add(n)
+        elif op == "restore":
+            ejected.discard(n)
+        elif op == "reresolve":  # a new DNS answer: equal pods, new objects
+            live = {k: pod(k) for k in live}
+        elif op == "move" and n in live:  # restarted with a new address, same identity
+            live[n] = pod(n, address=f"10.9.{n}.{len(ops)}")
+        healthy = [ep for k, ep in live.items() if k not in ejected] or list(live.values())
+        snapshot = EndpointSet(healthy, name="web.prod")
+        assert canonical(ring_of(sticky, snapshot)) == canonical(from_scratch(snapshot, vnodes))
+        # What a pick returns is the snapshot's own object.
+        ring = ring_of(sticky, snapshot)
+        assert all(ep is snapshot.by_identity(ep.identity) for ep in by_bucket(ring)[:: 1 << 10])
+
+
+@settings(max_examples=30, deadline=None)
+@given(OPS, st.sampled_from([1, 5, 16]))
+def test_updated_ring_equals_full_build(ops: list[tuple[str, int]], vnodes: int) -> None:
+    """Random add/remove/eject/restore/re-resolve sequences: incremental == from scratch."""
+    replay(ops, vnodes)
+
+
+@settings(max_examples=30, deadline=None)
+@given(OPS, st.sampled_from([4, 16]))
+def test_updated_ring_equals_full_build_with_ties(ops: list[tuple[str, int]], vnodes: int) -> None:
+    """The same with points that pods share, so ties are won, lost and handed on."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(sticky_module, "_pod_points", coarse_points)
+        replay(ops, vnodes)
+
+
+def test_tie_winner_follows_a_change_of_set_order(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two pods drawing the same points: when re-resolving flips their order, so do the ties."""
+    monkeypatch.setattr(sticky_module, "_pod_points", lambda identity, vnodes: [1 << 30, 3 << 30])
+    a = Endpoint("10.0.0.1", 80, hostname="a.web.prod.svc.cluster.local")
+    b = Endpoint("10.0.0.2", 80, hostname="b.web.prod.svc.cluster.local")
+    b_first = Endpoint("10.0.0.2", 80, hostname="b.web.prod.svc.cluster.local", ordinal=0)
+    sticky = Sticky()
+    before = EndpointSet([a, b])
+    after = EndpointSet([Endpoint("10.0.0.1", 80, hostname="a.web.prod.svc.cluster.local"), b_first])
+    assert {ep.identity for ep in by_bucket(ring_of(sticky, before))} == {a.identity}
+    assert next(iter(after)) is b_first
+    assert {ep.identity for ep in by_bucket(ring_of(sticky, after))} == {b.identity}
+    assert canonical(ring_of(sticky, after)) == canonical(from_scratch(after))
+
+
+def test_one_pod_change_is_an_update_not_a_rebuild(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Adding or ejecting one of 200 pods derives the ring from the last one, in few steps."""
+    sticky = Sticky()
+    sticky.prepare(pods(range(200)))
+    builds: list[int] = []
+    pauses: list[None] = []
+    real_full_build = sticky_module._full_build
+
+    def counting_full_build(members: tuple[Endpoint, ...], vnodes: int):  # type: ignore[no-untyped-def]
+        builds.append(len(members))
+        return real_full_build(members, vnodes)
+
+    monkeypatch.setattr(sticky_module, "_full_build", counting_full_build)
+    monkeypatch.setattr(sticky_module, "_pause", lambda: pauses.append(None))
+    everyone = pods(range(201))
+    sticky.prepare(everyone)
+    sticky.prepare(EndpointSet([ep for ep in everyone if ep.ordinal != 7], name="web.prod"))
+    assert builds == []
+    assert len(pauses) <= 2 * (1 + sticky_module._BUCKETS // sticky_module._STEP_BUCKETS)
+    # Many pods at once: a full build is cheaper.
+    sticky.prepare(pods(range(100)))
+    assert builds == [100]
+
+
+def test_full_build_runs_in_short_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full build pauses between steps of at most a few thousand points each."""
+    pauses: list[None] = []
+    monkeypatch.setattr(sticky_module, "_pause", lambda: pauses.append(None))
+    Sticky().prepare(pods(range(400)))
+    points = 400 * sticky_module.DEFAULT_VNODES
+    assert len(pauses) >= 2 * points // sticky_module._STEP_POINTS
+
+
+def test_update_leaves_the_previous_ring_untouched() -> None:
+    """Picks still using the previous snapshot see its ring unchanged while a new one builds."""
+    sticky = Sticky()
+    old = pods(range(50))
+    old_ring = ring_of(sticky, old)
+    before = canonical(old_ring)
+    answers = [sticky.pick(old, key) for key in KEYS[:500]]
+    sticky.prepare(EndpointSet([*old, pod(50)], name="web.prod"))
+    sticky.prepare(pods(range(1, 50)))
+    assert canonical(old_ring) == before
+    assert [sticky.pick(old, key) for key in KEYS[:500]] == answers
+
+
+def test_alternating_sets_pick_from_their_own_snapshot() -> None:
+    """The pick fast path follows the set passed in, never the last one picked from."""
+    sticky, reference = Sticky(), Sticky()
+    full, healthy = pods(range(20)), pods(i for i in range(20) if i != 4)
+    healthy_twin = pods(i for i in range(20) if i != 4)
+    assert pod(4) in full
+    for key in KEYS[:300]:
+        assert sticky.pick(full, key) == reference.pick(full, key)
+        assert sticky.pick(healthy, key) == reference.pick(healthy_twin, key)
+
+
+def test_lone_surrogate_on_the_fast_path() -> None:
+    """After a warm-up pick, a key strict UTF-8 cannot encode still routes like its bytes."""
+    eps = pods(range(8))
+    sticky = Sticky()
+    sticky.pick(eps, "warm-up")
+    assert sticky.pick(eps, "\udc80x") == sticky.pick(eps, "\udc80x".encode("utf-8", "surrogatepass"))
+
+
+def test_key_types_after_the_fast_path_is_set() -> None:
+    """str, bytes, int and str subclasses agree once the fast path is in use; bad keys still fail."""
+
+    class Name(str):
+        def encode(self, *args: object, **kwargs: object) -> bytes:  # type: ignore[override]
+            return b"not what the key hashes as"
+
+    eps = pods(range(8))
+    sticky = Sticky()
+    sticky.pick(eps, "warm-up")
+    assert sticky.pick(eps, "42") == sticky.pick(eps, b"42") == sticky.pick(eps, 42)
+    assert sticky.pick(eps, Name("user-7")) == sticky.pick(eps, "user-7")
+    with pytest.raises(TypeError, match="bool"):
+        sticky.pick(eps, True)
+    with pytest.raises(TypeError, match="None"):
+        sticky.pick(eps, None)
+
+
+def test_empty_set_after_a_full_one() -> None:
+    """A set that empties raises NoEndpointsAvailable, and refills routing as before."""
+    sticky = Sticky()
+    eps = pods(range(5))
+    first = sticky.pick(eps, "k")
+    with pytest.raises(NoEndpointsAvailable):
+        sticky.pick(EndpointSet(name="web.prod"), "k")
+    assert sticky.pick(pods(range(5)), "k") == first
+
+
+def test_bounded_walk_visits_pods_in_table_order() -> None:
+    """Overflow goes to the pods in the order their buckets follow the key's, clockwise."""
+    eps = pods(range(12))
+    sticky = Sticky(bounded_load=1.0, vnodes=4)
+    refs = by_bucket(ring_of(sticky, eps))
+    bucket = key_hash("hot") >> sticky_module._SHIFT
+    order: list[str] = []
+    for step in range(len(refs)):
+        identity = refs[(bucket + step) % len(refs)].identity
+        if identity not in order:
+            order.append(identity)
+    placed = []
+    for _ in range(12):
+        ep = sticky.pick(eps, "hot")
+        sticky.started(ep)
+        placed.append(ep.identity)
+    assert placed == order
+
+
+def test_dropped_sticky_frees_its_rings_at_once() -> None:
+    """No reference cycle holds a dropped Sticky (and megabytes of rings) until a full GC."""
+    import gc
+
+    gc.collect()
+    gc.disable()
+    try:
+        sticky = Sticky()
+        sticky.prepare(pods(range(3)))
+        sticky.pick(pods(range(4)), "k")
+        del sticky
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
+
+
+def test_table_is_not_walked_by_the_garbage_collector() -> None:
+    """After one collection the 2**18-entry table is untracked: it never lengthens a GC."""
+    import gc
+
+    sticky = Sticky()
+    ring = ring_of(sticky, pods(range(30)))
+    updated = ring_of(sticky, pods(range(31)))
+    gc.collect()
+    assert not gc.is_tracked(ring.table)
+    assert not gc.is_tracked(updated.table)
