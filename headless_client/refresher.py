@@ -340,11 +340,13 @@ class Refresher:
 
     def _drop(self, entry: ServiceEntry) -> None:
         job = entry.job
+        running: concurrent.futures.Future[Any] | None = None
         if job is not None:
             entry.job = None
             if isinstance(job, concurrent.futures.Future):
                 if not job.cancel() and entry.interrupt is not None:
                     entry.interrupt.set()  # running: end its query now
+                    running = job
             elif isinstance(job, _Queued):
                 job.lane.waiting = collections.deque(w for w in job.lane.waiting if w[0] is not entry)
             elif self._mux is not None:
@@ -354,7 +356,13 @@ class Refresher:
             self._entries.discard(entry)
             self._dirty.discard(entry)
             entry.version += 1
-        entry.stopped.set()
+        stopped = entry.stopped
+        if running is None:
+            stopped.set()
+        else:
+            # close() waits on this: set it once the interrupted query has returned and
+            # its socket is closed, so nothing of the service outlives close().
+            running.add_done_callback(lambda _: stopped.set())
 
     # -- fork -----------------------------------------------------------------------------------
 
