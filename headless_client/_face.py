@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import ssl
 import weakref
-from collections.abc import Callable, Collection, Hashable, Mapping
+from collections.abc import Callable, Collection, Hashable
 from typing import Any, ClassVar, Protocol, TypedDict
 
 from typing_extensions import Unpack
@@ -20,12 +20,11 @@ from .clock import Clock, register_waker
 from .connect import ConnectPolicy
 from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
-from .errors import InvalidArgument, InvalidName
 from .events import EventKind
 from .health import HealthPolicy
 from .lookup_runner import LookupRunner, check_resolver
 from .refresh import RefreshPolicy
-from .request import Request, Role
+from .request import PICK_FIELDS, Request, Role, refuse_unknown, request_for
 from .stats import ServiceStats
 
 __all__ = ["ConnectOptions", "PickFields", "ServiceFace"]
@@ -69,36 +68,9 @@ class PickFields(TypedDict, total=False):
     request: Request | None
 
 
-_PICK_FIELDS = frozenset(PickFields.__annotations__)
-_REQUEST_FIELDS = ("partition", "ordinal", "hostname", "role", "any_pod")
-
-
-def _request(key: object | None, fields: Mapping[str, Any]) -> Request:
-    """The Request that ``key`` and the call's fields describe (or the whole ``request``)."""
-    request = fields.get("request")
-    if request is not None:
-        if not isinstance(request, Request):
-            raise InvalidArgument(f"request must be a Request, not {type(request).__name__}: {request!r}")
-        given = [name for name in _REQUEST_FIELDS if fields.get(name) not in (None, False)]
-        if key is not None or given:
-            raise InvalidName(
-                f"pass request= or the request's fields, not both (also given: key={key!r}, {given})"
-            )
-        return request
-    return Request(
-        key,
-        fields.get("partition"),
-        fields.get("ordinal"),
-        fields.get("hostname"),
-        fields.get("role"),
-        bool(fields.get("any_pod", False)),
-    )
-
-
-def _refuse_unknown(call: str, fields: Mapping[str, Any], known: frozenset[str]) -> None:
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise InvalidArgument(f"{call}() got unexpected keyword arguments {unknown}; known: {sorted(known)}")
+_PICK_FIELDS = PICK_FIELDS
+_request = request_for
+_refuse_unknown = refuse_unknown
 
 
 def _raise_if_permanent(error: BaseException | None) -> None:
@@ -160,6 +132,12 @@ class ServiceFace:
         self._waker = waker = type(self)._waker_type()
         register_waker(self._clock, waker)
         core.listen(waker.wake)
+        if type(self).pick is ServiceFace.pick:
+            # svc.pick is the core's pick itself, in which the strategy does its work:
+            # the whole call is one Python frame (a method calling it would add a second,
+            # costing about as much as a pick). It reads the view current at each call,
+            # so a reference kept to svc.pick stays live.
+            self.__dict__["pick"] = core.fast_pick
 
     # -- reading (no lock, no I/O) ------------------------------------------------------------
 
@@ -222,12 +200,10 @@ class ServiceFace:
             EndpointNotFound: the pinned pod is not in the view.
             TypeError: the key or partition does not suit the strategy, or an unknown field.
         """
-        if not fields:
-            # The hot path: one call straight into the strategy for the current view.
-            picker, argument = self._core.hot
-            return picker(argument, key)
-        _refuse_unknown("pick", fields, _PICK_FIELDS)
-        return self._core.pick(_request(key, fields))
+        # (Reached only through the class, ``HeadlessService.pick(svc)``, or a subclass's
+        # super().pick(): an instance's ``pick`` is the core's one-frame pick, see
+        # __init__.)
+        return self._core.fast_pick(key, **fields)
 
     def endpoint(self, ordinal: int | None = None, *, hostname: str | None = None) -> Endpoint:
         """A specific pod by StatefulSet ordinal or hostname (ejected or not).

@@ -29,6 +29,7 @@ import threading
 import weakref
 from collections.abc import Callable, Collection, Hashable, Iterator
 from dataclasses import dataclass
+from types import MethodType
 from typing import Any, Final, Literal
 
 from . import _forksafe
@@ -46,8 +47,9 @@ from .errors import (
 from .events import EVENT_KINDS, EventKind, ServiceEvent, membership_events
 from .health import HealthPolicy, HealthTracker
 from .refresh import RefreshPolicy, RefreshState
-from .request import Request
+from .request import PICK_FIELDS, Request, refuse_unknown, request_for
 from .stats import ServiceStats, StatsKeeper
+from .strategies.base import HotPick
 from .strategies.routing import Router
 
 __all__ = [
@@ -89,10 +91,6 @@ class WaitUntil:
     """Nothing to do before *deadline* (on the core's clock), unless a listener fires."""
 
     deadline: float
-
-
-def _not_started(core: ServiceCore, key: object) -> Endpoint:
-    raise core._not_started_error()
 
 
 class _Stop:
@@ -144,10 +142,13 @@ class ServiceCore:
         self._health = HealthTracker(health)
         empty = EndpointSet(name=name)
         self.view = View(empty, empty)
-        #: ``(picker, argument)`` for calls that carry only a key (the hot path):
-        #: ``picker(argument, key)`` is the pick. One tuple, replaced by one assignment, so
-        #: a reader never pairs a picker with another view's argument.
-        self.hot: tuple[Callable[[Any, object], Endpoint], Any] = (_not_started, self)
+        # The hot path: what a pick reads (the strategy's state for the current view,
+        # replaced by one assignment at each publication) and the pick itself, one
+        # Python frame for the built-in strategies (see Router.hot_path).
+        function, self._hot_build, idle = self.router.hot_path()
+        self.hot = HotPick(self._full_pick, idle)
+        #: ``fast_pick(key=None, **fields)``: a service's ``pick()``.
+        self.fast_pick: Callable[..., Endpoint] = MethodType(function, self.hot)
         self.phase: Phase = "new"
         # A refresh() before start() resolves once without starting: picks then work.
         self._resolved_once = False
@@ -233,8 +234,18 @@ class ServiceCore:
 
     def quick(self, key: object | None = None) -> Endpoint:
         """The pick for a call that carries only *key* (what ``svc.pick(key)`` returns)."""
-        picker, argument = self.hot
-        return picker(argument, key)
+        return self.fast_pick(key)
+
+    def _full_pick(self, key: object | None, fields: dict[str, Any]) -> Endpoint:
+        """A pick the hot path leaves to the full one: a call with fields, a service not
+        started, an empty view, a key the strategy's fast path does not take."""
+        if fields:
+            refuse_unknown("pick", fields, PICK_FIELDS)
+            return self.pick(request_for(key, fields))
+        if self.phase == "new" and not self._resolved_once:
+            raise self._not_started_error()
+        view = self.view
+        return self.router.key_picker(view.usable, view.snapshot)(key)
 
     def _not_started_error(self) -> ServiceNotStarted:
         return ServiceNotStarted(
@@ -542,10 +553,10 @@ class ServiceCore:
             self._health_events(snapshot, usable, now)
             return
         self.router.prepare(usable)
-        hot = self.router.hot_picker(usable, snapshot)
+        state = self._hot_build(usable, snapshot)
         self.view = View(snapshot, usable)
         if self._resolved_once:
-            self.hot = hot
+            self.hot.state = state
         self._health_events(snapshot, usable, now)
 
     def _health_events(self, snapshot: EndpointSet, usable: EndpointSet, now: float) -> None:

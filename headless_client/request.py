@@ -13,13 +13,13 @@ Pure value; no I/O.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Final, Literal
+from typing import Any, Final, Literal
 
 from .errors import InvalidArgument, InvalidName
 
-__all__ = ["READ", "WRITE", "Request", "Role"]
+__all__ = ["PICK_FIELDS", "READ", "WRITE", "Request", "Role", "refuse_unknown", "request_for"]
 
 Role = Literal["read", "write"]
 READ: Final = "read"
@@ -119,3 +119,47 @@ class Request:
 
 #: The request with nothing in it: "any call". Shared, since requests are immutable.
 ANY: Final = Request()
+
+
+_REQUEST_FIELDS = ("partition", "ordinal", "hostname", "role", "any_pod")
+#: The keyword arguments of a service's ``pick()`` besides the key.
+PICK_FIELDS: Final = frozenset((*_REQUEST_FIELDS, "request"))
+
+
+def request_for(key: object | None, fields: Mapping[str, Any]) -> Request:
+    """The Request that *key* and a call's keyword *fields* describe (or its whole
+    ``request``).
+
+    Raises:
+        InvalidArgument: ``request`` is not a Request, or a field of the wrong type.
+        InvalidName: ``request`` together with a key or fields, or a bad field.
+    """
+    request = fields.get("request")
+    if request is not None:
+        if not isinstance(request, Request):
+            raise InvalidArgument(f"request must be a Request, not {type(request).__name__}: {request!r}")
+        given = [name for name in _REQUEST_FIELDS if fields.get(name) not in (None, False)]
+        if key is not None or given:
+            raise InvalidName(
+                f"pass request= or the request's fields, not both (also given: key={key!r}, {given})"
+            )
+        return request
+    return Request(
+        key,
+        fields.get("partition"),
+        fields.get("ordinal"),
+        fields.get("hostname"),
+        fields.get("role"),
+        bool(fields.get("any_pod", False)),
+    )
+
+
+def refuse_unknown(call: str, fields: Mapping[str, Any], known: frozenset[str]) -> None:
+    """Raise for keyword arguments of *call* outside *known*.
+
+    Raises:
+        InvalidArgument: naming the unknown ones and the known ones.
+    """
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InvalidArgument(f"{call}() got unexpected keyword arguments {unknown}; known: {sorted(known)}")

@@ -25,7 +25,8 @@ those it needs, nothing else):
   spends the share that protects another.
 * ``key_picker(usable, snapshot)`` (:class:`KeyPicking`): a callable ``key -> Endpoint``
   for calls that carry only a key, built once per change; ``svc.pick(key)`` calls it
-  directly, so the hot path costs one call.
+  directly, so the hot path costs one call. (The built-in key-only strategies go further:
+  their whole ``svc.pick()`` is one Python frame, see :class:`HotPick`.)
 * ``routes_partitions`` (attribute): ``True`` when ``Request.partition`` means something to
   the strategy; a service refuses partition requests otherwise instead of misrouting them.
 * ``not_leader(partition, hint)`` and ``watch(callback) -> unsubscribe``
@@ -45,7 +46,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Hashable, Sequence
 from functools import partial
-from typing import Generic, Protocol, TypeVar, runtime_checkable
+from typing import Any, Generic, Protocol, TypeVar, runtime_checkable
 
 from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
@@ -55,6 +56,9 @@ from ..request import Request
 __all__ = [
     "Clock",
     "HealthPooling",
+    "HotFunction",
+    "HotPath",
+    "HotPick",
     "KeyPicking",
     "LeaderRouting",
     "LoadTracking",
@@ -68,6 +72,7 @@ __all__ = [
     "Watching",
     "distinct_pods",
     "no_endpoints",
+    "overrides",
     "untried",
 ]
 
@@ -209,6 +214,52 @@ class LoadTracking(Protocol):
             ok: ``False`` when the request failed (connect error, timeout, bad status).
         """
         ...
+
+
+class HotPick:
+    """What a service's ``pick()`` reads when a call carries nothing but (maybe) a key.
+
+    A service's ``pick`` is a :data:`HotFunction` bound to one of these, so the whole
+    pick, from the call to the endpoint, runs in one Python frame: a built-in strategy's
+    function does its own work over :attr:`state` instead of calling the strategy (a
+    second frame costs about as much as the pick itself).
+
+    Attributes:
+        state: The strategy's state for the current view (its rotation, its table...),
+            replaced by one assignment whenever the service publishes a view, so a call
+            reads it once and never mixes two views. Before the first view it is the
+            strategy's *idle* state, from which every function falls back to :attr:`full`.
+        full: ``full(key, fields)``: the service's complete pick, for calls with fields
+            (a partition, a pinned pod, a whole request...) and whatever the state
+            cannot serve (a service not started, an empty view, a key of an unusual type).
+    """
+
+    __slots__ = ("full", "state")
+
+    state: Any
+    full: Callable[[object | None, dict[str, Any]], Endpoint]
+
+    def __init__(self, full: Callable[[object | None, dict[str, Any]], Endpoint], state: object) -> None:
+        self.full = full
+        self.state = state
+
+
+HotFunction = Callable[..., Endpoint]
+"""``function(hot, key=None, **fields) -> Endpoint``: a service's whole ``pick`` when
+bound to a :class:`HotPick` (see :meth:`~headless_client.strategies.Router.hot_path`). It
+must give what ``choose(Request(key=key), usable, snapshot)`` gives over the view its
+state was built from, and hand every call with fields to ``hot.full(key, fields)``."""
+
+HotPath = tuple[HotFunction, Callable[[EndpointSet, EndpointSet], object], object]
+"""``(function, build, idle)``: a :data:`HotFunction`, ``build(usable, snapshot)`` giving
+its :attr:`HotPick.state` for a view, and the state before any view."""
+
+
+def overrides(strategy: object, owner: type, names: Sequence[str] = ("pick", "choose", "key_picker")) -> bool:
+    """True when *strategy*'s class replaces one of *owner*'s methods *names*: a subclass
+    that changed how picks are made must not be served by *owner*'s hot path."""
+    cls = type(strategy)
+    return any(getattr(cls, name, None) is not getattr(owner, name, None) for name in names)
 
 
 def no_endpoints(endpoints: EndpointSet, strategy: object) -> NoEndpointsAvailable:

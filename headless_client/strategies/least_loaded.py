@@ -6,10 +6,13 @@ import math
 import random
 import threading
 import time
+import weakref
+from collections.abc import Callable
+from typing import Any
 
 from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
-from .base import Clock, SnapshotCache, UsableChoice, distinct_pods, no_endpoints
+from .base import Clock, HotPath, HotPick, SnapshotCache, UsableChoice, distinct_pods, no_endpoints, overrides
 
 __all__ = ["LeastLoaded"]
 
@@ -17,13 +20,19 @@ __all__ = ["LeastLoaded"]
 class _PodLoad:
     """Mutable load state of one pod identity; written under the strategy's lock only."""
 
-    __slots__ = ("ewma", "inflight", "measured", "stamp")
+    __slots__ = ("__weakref__", "ewma", "inflight", "measured", "stamp")
 
     def __init__(self, default_rtt: float, now: float) -> None:
         self.inflight = 0
         self.ewma = default_rtt
         self.stamp = now
         self.measured = False
+
+
+# What a pick reads of one set: its pods, each pod's load state (same order), and the
+# number of pods and of the others as floats (see _draw).
+_Derived = tuple[tuple[Endpoint, ...], tuple[_PodLoad, ...], float, float]
+_NO_PODS: _Derived = ((), (), 0.0, 0.0)
 
 
 class LeastLoaded(UsableChoice):
@@ -54,7 +63,8 @@ class LeastLoaded(UsableChoice):
 
     State is kept per :attr:`~headless_client.endpoints.Endpoint.identity`, so a pod that
     restarts with a new IP keeps its history. When a new snapshot is seen, state of
-    identities that left the set and have nothing in flight is dropped.
+    identities that left the set and have nothing in flight is dropped (once no set still
+    in use holds them).
 
     Args:
         ewma: Weight in-flight counts by peak-EWMA latency.
@@ -76,8 +86,10 @@ class LeastLoaded(UsableChoice):
         "_default_rtt",
         "_ewma",
         "_failure_penalty",
+        "_fast",
         "_lock",
         "_random",
+        "_retired",
         "_states",
     )
 
@@ -103,18 +115,27 @@ class LeastLoaded(UsableChoice):
         self._default_rtt = float(default_rtt)
         self._failure_penalty = float(failure_penalty)
         self._clock = clock
-        self._random = random.Random(seed).random
-        # Writers (started/finished/pruning) hold the lock; pick only reads. The dict is
-        # replaced, never shrunk in place, so a reader's reference stays usable.
+        self._random: Callable[[], float] = random.Random(seed).random
+        # Writers (started/finished/deriving) hold the lock; pick only reads. Every set a
+        # pick derives holds the load state of each of its pods, so a pick reads two
+        # attributes instead of looking identities up.
         self._lock = threading.Lock()
         self._states: dict[str, _PodLoad] = {}
-        self._cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(self._derive, ())
+        # States dropped from _states while a set still in use may hold them: a pod that
+        # comes back gets the same object again, so every set sees one count per pod.
+        self._retired: weakref.WeakValueDictionary[str, _PodLoad] = weakref.WeakValueDictionary()
+        self._cache: SnapshotCache[_Derived] = SnapshotCache(self._derive, _NO_PODS)
+        # (snapshot, *its derived state) for pick's fast path: the last set a pick used.
+        # Never set with ewma, which always takes the full path.
+        self._fast: tuple[EndpointSet | None, tuple[Endpoint, ...], tuple[_PodLoad, ...], float, float] = (
+            None, *_NO_PODS
+        )
         _forksafe.register(self)
 
     def _after_fork_in_child(self) -> None:
         self._lock = threading.Lock()
 
-    def _derive(self, endpoints: EndpointSet) -> tuple[Endpoint, ...]:
+    def _derive(self, endpoints: EndpointSet) -> _Derived:
         pods = distinct_pods(endpoints)
         keep = {ep.identity for ep in pods}
         with self._lock:
@@ -123,8 +144,15 @@ class LeastLoaded(UsableChoice):
             # pods just tried): keep their pods' load and penalties, and prune only once
             # the table clearly outgrows the view, which still bounds its memory.
             if len(states) > 2 * len(keep) + 16:
-                self._states = {ident: st for ident, st in states.items() if ident in keep or st.inflight > 0}
-        return pods
+                kept: dict[str, _PodLoad] = {}
+                for identity, state in states.items():
+                    if identity in keep or state.inflight > 0:
+                        kept[identity] = state
+                    else:
+                        self._retired[identity] = state
+                self._states = kept
+            loads = tuple(self._state(ep.identity) for ep in pods)
+        return pods, loads, float(len(pods)), float(max(len(pods) - 1, 0))
 
     def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
         """Return the less loaded of two random pods. The key is ignored.
@@ -132,28 +160,52 @@ class LeastLoaded(UsableChoice):
         Raises:
             NoEndpointsAvailable: *endpoints* is empty.
         """
-        snap, pods = self._cache.current
+        snap, pods, loads, size, others = self._fast
+        if snap is endpoints:
+            # Two distinct indices from one draw: i from its integer part, j (over the
+            # n - 1 others, skipping i) from the fraction left, which keeps 40 random bits.
+            spread = self._random() * size
+            i = spread.__trunc__()
+            j = ((spread - i) * others).__trunc__()
+            if j >= i:
+                j += 1
+            try:
+                return pods[i] if loads[i].inflight <= loads[j].inflight else pods[j]
+            except IndexError:  # fewer than two pods (or j rounded up to n - 1: rare)
+                pass
+        return self._pick(endpoints)
+
+    def _pick(self, endpoints: EndpointSet) -> Endpoint:
+        """Every pick the fast path does not take: new sets, small sets, ewma."""
+        snap, derived = self._cache.current
         if snap is not endpoints:
-            pods = self._cache.derive(endpoints)
+            derived = self._cache.derive(endpoints)
+        pods, loads, size, others = derived
         n = len(pods)
         if n < 2:
             if not pods:
                 raise no_endpoints(endpoints, self)
             return pods[0]
-        rnd = self._random
-        # Two distinct indices: draw the second from n-1 slots and skip over the first.
-        i = int(rnd() * n)
-        j = int(rnd() * (n - 1))
+        if not self._ewma and self._fast[0] is not endpoints:
+            self._fast = (endpoints, *derived)
+        spread = self._random() * size
+        i = spread.__trunc__()
+        j = min(((spread - i) * others).__trunc__(), n - 2)
         if j >= i:
             j += 1
-        a, b = pods[i], pods[j]
-        states = self._states
-        sa = states.get(a.identity)
-        sb = states.get(b.identity)
         if self._ewma:
             now = self._clock()
-            return a if self._cost(sa, now) <= self._cost(sb, now) else b
-        return a if (sa.inflight if sa else 0) <= (sb.inflight if sb else 0) else b
+            return pods[i] if self._cost(loads[i], now) <= self._cost(loads[j], now) else pods[j]
+        return pods[i] if loads[i].inflight <= loads[j].inflight else pods[j]
+
+    def _hot_path(self) -> HotPath | None:
+        """A service's ``pick()``: :func:`_hot_pick` over the usable pods (not with ewma)."""
+        if self._ewma or overrides(self, LeastLoaded):
+            return None
+        return _hot_pick, self._hot_state, (*_NO_PODS, self._random)
+
+    def _hot_state(self, usable: EndpointSet, snapshot: EndpointSet) -> tuple[Any, ...]:
+        return (*self._cache.derive(usable), self._random)
 
     def _estimate(self, state: _PodLoad | None, now: float) -> float:
         if state is None or not state.measured:
@@ -173,9 +225,15 @@ class LeastLoaded(UsableChoice):
         # Caller holds the lock.
         state = self._states.get(identity)
         if state is None:
-            state = _PodLoad(self._default_rtt, self._clock())
+            state = self._retired.pop(identity, None)
+            if state is None:
+                state = _PodLoad(self._default_rtt, self._clock())
             self._states[identity] = state
         return state
+
+    def _find(self, identity: str) -> _PodLoad | None:
+        state = self._states.get(identity)
+        return self._retired.get(identity) if state is None else state
 
     def started(self, endpoint: Endpoint) -> None:
         """Count one more request in flight to *endpoint*'s pod."""
@@ -192,7 +250,7 @@ class LeastLoaded(UsableChoice):
             ok: ``False`` counts the request as a sample of at least *failure_penalty*.
         """
         with self._lock:
-            state = self._states.get(endpoint.identity)
+            state = self._find(endpoint.identity)
             if state is None:
                 if not self._ewma:
                     return
@@ -221,14 +279,30 @@ class LeastLoaded(UsableChoice):
 
     def inflight(self, endpoint: Endpoint) -> int:
         """Requests in flight to *endpoint*'s pod, as reported."""
-        state = self._states.get(endpoint.identity)
+        state = self._find(endpoint.identity)
         return state.inflight if state is not None else 0
 
     def score(self, endpoint: Endpoint) -> float:
         """The cost :meth:`pick` compares now (in-flight count, or peak-EWMA cost)."""
         if self._ewma:
-            return self._cost(self._states.get(endpoint.identity), self._clock())
+            return self._cost(self._find(endpoint.identity), self._clock())
         return float(self.inflight(endpoint))
 
     def __repr__(self) -> str:
         return f"LeastLoaded(ewma={self._ewma}, decay={self._decay}, default_rtt={self._default_rtt})"
+
+
+def _hot_pick(hot: HotPick, key: object | None = None, **fields: Any) -> Endpoint:
+    """A service's whole ``pick()`` with LeastLoaded (see :class:`~.base.HotPick`)."""
+    if not fields:
+        pods, loads, size, others, draw = hot.state
+        spread = draw() * size
+        i = spread.__trunc__()
+        j = ((spread - i) * others).__trunc__()
+        if j >= i:
+            j += 1
+        try:
+            return pods[i] if loads[i].inflight <= loads[j].inflight else pods[j]  # type: ignore[no-any-return]
+        except IndexError:  # not started, fewer than two pods (or a rare rounding)
+            pass
+    return hot.full(key, fields)

@@ -3,11 +3,22 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
+from typing import Any
 
 from ..endpoints import Endpoint, EndpointSet
-from .base import SnapshotCache, UsableChoice, distinct_pods, no_endpoints
+from .base import HotPath, HotPick, SnapshotCache, UsableChoice, distinct_pods, no_endpoints, overrides
 
 __all__ = ["Random"]
+
+_Pods = tuple[tuple[Endpoint, ...], float]
+
+
+def _pods_and_size(endpoints: EndpointSet) -> _Pods:
+    # The size as a float: random() * size is then a float product (the interpreter's
+    # fast path), and __trunc__ turns it into the index at half the price of int().
+    pods = distinct_pods(endpoints)
+    return pods, float(len(pods))
 
 
 class Random(UsableChoice):
@@ -27,8 +38,8 @@ class Random(UsableChoice):
     def __init__(self, seed: int | str | bytes | None = None) -> None:
         self._seed = seed
         # random.Random.random is one C call, so concurrent picks need no lock.
-        self._random = random.Random(seed).random
-        self._cache: SnapshotCache[tuple[Endpoint, ...]] = SnapshotCache(distinct_pods, ())
+        self._random: Callable[[], float] = random.Random(seed).random
+        self._cache: SnapshotCache[_Pods] = SnapshotCache(_pods_and_size, ((), 0.0))
 
     def pick(self, endpoints: EndpointSet, key: object | None = None) -> Endpoint:
         """Return a uniformly random pod.
@@ -36,13 +47,35 @@ class Random(UsableChoice):
         Raises:
             NoEndpointsAvailable: *endpoints* is empty.
         """
-        snap, pods = self._cache.current
+        snap, (pods, size) = self._cache.current
         if snap is not endpoints:
-            pods = self._cache.derive(endpoints)
-        if not pods:
-            raise no_endpoints(endpoints, self)
-        # random() < 1.0, and for any len below 2**53 the product rounds below len.
-        return pods[int(self._random() * len(pods))]
+            pods, size = self._cache.derive(endpoints)
+        try:
+            # random() < 1.0, and for any size below 2**53 the product rounds below size.
+            return pods[(self._random() * size).__trunc__()]
+        except IndexError:  # an empty set
+            raise no_endpoints(endpoints, self) from None
+
+    def _hot_path(self) -> HotPath | None:
+        """A service's ``pick()``: :func:`_hot_pick` over the usable pods."""
+        if overrides(self, Random):
+            return None
+        return _hot_pick, self._hot_state, ((), 0.0, self._random)
+
+    def _hot_state(self, usable: EndpointSet, snapshot: EndpointSet) -> tuple[object, ...]:
+        pods, size = self._cache.derive(usable)
+        return pods, size, self._random
 
     def __repr__(self) -> str:
         return f"Random(seed={self._seed!r})"
+
+
+def _hot_pick(hot: HotPick, key: object | None = None, **fields: Any) -> Endpoint:
+    """A service's whole ``pick()`` with Random (see :class:`~.base.HotPick`)."""
+    if not fields:
+        pods, size, draw = hot.state
+        try:
+            return pods[(draw() * size).__trunc__()]  # type: ignore[no-any-return]
+        except IndexError:  # not started, or an empty view
+            pass
+    return hot.full(key, fields)

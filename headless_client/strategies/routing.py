@@ -25,6 +25,8 @@ from ..errors import EndpointNotFound, InvalidArgument
 from ..request import Request
 from .base import (
     HealthPooling,
+    HotPath,
+    HotPick,
     KeyPicking,
     LeaderRouting,
     LoadTracking,
@@ -173,21 +175,27 @@ class Router:
             return self._key_picker(usable, snapshot)
         return partial(_pick_by_key, self._choose, usable, snapshot)
 
-    def hot_picker(
-        self, usable: EndpointSet, snapshot: EndpointSet
-    ) -> tuple[Callable[[Any, object], Endpoint], Any]:
-        """``(picker, argument)`` with ``picker(argument, key)`` equal to
-        ``key_picker(usable, snapshot)(key)``, and as cheap as a direct call.
+    def hot_path(self) -> HotPath:
+        """``(function, build, idle)`` for a service's ``pick()``: bound to a
+        :class:`~headless_client.strategies.base.HotPick` whose state is
+        ``build(usable, snapshot)`` for the current view (*idle* before any), *function*
+        gives ``key_picker(usable, snapshot)(key)`` for a call without fields, and hands
+        every other call to the HotPick's ``full``.
 
-        A strategy whose key-only pick is its own ``pick`` over the usable endpoints (the
-        :class:`~headless_client.strategies.base.UsableChoice` default) is called as
-        ``strategy.pick(usable, key)``: one Python call, as in 0.1.0; any other through its
-        key picker.
+        The built-in key-only strategies (RoundRobin, Random, LeastLoaded, Sticky without
+        bounded loads) bring their own function, which does the pick in the same Python
+        frame; a :class:`~headless_client.strategies.base.UsableChoice` is called as
+        ``strategy.pick(usable, key)`` (one more call, as in 0.1.0); any other strategy
+        through its key picker.
         """
         strategy = self.strategy
+        own = getattr(strategy, "_hot_path", None)
+        path: HotPath | None = own() if callable(own) else None
+        if path is not None:
+            return path
         if isinstance(strategy, UsableChoice) and type(strategy).key_picker is UsableChoice.key_picker:
-            return strategy.pick, usable
-        return _call, self.key_picker(usable, snapshot)
+            return _hot_usable, partial(_with_usable, strategy.pick), None
+        return _hot_key_picker, self.key_picker, None
 
     def pins(self, request: Request) -> bool:
         """True when every attempt of *request* must go to the same pod."""
@@ -240,8 +248,27 @@ class Router:
         return strategy.watch(callback) if isinstance(strategy, Watching) else None
 
 
-def _call(picker: Callable[[object], Endpoint], key: object) -> Endpoint:
-    return picker(key)
+def _with_usable(
+    pick: Callable[..., Endpoint], usable: EndpointSet, snapshot: EndpointSet
+) -> tuple[Any, ...]:
+    return pick, usable
+
+
+def _hot_usable(hot: HotPick, key: object | None = None, **fields: Any) -> Endpoint:
+    """A service's ``pick()`` with a UsableChoice strategy: ``pick(usable, key)``."""
+    state = hot.state
+    if state is not None and not fields:
+        pick, usable = state
+        return pick(usable, key)  # type: ignore[no-any-return]
+    return hot.full(key, fields)
+
+
+def _hot_key_picker(hot: HotPick, key: object | None = None, **fields: Any) -> Endpoint:
+    """A service's ``pick()`` with any other strategy: its key picker for the view."""
+    picker = hot.state
+    if picker is not None and not fields:
+        return picker(key)  # type: ignore[no-any-return]
+    return hot.full(key, fields)
 
 
 def _pick_by_key(choose: Chooser, usable: EndpointSet, snapshot: EndpointSet, key: object) -> Endpoint:

@@ -15,12 +15,22 @@ from dataclasses import dataclass
 from functools import partial
 from itertools import repeat
 from operator import add, and_, itemgetter, mul, rshift, sub
+from typing import Any
 from zlib import crc32
 
 from .. import _forksafe
 from ..endpoints import Endpoint, EndpointSet
 from ..request import Request
-from .base import SnapshotCache, UsableChoice, distinct_pods, no_endpoints, untried
+from .base import (
+    HotPath,
+    HotPick,
+    SnapshotCache,
+    UsableChoice,
+    distinct_pods,
+    no_endpoints,
+    overrides,
+    untried,
+)
 
 __all__ = ["DEFAULT_VNODES", "Sticky", "key_hash"]
 
@@ -781,6 +791,19 @@ class Sticky(UsableChoice):
         """Requests in flight to *endpoint*'s pod, as tracked (0 without bounded loads)."""
         return self._loads.get(endpoint.identity, 0)
 
+    def _hot_path(self) -> HotPath | None:
+        """A service's ``pick(key)``: :func:`_hot_pick` over the usable set's table
+        (not with bounded loads, which always take the full path)."""
+        if self._bound is not None or overrides(self, Sticky):
+            return None
+        return _hot_pick, self._hot_state, ((), ())
+
+    def _hot_state(
+        self, usable: EndpointSet, snapshot: EndpointSet
+    ) -> tuple[tuple[int, ...], tuple[Endpoint, ...]]:
+        ring = self._cache.derive(usable)
+        return ring.table, ring.members
+
     def choose(self, request: Request, usable: EndpointSet, snapshot: EndpointSet) -> Endpoint:
         """The usable pod owning ``request.key``; on a retry, its owner among the pods not
         tried yet (the key's next pod on their ring).
@@ -796,3 +819,25 @@ class Sticky(UsableChoice):
     def __repr__(self) -> str:
         return f"Sticky(bounded_load={self._bound!r}, vnodes={self._vnodes})"
 
+
+def _hot_pick(hot: HotPick, key: object | None = None, **fields: Any) -> Endpoint:
+    """A service's whole ``pick(key)`` with Sticky (see :class:`~.base.HotPick`): the
+    fast path of :meth:`Sticky.pick`, over the table of the usable set."""
+    if not fields:
+        table, members = hot.state
+        if key.__class__ is str:
+            try:
+                return members[table[(crc32(key.encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]  # type: ignore[no-any-return]
+            except (UnicodeEncodeError, IndexError):
+                pass
+        elif key.__class__ is int:
+            try:
+                return members[table[(crc32(str(key).encode()) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]  # type: ignore[no-any-return]
+            except IndexError:
+                pass
+        elif key.__class__ is bytes:
+            try:
+                return members[table[(crc32(key) * 0x9E3779B1 & 0xFFFFFFFF) >> 14]]  # type: ignore[no-any-return]
+            except IndexError:
+                pass
+    return hot.full(key, fields)

@@ -12,7 +12,7 @@ import pytest
 from headless_client.endpoints import EndpointSet
 from headless_client.errors import NoEndpointsAvailable
 from headless_client.request import Request
-from headless_client.strategies import HealthPooling, Pinning, RoundRobin, Watching
+from headless_client.strategies import HealthPooling, Pinning, RoundRobin, Watching, round_robin
 
 from ._helpers import dual_stack, pods
 
@@ -59,13 +59,58 @@ def test_rotation_is_exact_across_eight_threads() -> None:
     assert total == {0: 1000, 1: 1000, 2: 1000}
 
 
-def test_counter_continues_modulo_the_new_size() -> None:
-    """After a set change the rotation continues from the global counter."""
+def test_a_new_set_continues_with_the_pod_that_came_next() -> None:
+    """After a set change the rotation begins with the pod the old one would have given next."""
     rr = RoundRobin()
     three, five = pods(range(3)), pods(range(5))
     assert [rr.pick(three).ordinal for _ in range(4)] == [0, 1, 2, 0]
-    # The fifth pick overall is index 4 of the new set, then it wraps.
-    assert [rr.pick(five).ordinal for _ in range(6)] == [4, 0, 1, 2, 3, 4]
+    # Pod 1 came next; it is in the new set, so the new rotation starts there.
+    assert [rr.pick(five).ordinal for _ in range(6)] == [1, 2, 3, 4, 0, 1]
+
+
+def test_when_the_next_pod_left_the_rotation_keeps_its_position() -> None:
+    """If the pod that came next left, the new rotation starts at its old position."""
+    rr = RoundRobin()
+    five = pods(range(5))
+    assert [rr.pick(five).ordinal for _ in range(3)] == [0, 1, 2]
+    # Pod 3 came next (position 3 of 5); without it, position 3 of [0, 1, 2, 4] is pod 4.
+    assert [rr.pick(pods([0, 1, 2, 4])).ordinal for _ in range(5)] == [4, 0, 1, 2, 4]
+
+
+def test_the_old_set_keeps_its_own_rotation() -> None:
+    """Calls still holding the previous set rotate over it, not over the new one."""
+    rr = RoundRobin()
+    old, new = pods(range(3)), pods(range(3, 7))
+    rr.pick(old)
+    rr.pick(new)
+    assert {rr.pick(old).ordinal for _ in range(6)} == {0, 1, 2}
+    assert {rr.pick(new).ordinal for _ in range(8)} == {3, 4, 5, 6}
+
+
+def test_free_threaded_rotation_is_the_same_exact_rotation(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a GIL the rotation takes a lock per step and gives the same order, exact across threads."""
+    monkeypatch.setattr(round_robin, "_GIL", False)
+    rr = RoundRobin()
+    eps = pods(range(3))
+    assert [rr.pick(eps).ordinal for _ in range(7)] == [0, 1, 2, 0, 1, 2, 0]
+    assert [rr.pick(pods(range(4))).ordinal for _ in range(4)] == [1, 2, 3, 0]
+    with pytest.raises(NoEndpointsAvailable):
+        rr.pick(EndpointSet())
+    counts: Counter[int | None] = Counter()
+    lock = threading.Lock()
+    eps = pods(range(5))
+
+    def worker() -> None:
+        mine = Counter(rr.pick(eps).ordinal for _ in range(500))
+        with lock:
+            counts.update(mine)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert counts == {i: 400 for i in range(5)}
 
 
 def test_shrinking_set_still_rotates_over_every_pod() -> None:
