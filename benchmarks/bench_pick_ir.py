@@ -16,7 +16,8 @@ iteration, with interpreter start-up, imports, set-up (building a Sticky ring, s
 a service) and exit cancelled out. ``PYTHONHASHSEED=0`` and seeded strategies make both
 runs take the same path; callgrind counts instructions, not time, so the figures repeat
 to within a few Ir on a busy machine where wall times do not. With ``--runs R`` each row
-is measured R times, with N, 1.25N, 1.5N...: min, median and max are printed. Every
+runs R + 1 times, with N, 2N ... (R + 1)N iterations, and each step gives a figure: min,
+median and max are printed. Every
 figure includes the loop and the call itself: the "empty loop" rows (a Python function
 that returns at once, called the same way) show that floor per call shape.
 
@@ -507,7 +508,7 @@ def spread(values: list[float]) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--iterations", type=int, default=20_000, help="N (the second run does 2N)")
-    parser.add_argument("--runs", type=int, default=1, help="measurements per row (N, 1.25N, 1.5N...)")
+    parser.add_argument("--runs", type=int, default=1, help="figures per row (R + 1 runs: N, 2N ... (R + 1)N)")
     parser.add_argument("--jobs", type=int, default=2, help="callgrind runs at once")
     parser.add_argument("--rows", default=",".join(ROWS), help="comma-separated row names")
     parser.add_argument("--no-wall", action="store_true", help="skip the wall-time column")
@@ -531,10 +532,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"missing peer for the comparison ({exc}); install the 'bench' extra")
         return 2
 
-    sizes = [args.iterations + args.iterations * k // 4 for k in range(args.runs)]
+    # R + 1 callgrind runs of N, 2N ... (R + 1)N iterations give R figures, one per step.
+    sizes = [args.iterations * (k + 1) for k in range(args.runs + 1)]
     print(f"Python {platform.python_version()} on {platform.machine()}, {N_ENDPOINTS} endpoints")
     print(
-        f"Ir per iteration = (Ir(2N) - Ir(N)) / N with N in {sizes}"
+        f"Ir per iteration = (Ir((k+1)N) - Ir(kN)) / N, N = {args.iterations}, k = 1..{args.runs}"
         + ("" if args.no_wall else f"; wall: best of {WALL_REPEATS}")
     )
     head = "Ir" if args.runs == 1 else "    min  median     max (Ir)"
@@ -547,13 +549,13 @@ def main(argv: list[str] | None = None) -> int:
             walls[name] = wall_ns(name)
     with tempfile.TemporaryDirectory() as out_dir, ThreadPoolExecutor(args.jobs) as pool:
         runs = {
-            (name, n, factor): pool.submit(callgrind_total, name, factor * n, out_dir)
+            (name, n): pool.submit(callgrind_total, name, n, out_dir)
             for name in names
             for n in sizes
-            for factor in (1, 2)
         }
         for name in names:
-            irs[name] = [(runs[name, n, 2].result() - runs[name, n, 1].result()) / n for n in sizes]
+            totals = [runs[name, n].result() for n in sizes]
+            irs[name] = [(more - fewer) / args.iterations for fewer, more in itertools.pairwise(totals)]
             wall = "" if args.no_wall else f" {walls[name]:>9.0f}"
             print(f"  {ROWS[name].label:<56} {spread(irs[name])}{wall}", flush=True)
 

@@ -7,82 +7,154 @@ pick one per request with a pluggable strategy, keep the view fresh, and connect
 from __future__ import annotations
 
 import logging
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
-from . import errors
-from .connect import ConnectPolicy
-from .endpoints import Endpoint, EndpointDiff, EndpointSet
-from .errors import (
-    ConnectAborted,
-    ConnectError,
-    EndpointNotFound,
-    ForeignHost,
-    HeadlessClientError,
-    InvalidArgument,
-    InvalidName,
-    LeaderNotAvailable,
-    NoEndpointsAvailable,
-    NotGoverningService,
-    NotHeadless,
-    NotLeader,
-    ResolutionError,
-    ServiceClosed,
-    ServiceNotFound,
-    ServiceNotStarted,
-    WaitTimeout,
-)
-from .events import ServiceEvent
-from .exchange import ExchangePolicy
-from .health import HealthPolicy
-from .names import (
-    DEFAULT_CLUSTER_DOMAIN,
-    PodName,
-    ResolvConf,
-    ordinal_hostnames,
-    parse_pod_fqdn,
-    parse_resolv_conf,
-    pod_fqdn,
-    service_fqdn,
-)
-from .refresh import RefreshPolicy
-from .registry import ClientRegistry
-from .registry_core import Lease
-from .request import Request
-from .resolver import BaseResolver, KubernetesContext, Resolver, kubernetes_context
-from .service import HeadlessService
-from .stats import PodStats, ServiceStats
-from .strategies import (
-    Fallback,
-    LeastLoaded,
-    LoadTracking,
-    PartitionLeader,
-    PreferZone,
-    PrimaryReplica,
-    Random,
-    RequestStrategy,
-    RoundRobin,
-    Sticky,
-    Strategy,
-    kafka_partition,
-    murmur2,
-)
-
 if TYPE_CHECKING:
+    from . import errors
     from .aio import AsyncClientRegistry, AsyncHeadlessService, AsyncResolver
+    from .connect import ConnectPolicy
+    from .endpoints import Endpoint, EndpointDiff, EndpointSet
+    from .errors import (
+        ConnectAborted,
+        ConnectError,
+        EndpointNotFound,
+        ForeignHost,
+        HeadlessClientError,
+        InvalidArgument,
+        InvalidName,
+        LeaderNotAvailable,
+        NoEndpointsAvailable,
+        NotGoverningService,
+        NotHeadless,
+        NotLeader,
+        ResolutionError,
+        ServiceClosed,
+        ServiceNotFound,
+        ServiceNotStarted,
+        WaitTimeout,
+    )
+    from .events import ServiceEvent
+    from .exchange import ExchangePolicy
+    from .health import HealthPolicy
+    from .names import (
+        DEFAULT_CLUSTER_DOMAIN,
+        PodName,
+        ResolvConf,
+        ordinal_hostnames,
+        parse_pod_fqdn,
+        parse_resolv_conf,
+        pod_fqdn,
+        service_fqdn,
+    )
+    from .refresh import RefreshPolicy
+    from .registry import ClientRegistry
+    from .registry_core import Lease
+    from .request import Request
+    from .resolver import (
+        BaseResolver,
+        KubernetesContext,
+        Resolver,
+        kubernetes_context,
+    )
+    from .service import HeadlessService
+    from .stats import PodStats, ServiceStats
+    from .strategies import (
+        Fallback,
+        LeastLoaded,
+        LoadTracking,
+        PartitionLeader,
+        PreferZone,
+        PrimaryReplica,
+        Random,
+        RequestStrategy,
+        RoundRobin,
+        Sticky,
+        Strategy,
+        kafka_partition,
+        murmur2,
+    )
 
-# The asyncio twins load asyncio; a sync-only program never pays for it.
-_LAZY = {"AsyncHeadlessService": ".aio", "AsyncResolver": ".aio", "AsyncClientRegistry": ".aio"}
+# Every public name is loaded on first use (PEP 562): ``import headless_client`` loads no
+# submodule, so a program pays for dnspython, asyncio, tenacity, ssl... only when it uses
+# the part that needs them. ``from headless_client import HeadlessService`` loads what a
+# service needs, no more. (Type checkers read the imports above.)
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".aio": ("AsyncClientRegistry", "AsyncHeadlessService", "AsyncResolver"),
+    ".connect": ("ConnectPolicy",),
+    ".endpoints": ("Endpoint", "EndpointDiff", "EndpointSet"),
+    ".errors": (
+        "ConnectAborted",
+        "ConnectError",
+        "EndpointNotFound",
+        "ForeignHost",
+        "HeadlessClientError",
+        "InvalidArgument",
+        "InvalidName",
+        "LeaderNotAvailable",
+        "NoEndpointsAvailable",
+        "NotGoverningService",
+        "NotHeadless",
+        "NotLeader",
+        "ResolutionError",
+        "ServiceClosed",
+        "ServiceNotFound",
+        "ServiceNotStarted",
+        "WaitTimeout",
+    ),
+    ".events": ("ServiceEvent",),
+    ".exchange": ("ExchangePolicy",),
+    ".health": ("HealthPolicy",),
+    ".names": (
+        "DEFAULT_CLUSTER_DOMAIN",
+        "PodName",
+        "ResolvConf",
+        "ordinal_hostnames",
+        "parse_pod_fqdn",
+        "parse_resolv_conf",
+        "pod_fqdn",
+        "service_fqdn",
+    ),
+    ".refresh": ("RefreshPolicy",),
+    ".registry": ("ClientRegistry",),
+    ".registry_core": ("Lease",),
+    ".request": ("Request",),
+    ".resolver": ("BaseResolver", "KubernetesContext", "Resolver", "kubernetes_context"),
+    ".service": ("HeadlessService",),
+    ".stats": ("PodStats", "ServiceStats"),
+    ".strategies": (
+        "Fallback",
+        "LeastLoaded",
+        "LoadTracking",
+        "PartitionLeader",
+        "PreferZone",
+        "PrimaryReplica",
+        "Random",
+        "RequestStrategy",
+        "RoundRobin",
+        "Sticky",
+        "Strategy",
+        "kafka_partition",
+        "murmur2",
+    ),
+}
+_MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in names}
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
+    module = _MODULE_OF.get(name)
     if module is None:
+        if name == "errors":
+            return import_module(".errors", __name__)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
+    value = getattr(import_module(module, __name__), name)
+    globals()[name] = value  # later reads skip this function
     return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 # A library never configures logging; this only keeps Python's last-resort handler from
 # printing our warnings when the application has not set logging up.
