@@ -10,30 +10,33 @@ import logging
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+# The exceptions are loaded at once: a small module of classes, needed by any caller's
+# except clause.
+from . import errors
+from .errors import (
+    ConnectAborted,
+    ConnectError,
+    EndpointNotFound,
+    ForeignHost,
+    HeadlessClientError,
+    InvalidArgument,
+    InvalidName,
+    LeaderNotAvailable,
+    NoEndpointsAvailable,
+    NotGoverningService,
+    NotHeadless,
+    NotLeader,
+    ResolutionError,
+    ServiceClosed,
+    ServiceNotFound,
+    ServiceNotStarted,
+    WaitTimeout,
+)
+
 if TYPE_CHECKING:
-    from . import errors
     from .aio import AsyncClientRegistry, AsyncHeadlessService, AsyncResolver
     from .connect import ConnectPolicy
     from .endpoints import Endpoint, EndpointDiff, EndpointSet
-    from .errors import (
-        ConnectAborted,
-        ConnectError,
-        EndpointNotFound,
-        ForeignHost,
-        HeadlessClientError,
-        InvalidArgument,
-        InvalidName,
-        LeaderNotAvailable,
-        NoEndpointsAvailable,
-        NotGoverningService,
-        NotHeadless,
-        NotLeader,
-        ResolutionError,
-        ServiceClosed,
-        ServiceNotFound,
-        ServiceNotStarted,
-        WaitTimeout,
-    )
     from .events import ServiceEvent
     from .exchange import ExchangePolicy
     from .health import HealthPolicy
@@ -75,33 +78,14 @@ if TYPE_CHECKING:
         murmur2,
     )
 
-# Every public name is loaded on first use (PEP 562): ``import headless_client`` loads no
-# submodule, so a program pays for dnspython, asyncio, tenacity, ssl... only when it uses
-# the part that needs them. ``from headless_client import HeadlessService`` loads what a
+# Every other public name is loaded on first use (PEP 562): ``import headless_client``
+# loads no other submodule, so a program pays for dnspython, asyncio, tenacity, ssl...
+# only when it uses the part that needs them. ``from headless_client import HeadlessService`` loads what a
 # service needs, no more. (Type checkers read the imports above.)
 _EXPORTS: dict[str, tuple[str, ...]] = {
     ".aio": ("AsyncClientRegistry", "AsyncHeadlessService", "AsyncResolver"),
     ".connect": ("ConnectPolicy",),
     ".endpoints": ("Endpoint", "EndpointDiff", "EndpointSet"),
-    ".errors": (
-        "ConnectAborted",
-        "ConnectError",
-        "EndpointNotFound",
-        "ForeignHost",
-        "HeadlessClientError",
-        "InvalidArgument",
-        "InvalidName",
-        "LeaderNotAvailable",
-        "NoEndpointsAvailable",
-        "NotGoverningService",
-        "NotHeadless",
-        "NotLeader",
-        "ResolutionError",
-        "ServiceClosed",
-        "ServiceNotFound",
-        "ServiceNotStarted",
-        "WaitTimeout",
-    ),
     ".events": ("ServiceEvent",),
     ".exchange": ("ExchangePolicy",),
     ".health": ("HealthPolicy",),
@@ -144,8 +128,6 @@ _MODULE_OF = {name: module for module, names in _EXPORTS.items() for name in nam
 def __getattr__(name: str) -> Any:
     module = _MODULE_OF.get(name)
     if module is None:
-        if name == "errors":
-            return import_module(".errors", __name__)
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
     value = getattr(import_module(module, __name__), name)
     globals()[name] = value  # later reads skip this function

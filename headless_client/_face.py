@@ -24,36 +24,10 @@ from .events import EventKind
 from .health import HealthPolicy
 from .lookup_runner import LookupRunner, check_resolver
 from .refresh import RefreshPolicy
-from .request import PICK_FIELDS, Request, Role, refuse_unknown, request_for
+from .request import Request, Role, refuse_unknown, request_for
 from .stats import ServiceStats
 
 __all__ = ["ConnectOptions", "PickFields", "ServiceFace"]
-
-
-class ConnectOptions(TypedDict, total=False):
-    """The keyword arguments of ``connect()`` and ``connection()`` on both services.
-
-    Routing (as :meth:`~headless_client.HeadlessService.pick`): ``partition``, ``ordinal``,
-    ``hostname``, ``role``, ``any_pod``, or a whole ``request``. Dialling: ``timeout`` (one dial),
-    ``attempts``, ``total_timeout`` (the whole call; defaults from the service's
-    :class:`~headless_client.ConnectPolicy`), ``ssl_context`` (TLS, verified against the
-    pod's FQDN, else the service's), ``source_address`` (``(host, port)`` to bind).
-    """
-
-    partition: Hashable | None
-    ordinal: int | None
-    hostname: str | None
-    role: Role | None
-    any_pod: bool
-    request: Request | None
-    timeout: float | None
-    attempts: int | None
-    total_timeout: float | None
-    ssl_context: ssl.SSLContext | None
-    source_address: tuple[str, int] | None
-
-
-_CONNECT_OPTIONS = frozenset(ConnectOptions.__annotations__)
 
 
 class PickFields(TypedDict, total=False):
@@ -68,9 +42,25 @@ class PickFields(TypedDict, total=False):
     request: Request | None
 
 
-_PICK_FIELDS = PICK_FIELDS
-_request = request_for
-_refuse_unknown = refuse_unknown
+class ConnectOptions(PickFields, total=False):
+    """The keyword arguments of ``connect()`` and ``connection()`` on both services.
+
+    Routing (as :meth:`~headless_client.HeadlessService.pick`, :class:`PickFields`):
+    ``partition``, ``ordinal``, ``hostname``, ``role``, ``any_pod``, or a whole ``request``.
+    Dialling: ``timeout`` (one dial), ``attempts``, ``total_timeout`` (the whole call;
+    defaults from the service's :class:`~headless_client.ConnectPolicy`), ``ssl_context``
+    (TLS, verified against the pod's FQDN, else the service's), ``source_address``
+    (``(host, port)`` to bind).
+    """
+
+    timeout: float | None
+    attempts: int | None
+    total_timeout: float | None
+    ssl_context: ssl.SSLContext | None
+    source_address: tuple[str, int] | None
+
+
+_CONNECT_OPTIONS = ConnectOptions.__optional_keys__ | ConnectOptions.__required_keys__
 
 
 def _raise_if_permanent(error: BaseException | None) -> None:
@@ -263,9 +253,9 @@ class ServiceFace:
     def _connect_args(
         self, key: object | None, options: ConnectOptions
     ) -> tuple[Request, ConnectPolicy, ssl.SSLContext | None, tuple[str, int] | None]:
-        _refuse_unknown("connect", options, _CONNECT_OPTIONS)
+        refuse_unknown("connect", options, _CONNECT_OPTIONS)
         settings = self._settings
-        request = _request(key, options)
+        request = request_for(key, options)
         policy = settings.connect_policy(
             options.get("timeout"), options.get("attempts"), options.get("total_timeout")
         )

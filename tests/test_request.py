@@ -7,7 +7,8 @@ import dataclasses
 import pytest
 
 from headless_client import InvalidArgument, InvalidName, Request
-from headless_client.request import ANY, READ, WRITE
+from headless_client._face import PickFields
+from headless_client.request import ANY, PICK_FIELDS, READ, WRITE, refuse_unknown, request_for
 
 
 def test_defaults_describe_any_call() -> None:
@@ -112,3 +113,32 @@ def test_keys_of_any_type_are_the_strategys_business() -> None:
     """The key is not validated here: unhashable and None keys are accepted (strategies judge them)."""
     assert Request(key=["unhashable"]).key == ["unhashable"]
     assert Request(key=None) == Request()
+
+
+def test_pick_fields_are_the_typed_keyword_arguments_of_pick() -> None:
+    """PICK_FIELDS, which pick() checks calls against, names exactly PickFields' keys."""
+    assert PickFields.__optional_keys__ == PICK_FIELDS
+
+
+def test_request_for_builds_the_request_the_fields_describe() -> None:
+    """A key and fields give the Request with those fields; a whole request is returned as is."""
+    assert request_for("k", {"ordinal": 2, "role": "read"}) == Request("k", ordinal=2, role="read")
+    whole = Request(partition=3)
+    assert request_for(None, {"request": whole}) is whole
+
+
+def test_request_for_refuses_a_request_with_fields_or_of_the_wrong_type() -> None:
+    """request= with a key or other fields, or not a Request, raises naming what was given."""
+    with pytest.raises(InvalidName, match="ordinal"):
+        request_for(None, {"request": Request(), "ordinal": 1})
+    with pytest.raises(InvalidName, match="key='k'"):
+        request_for("k", {"request": Request()})
+    with pytest.raises(InvalidArgument, match="not dict"):
+        request_for(None, {"request": {}})
+
+
+def test_refuse_unknown_names_the_unknown_and_the_known_arguments() -> None:
+    """An unknown keyword argument raises InvalidArgument naming it and the known ones."""
+    refuse_unknown("pick", {"ordinal": 1}, PICK_FIELDS)
+    with pytest.raises(InvalidArgument, match=r"pick\(\) got unexpected keyword arguments \['ordinals'\]"):
+        refuse_unknown("pick", {"ordinals": 1}, PICK_FIELDS)
