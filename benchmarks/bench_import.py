@@ -5,7 +5,9 @@ Run from the repository root::
     python benchmarks/bench_import.py [--runs 20] [--no-ir]
 
 **Method.** Each row is a statement run in a fresh interpreter (``python -c``), so nothing
-is cached in the process; the OS file cache is warm (one untimed run of every row first).
+is cached in the process; the OS file cache and the bytecode caches are warm (one untimed
+run of every row first, with ``PYTHONDONTWRITEBYTECODE`` unset, as for an installed
+package).
 The rows take turns run after run, so a burst of load on a shared machine hits them all
 alike; each row's figure is its wall time minus the same run's empty interpreter
 (``pass``): what the statement adds. min, median and max over ``--runs`` runs. The
@@ -14,8 +16,8 @@ package's cumulative microseconds), and, unless ``--no-ir``, callgrind's instruc
 count (Ir) of each row minus the empty interpreter's: it repeats exactly where wall
 times do not.
 
-Since the lazy exports, ``import headless_client`` loads no submodule; a name is loaded on
-first use, with what it needs: ``HeadlessService`` loads dnspython and the sync service
+Since the lazy exports, ``import headless_client`` loads no submodule, nor logging nor
+typing; a name is loaded on first use, with what it needs: ``HeadlessService`` loads dnspython and the sync service
 (not asyncio nor tenacity); ``from headless_client import *`` loads every export, the
 asyncio twins included (more than 0.1.0's eager import did).
 
@@ -55,6 +57,8 @@ def environment() -> dict[str, str]:
     env = {**os.environ, "PYTHONHASHSEED": "0"}
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     env.pop("PYTHONSTARTUP", None)
+    # As installed (pip writes the bytecode caches): the warm-up run writes them.
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
     return env
 
 

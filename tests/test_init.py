@@ -30,7 +30,7 @@ def _fresh_interpreter(code: str) -> object:
 
 
 def test_plain_import_loads_neither_asyncio_nor_tenacity_nor_any_submodule() -> None:
-    """``import headless_client`` alone loads no submodule but errors: no asyncio, tenacity, dnspython or ssl."""
+    """``import headless_client`` alone loads no submodule: no asyncio, tenacity, dnspython, ssl, logging."""
     loaded = _fresh_interpreter(
         """
         import json, sys
@@ -40,9 +40,9 @@ def test_plain_import_loads_neither_asyncio_nor_tenacity_nor_any_submodule() -> 
     )
     assert isinstance(loaded, list)
     assert "headless_client" in loaded
-    heavy = {"asyncio", "tenacity", "dns", "ssl"}
+    heavy = {"asyncio", "tenacity", "dns", "ssl", "logging", "typing"}
     assert heavy.isdisjoint(loaded)
-    assert [name for name in loaded if name.startswith("headless_client.")] == ["headless_client.errors"]
+    assert [name for name in loaded if name.startswith("headless_client.")] == []
 
 
 def test_a_sync_service_does_not_load_asyncio_or_tenacity() -> None:
@@ -100,3 +100,38 @@ def test_an_unknown_name_raises_attribute_error_naming_it() -> None:
         _ = headless_client.no_such_thing  # type: ignore[attr-defined]
     with pytest.raises(ImportError, match="no_such_thing"):
         exec("from headless_client import no_such_thing", {})
+
+
+@pytest.mark.parametrize(
+    "statement",
+    [
+        "import headless_client.transport",
+        "import headless_client.resolver",
+        "from headless_client.service import HeadlessService",
+        "from headless_client import HeadlessService",
+        "import logging, headless_client",
+    ],
+)
+def test_the_package_logger_gets_one_null_handler_once_logging_is_loaded(statement: str) -> None:
+    """However a module that logs is loaded, the package's logger then has exactly one NullHandler."""
+    handlers = _fresh_interpreter(
+        f"""
+        import json
+        {statement}
+        import logging
+        print(json.dumps([type(h).__name__ for h in logging.getLogger("headless_client").handlers]))
+        """
+    )
+    assert handlers == ["NullHandler"]
+
+
+def test_a_module_without_logging_leaves_logging_unloaded() -> None:
+    """Loading a name whose module does not log loads no logging (the handler waits for it)."""
+    loaded = _fresh_interpreter(
+        """
+        import json, sys
+        from headless_client import Request
+        print(json.dumps(["logging" in sys.modules, type(sys.modules["headless_client"]).__name__]))
+        """
+    )
+    assert loaded == [False, "_Package"]
