@@ -23,8 +23,21 @@ from typing import Any, Final
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import EndpointNotFound, InvalidArgument
 from ..request import Request
-from . import base
-from .base import HotPath, HotPick, RequestStrategy, Strategy, UsableChoice, untried
+from .base import (
+    HealthPooling,
+    HotPath,
+    HotPick,
+    KeyPicking,
+    LeaderRouting,
+    LoadTracking,
+    Pinning,
+    Preparing,
+    RequestStrategy,
+    Strategy,
+    UsableChoice,
+    Watching,
+    untried,
+)
 
 __all__ = ["Chooser", "Router", "chooser"]
 
@@ -103,15 +116,15 @@ class Router:
         self._choose = chooser(strategy)
         self.strategy = strategy
         self.routes_partitions: bool = bool(getattr(strategy, "routes_partitions", False))
-        self._prepare = strategy.prepare if isinstance(strategy, base.Preparing) else None
-        if isinstance(strategy, base.LoadTracking):
+        self._prepare = strategy.prepare if isinstance(strategy, Preparing) else None
+        if isinstance(strategy, LoadTracking):
             self._started: Callable[[Endpoint], None] | None = strategy.started
             self._finished: Callable[..., None] | None = strategy.finished
         else:
             self._started = self._finished = None
-        self._pins = strategy.pins if isinstance(strategy, base.Pinning) else None
-        self._pools = strategy.health_pools if isinstance(strategy, base.HealthPooling) else None
-        self._key_picker = strategy.key_picker if isinstance(strategy, base.KeyPicking) else None
+        self._pins = strategy.pins if isinstance(strategy, Pinning) else None
+        self._pools = strategy.health_pools if isinstance(strategy, HealthPooling) else None
+        self._key_picker = strategy.key_picker if isinstance(strategy, KeyPicking) else None
 
     @property
     def name(self) -> str:
@@ -223,7 +236,7 @@ class Router:
             InvalidArgument: the strategy routes no partitions.
         """
         strategy = self.strategy
-        if not self.routes_partitions or not isinstance(strategy, base.LeaderRouting):
+        if not self.routes_partitions or not isinstance(strategy, LeaderRouting):
             raise InvalidArgument(
                 f"not_leader needs a strategy that routes partitions (PartitionLeader), not {self.name}"
             )
@@ -232,7 +245,7 @@ class Router:
     def watch(self, callback: Callable[[], None]) -> Callable[[], None] | None:
         """Watch the strategy's routing inputs, if it has any; returns an unsubscribe."""
         strategy = self.strategy
-        return strategy.watch(callback) if isinstance(strategy, base.Watching) else None
+        return strategy.watch(callback) if isinstance(strategy, Watching) else None
 
 
 def _with_usable(
