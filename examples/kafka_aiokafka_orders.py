@@ -5,9 +5,9 @@ Needs: pip install headless-client aiokafka (no Kafka library is a dependency of
 headless-client). The brokers must advertise their per-pod names
 (kafka-0.kafka.prod.svc.cluster.local:9092), which a pod's resolver knows. Elsewhere,
 --nameserver names a DNS server that knows them, and the cluster's names are resolved
-through it for the whole program (resolve_cluster_names: asyncio's resolver uses it too).
+through it while the program runs (resolve_cluster_names: asyncio's resolver uses it too).
 
-    python kafka_aiokafka_orders.py --service kafka.prod --topic orders
+    python kafka_aiokafka_orders.py --topic orders        # in a pod: resolv.conf
     python kafka_aiokafka_orders.py --nameserver 10.96.0.10:53
 """
 
@@ -24,6 +24,7 @@ import headless_client as hc
 from headless_client.contrib.kafka import check_advertised, resolve_cluster_names
 from headless_client.kafka_helpers import kafka_bootstrap_servers
 
+SERVICE, PORT = "kafka.prod", "tcp-client"       # the brokers' headless Service, its port
 CUSTOMERS = (7, 42, 3, 11, 8, 99)
 
 
@@ -63,23 +64,22 @@ async def consume(servers: str, topic: str, partitions: int) -> int:
         await consumer.stop()
 
 
-async def main(service: str, port: str, topic: str, nameservers: list[str] | None) -> None:
+async def main(topic: str, nameservers: list[str] | None) -> None:
     resolver = hc.AsyncResolver(nameservers)               # None: the pod's resolv.conf
-    async with hc.AsyncHeadlessService(service, port=port, resolver=resolver) as brokers:
-        servers = kafka_bootstrap_servers(brokers)           # the pods' names, from the view
-        print("bootstrap:", servers)
-        partitions = await produce(servers, topic)
-        print(f"consumed {await consume(servers, topic, partitions)} orders")
+    with contextlib.ExitStack() as outside:
+        if nameservers:                                      # outside the cluster's DNS
+            outside.enter_context(resolve_cluster_names(hc.Resolver(nameservers)))
+        async with hc.AsyncHeadlessService(SERVICE, port=PORT, resolver=resolver) as brokers:
+            servers = kafka_bootstrap_servers(brokers)       # the pods' names, from the view
+            print("bootstrap:", servers)
+            partitions = await produce(servers, topic)
+            print(f"consumed {await consume(servers, topic, partitions)} orders")
 
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="kafka.prod", help="the brokers' headless Service")
-    p.add_argument("--port", default="tcp-client", help="its client port's name")
     p.add_argument("--topic", default="orders", help="an existing topic (default: orders)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
     args = p.parse_args()
-    with contextlib.ExitStack() as outside:
-        if args.nameserver:                                  # outside the cluster's DNS
-            outside.enter_context(resolve_cluster_names(hc.Resolver(args.nameserver)))
-        asyncio.run(main(args.service, args.port, args.topic, args.nameserver))
+    asyncio.run(main(args.topic, args.nameserver))

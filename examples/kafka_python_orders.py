@@ -8,7 +8,7 @@ headless-client). The brokers must advertise their per-pod names
 --nameserver names a DNS server that knows them, and the cluster's names are resolved
 through it for the whole program (resolve_cluster_names).
 
-    python kafka_python_orders.py --service kafka.prod --topic orders
+    python kafka_python_orders.py --topic orders          # in a pod: resolv.conf
     python kafka_python_orders.py --nameserver 10.96.0.10:53
 """
 
@@ -24,6 +24,7 @@ import headless_client as hc
 from headless_client.contrib.kafka import KafkaLeaders, resolve_cluster_names
 from headless_client.kafka_helpers import kafka_bootstrap_servers
 
+SERVICE, PORT = "kafka.prod", "tcp-client"       # the brokers' headless Service, its port
 CUSTOMERS = (7, 42, 3, 11, 8, 99)
 
 
@@ -60,21 +61,20 @@ def consume(servers: str, topic: str, partitions: int) -> int:
 
 def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="kafka.prod", help="the brokers' headless Service")
-    p.add_argument("--port", default="tcp-client", help="its client port's name")
     p.add_argument("--topic", default="orders", help="an existing topic (default: orders)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
     args = p.parse_args(argv)
 
-    resolver = hc.Resolver(args.nameserver)                # None: the pod's resolv.conf
+    resolver = hc.Resolver(args.nameserver)              # None: the pod's resolv.conf
     with contextlib.ExitStack() as stack:
-        if args.nameserver:                                # outside the cluster's DNS
+        if args.nameserver:                              # outside the cluster's DNS
             stack.enter_context(resolve_cluster_names(resolver))
-        servers = kafka_bootstrap_servers(args.service, args.port, resolver=resolver)
+        servers = kafka_bootstrap_servers(SERVICE, PORT, resolver=resolver)
         print("bootstrap:", servers)
         admin = stack.enter_context(contextlib.closing(KafkaAdminClient(bootstrap_servers=servers)))
         leaders = hc.PartitionLeader(KafkaLeaders(admin, [args.topic]), min_reread_interval=1.0)
-        brokers = stack.enter_context(hc.HeadlessService(args.service, port=args.port,
+        brokers = stack.enter_context(hc.HeadlessService(SERVICE, port=PORT,
                                                          resolver=resolver, strategy=leaders))
         partitions = produce(servers, brokers, args.topic)
         print(f"consumed {consume(servers, args.topic, partitions)} orders")

@@ -5,8 +5,8 @@ Needs the extra: pip install 'headless-client[postgres]'. Run it in a pod: the p
 resolv.conf names the database pods; asyncpg reads PGDATABASE, PGUSER and PGPASSWORD from
 the environment, and PGSSLROOTCERT is the CA that signed the pods' certificates.
 
-    python postgres_asyncpg.py --service pg.prod
-    python postgres_asyncpg.py --nameserver 10.96.0.10:53    # a DNS server that knows the pods
+    python postgres_asyncpg.py                            # in a pod: resolv.conf
+    python postgres_asyncpg.py --nameserver 10.96.0.10:53
 """
 
 from __future__ import annotations
@@ -23,14 +23,17 @@ from headless_client.contrib.postgres_async import (
     pod_tls,
 )
 
+SERVICE = "pg.prod"                              # the primary pg-0, standbys pg-1, pg-2
 
-async def main(service: str, nameservers: list[str] | None) -> None:
+
+async def main(nameservers: list[str] | None) -> None:
     tls = pod_tls(os.environ["PGSSLROOTCERT"])             # each pod proves its own name
     resolver = hc.AsyncResolver(nameservers)                # None: the pod's resolv.conf
-    async with hc.AsyncHeadlessService(service, port="tcp-postgresql", resolver=resolver,
+    async with hc.AsyncHeadlessService(SERVICE, port="tcp-postgresql", resolver=resolver,
                                        strategy=hc.PrimaryReplica()) as pg, \
                AsyncPrimaryTracker(pg, probe=asyncpg_probe(ssl=tls)) as tracker, \
-               asyncpg_pool(pg, "write", tracker=tracker, ssl=tls, min_size=1, max_size=4) as writer, \
+               asyncpg_pool(pg, "write", tracker=tracker, ssl=tls, min_size=1,
+                            max_size=4) as writer, \
                asyncpg_pool(pg, "read", ssl=tls, min_size=2, max_size=4) as reader:
         primary = tracker.primary
         print("primary:", primary.hostname if primary else None)
@@ -46,7 +49,6 @@ async def main(service: str, nameservers: list[str] | None) -> None:
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="pg.prod", help="the headless Service (default: pg.prod)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
-    args = p.parse_args()
-    asyncio.run(main(args.service, args.nameserver))
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
+    asyncio.run(main(p.parse_args().nameserver))

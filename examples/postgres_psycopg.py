@@ -5,8 +5,8 @@ Needs the extra: pip install 'headless-client[postgres]'. Run it in a pod: the p
 resolv.conf names the database pods, and libpq's settings come from the environment
 (PGDATABASE, PGUSER, PGPASSWORD or a .pgpass naming the pods, PGSSLROOTCERT).
 
-    python postgres_psycopg.py --service pg.prod
-    python postgres_psycopg.py --nameserver 10.96.0.10:53    # a DNS server that knows the pods
+    python postgres_psycopg.py                            # in a pod: resolv.conf
+    python postgres_psycopg.py --nameserver 10.96.0.10:53
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from psycopg_pool import ConnectionPool
 import headless_client as hc
 from headless_client.contrib.postgres import PrimaryTracker, connection_pool
 
+SERVICE = "pg.prod"                              # the primary pg-0, standbys pg-1, pg-2
 BASE = "sslmode=verify-full connect_timeout=3"   # and PGDATABASE, PGUSER... from the environment
 T = TypeVar("T")
 
@@ -40,14 +41,9 @@ def with_retries(pool: ConnectionPool[Any], work: Callable[[psycopg.Connection[A
     raise AssertionError("unreachable")
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="pg.prod", help="the headless Service (default: pg.prod)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
-    args = p.parse_args(argv)
-
-    resolver = hc.Resolver(args.nameserver)                # None: the pod's resolv.conf
-    with hc.HeadlessService(args.service, port="tcp-postgresql", resolver=resolver,
+def main(nameservers: list[str] | None) -> None:
+    resolver = hc.Resolver(nameservers)                # None: the pod's resolv.conf
+    with hc.HeadlessService(SERVICE, port="tcp-postgresql", resolver=resolver,
                             strategy=hc.PrimaryReplica()) as pg, \
          PrimaryTracker(pg, BASE) as tracker, \
          connection_pool(pg, "write", BASE, tracker=tracker, min_size=1, max_size=4,
@@ -72,4 +68,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
+    main(p.parse_args().nameserver)

@@ -6,8 +6,8 @@ connections through ``creator=``; psycopg_connect with the service and role boun
 Run it in a pod: the pod's resolv.conf names the database pods, and libpq's settings come
 from the environment (PGDATABASE, PGUSER, PGPASSWORD or a .pgpass, PGSSLROOTCERT).
 
-    python postgres_sqlalchemy.py --service pg.prod
-    python postgres_sqlalchemy.py --nameserver 10.96.0.10:53    # a DNS server that knows the pods
+    python postgres_sqlalchemy.py                         # in a pod: resolv.conf
+    python postgres_sqlalchemy.py --nameserver 10.96.0.10:53
 """
 
 from __future__ import annotations
@@ -20,17 +20,13 @@ from sqlalchemy import create_engine, text
 import headless_client as hc
 from headless_client.contrib.postgres import PrimaryTracker, psycopg_connect
 
+SERVICE = "pg.prod"                              # the primary pg-0, standbys pg-1, pg-2
 BASE = "sslmode=verify-full connect_timeout=3"   # and PGDATABASE, PGUSER... from the environment
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="pg.prod", help="the headless Service (default: pg.prod)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
-    args = p.parse_args(argv)
-
-    resolver = hc.Resolver(args.nameserver)                # None: the pod's resolv.conf
-    with hc.HeadlessService(args.service, port="tcp-postgresql", resolver=resolver,
+def main(nameservers: list[str] | None) -> None:
+    resolver = hc.Resolver(nameservers)                # None: the pod's resolv.conf
+    with hc.HeadlessService(SERVICE, port="tcp-postgresql", resolver=resolver,
                             strategy=hc.PrimaryReplica()) as pg, \
          PrimaryTracker(pg, BASE) as tracker:
         # pool_pre_ping: a pooled connection a failover broke is replaced, through creator.
@@ -40,7 +36,8 @@ def main(argv: list[str] | None = None) -> None:
                                creator=partial(psycopg_connect, pg, "read", BASE))
         try:
             with writer.begin() as conn:
-                conn.execute(text("CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text)"))
+                conn.execute(text(
+                    "CREATE TABLE IF NOT EXISTS notes (id serial PRIMARY KEY, body text)"))
                 conn.execute(text("INSERT INTO notes (body) VALUES (:body)"), {"body": "hello"})
                 print("write served by the primary:",
                       conn.execute(text("SELECT NOT pg_is_in_recovery()")).scalar())
@@ -54,4 +51,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
+    main(p.parse_args().nameserver)

@@ -6,8 +6,8 @@ StatefulSet, chosen on a consistent-hash ring of the pods' names (Sticky): every
 agrees, a pod that moves keeps its keys, and a new pod takes about 1/N of them. Run it in
 a pod: the pod's resolv.conf names the Redis pods.
 
-    python redis_sharded_cache.py --service redis.prod
-    python redis_sharded_cache.py --nameserver 10.96.0.10:53    # a DNS server that knows the pods
+    python redis_sharded_cache.py                         # in a pod: resolv.conf
+    python redis_sharded_cache.py --nameserver 10.96.0.10:53
 """
 
 from __future__ import annotations
@@ -16,6 +16,8 @@ import argparse
 
 import headless_client as hc
 from headless_client.contrib.redis import RedisShards
+
+SERVICE = "redis.prod"                            # pods redis-0, redis-1, redis-2
 
 
 def load_profile(user_id: int) -> str:
@@ -33,14 +35,9 @@ def profile(cache: RedisShards, user_id: int) -> tuple[str, str]:
     return value, "miss"
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--service", default="redis.prod", help="the headless Service (default: redis.prod)")
-    p.add_argument("--nameserver", action="append", help="HOST:PORT (default: resolv.conf)")
-    args = p.parse_args(argv)
-
-    resolver = hc.Resolver(args.nameserver)                # None: the pod's resolv.conf
-    with hc.HeadlessService(args.service, port="redis", resolver=resolver,
+def main(nameservers: list[str] | None) -> None:
+    resolver = hc.Resolver(nameservers)                # None: the pod's resolv.conf
+    with hc.HeadlessService(SERVICE, port="redis", resolver=resolver,
                             strategy=hc.Sticky()) as svc, \
          RedisShards(svc, socket_timeout=1) as cache:
         print("pods:", " ".join(ep.hostname.split(".")[0] for ep in svc.endpoints if ep.hostname))
@@ -57,4 +54,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--nameserver", action="append",
+                   help="HOST:PORT of a DNS server that knows the pods")
+    main(p.parse_args().nameserver)
