@@ -34,10 +34,12 @@ def produce(servers: str, brokers: hc.HeadlessService, topic: str) -> int:
     try:
         partitions = len(producer.partitions_for(topic))
         for customer in CUSTOMERS:
+            # --8<-- [start:pick]
             key = f"customer-{customer}".encode()
             sent = producer.send(topic, key=key, value=b"one order").get(timeout=30)
             assert sent.partition == hc.kafka_partition(key, partitions)   # Kafka's partitioner
             leader = brokers.pick(partition=(topic, sent.partition))      # the pod leading it
+            # --8<-- [end:pick]
             print(f"order {key.decode()} -> partition {sent.partition}, "
                   f"leader {(leader.hostname or leader.address).split('.')[0]}")
         return partitions
@@ -66,16 +68,20 @@ def main(argv: list[str] | None = None) -> None:
                    help="HOST:PORT of a DNS server that knows the pods")
     args = p.parse_args(argv)
 
+    # --8<-- [start:names]
     resolver = hc.Resolver(args.nameserver)              # None: the pod's resolv.conf
     with contextlib.ExitStack() as stack:
         if args.nameserver:                              # outside the cluster's DNS
             stack.enter_context(resolve_cluster_names(resolver))
         servers = kafka_bootstrap_servers(SERVICE, PORT, resolver=resolver)
         print("bootstrap:", servers)
+    # --8<-- [end:names]
+        # --8<-- [start:leaders]
         admin = stack.enter_context(contextlib.closing(KafkaAdminClient(bootstrap_servers=servers)))
         leaders = hc.PartitionLeader(KafkaLeaders(admin, [args.topic]), min_reread_interval=1.0)
         brokers = stack.enter_context(hc.HeadlessService(SERVICE, port=PORT,
                                                          resolver=resolver, strategy=leaders))
+        # --8<-- [end:leaders]
         partitions = produce(servers, brokers, args.topic)
         print(f"consumed {consume(servers, args.topic, partitions)} orders")
 

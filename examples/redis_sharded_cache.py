@@ -25,6 +25,7 @@ def load_profile(user_id: int) -> str:
     return f"profile of user {user_id}"
 
 
+# --8<-- [start:cache]
 def profile(cache: RedisShards, user_id: int) -> tuple[str, str]:
     key = f"{{user:{user_id}}}:profile"          # the {tag} keeps a user's keys on one pod
     cached = cache.get(key)
@@ -45,6 +46,7 @@ def main(nameservers: list[str] | None) -> None:
             value, outcome = profile(cache, user_id)
             pod = cache.endpoint_for(f"{{user:{user_id}}}").hostname or "?"
             print(f"user {user_id} on {pod.split('.')[0]}: {outcome}: {value}")
+# --8<-- [end:cache]
         with cache.client("{user:42}:cart") as (_, r):
             pipe = r.pipeline()                        # the profile's pod: the same tag
             pipe.delete("{user:42}:cart")

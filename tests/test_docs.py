@@ -22,7 +22,9 @@ Conventions for whoever writes a page
 
 Complete programs are included from ``examples/``, not copied.
     A block holding only ``--8<-- "examples/<program>.py"`` (pymdownx.snippets) shows that
-    file on the site: ```py title="examples/<program>.py"```. It is not run here;
+    file on the site: ```py title="examples/<program>.py"```; ``"examples/<program>.py:name"``
+    lines show the sections the file marks ``# --8<-- [start:name]`` ... ``[end:name]``, for
+    an excerpt of a program the tests run. It is not run here;
     examples/test_examples.py runs every program of ``examples/`` (on the fake cluster, or
     names the integration test that runs it against real servers).
 
@@ -130,7 +132,7 @@ KV_LEADERS = {p: p % 3 for p in range(KV_PARTITIONS)}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _TITLE = re.compile(r'title="(?P<title>[^"]*)"')
-_SNIPPET = re.compile(r'-{1,}8<-{1,} *"(?P<path>[^"]+)"')
+_SNIPPET = re.compile(r'-{1,}8<-{1,} *"(?P<path>[^":]+)(?::(?P<section>[a-z][-_0-9a-z]*))?"')
 
 
 @dataclass(frozen=True)
@@ -165,9 +167,11 @@ class Block:
 
     @property
     def included(self) -> str | None:
-        """The file a snippet-only block includes (``--8<-- "examples/x.py"``), else None."""
-        match = _SNIPPET.fullmatch(self.code.strip())
-        return match["path"] if match else None
+        """The file a block of snippets only includes (``--8<-- "examples/x.py"``, or sections
+        of it: ``"examples/x.py:name"``), else None."""
+        found = [_SNIPPET.fullmatch(line.strip()) for line in self.code.splitlines() if line.strip()]
+        files = {match["path"] for match in found if match}
+        return files.pop() if found and all(found) and len(files) == 1 else None
 
 
 def _language(info: str) -> tuple[str, str | None]:
@@ -526,6 +530,7 @@ def test_the_conventions_hold_on_a_sample(tmp_path: Path) -> None:
         "    ```py title=\"needs a broker\"\n    producer.send()\n    ```\n\n"
         "```pycon\n>>> 1\n```\n\n"
         "```py title=\"examples/round_robin.py\"\n--8<-- \"examples/round_robin.py\"\n```\n\n"
+        "```py title=\"examples/x.py\"\n--8<-- \"examples/x.py:a\"\n--8<-- \"examples/x.py:b\"\n```\n\n"
         "````markdown\n```python\nnot a block of its own\n```\n````\n\n"
         "```console\n$ headless-client resolve web.prod \\\n    --port http\n"
         "headless-client: error: bad\n$ kubectl get pods\n```\n",
@@ -537,14 +542,16 @@ def test_the_conventions_hold_on_a_sample(tmp_path: Path) -> None:
         ("py", False, True, True),
         ("pycon", False, False, True),
         ("py", False, False, True),
+        ("py", False, False, True),
         ("markdown", False, False, False),
         ("console", False, False, False),
     ]
     assert blocks[0].line == 4
     assert blocks[1].code == "producer.send()\n"
     assert blocks[3].included == "examples/round_robin.py" and blocks[1].included is None
+    assert blocks[4].included == "examples/x.py"
     code = substitute_nameservers(blocks[0].code, "127.0.0.1:40000")
     assert code == "r = Resolver(['127.0.0.1:40000'], note='10.96.0.10 stays')\n"
-    (command,) = _commands(blocks[5])
+    (command,) = _commands(blocks[6])
     assert command.argv == ["resolve", "web.prod", "--port", "http"]
     assert command.output == ["headless-client: error: bad"]
