@@ -75,6 +75,13 @@ EXPECTED = {
         r"web-1 is terminating: still listed, new picks go to zone-b's other pod: \['web-3'\]",
         r"web-1\.web\.demo\.svc\.cluster\.local .* terminating$",
     ],
+    "tls_pods.py": [
+        r"^requests: \['web-0', 'web-1', 'web-2'\]$",
+        r"^httpx: \['web-0', 'web-1', 'web-2'\]$",
+        r"^checked against the service's name instead: refused$",
+        r"^aiohttp: \['web-0', 'web-1', 'web-2'\]$",
+        r"^grpc: \['greeter-0', 'greeter-1', 'greeter-2'\]$",
+    ],
     "partition_leader.py": [
         r"partition 0: leader kafka-0\.kafka\.demo",
         r"order-1 -> partition 4 -> kafka-1: OK",
@@ -90,7 +97,7 @@ EXPECTED = {
 
 # script -> the optional package it needs
 NEEDS = {"httpx_client.py": "httpx", "grpc_channel.py": "grpc", "requests_session.py": "requests",
-         "aiohttp_session.py": "aiohttp"}
+         "aiohttp_session.py": "aiohttp", "tls_pods.py": "trustme"}
 
 
 # script -> the test module that runs it against real servers (the recipe pages' programs)
