@@ -22,17 +22,24 @@ ROOT = Path(__file__).resolve().parent.parent
 #: (asyncio source, blocking twin), relative to the repository root.
 PAIRS: tuple[tuple[str, str], ...] = (
     ("headless_client/aio/_resolve_methods.py", "headless_client/_resolve_methods.py"),
+    ("headless_client/aio/_registry_calls.py", "headless_client/_registry_calls.py"),
 )
 
 #: (pattern, replacement), applied in order to every line of every source.
 SUBSTITUTIONS: tuple[tuple[str, str], ...] = (
     (r"\basync def\b", "def"),
+    (r"\basync with\b", "with"),
     (r"\bawait ", ""),
+    (r"\basynccontextmanager\b", "contextmanager"),
     (r"\bAsync(?=[A-Z])", ""),
-    (r"^from \.\.", "from ."),
-    (r"\ban awaited\b", "a blocking"),
+    (r"^(\s*)from \.\.", r"\1from ."),
+    (r"\ban (awaited|asyncio)\b", "a blocking"),
     (r"\bawaits\b", "runs"),
 )
+
+#: A one-line ``from x import a, b`` whose names a substitution renamed: sorted again as
+#: ruff's isort wants them (constants, then classes, then the rest; case-insensitive).
+_FROM_IMPORT = re.compile(r"^(\s*from \S+ import )([\w, ]+)$")
 
 HEADER = "# GENERATED from {source} by scripts/unasync.py: do not edit.\n"
 
@@ -40,13 +47,23 @@ HEADER = "# GENERATED from {source} by scripts/unasync.py: do not edit.\n"
 def generate(source: str, used: set[str]) -> str:
     """The blocking twin of *source*'s text; the patterns that matched go into *used*."""
     lines = [HEADER.format(source=source)]
-    for line in (ROOT / source).read_text(encoding="utf-8").splitlines(keepends=True):
+    for original in (ROOT / source).read_text(encoding="utf-8").splitlines():
+        line = original
         for pattern, replacement in SUBSTITUTIONS:
             line, count = re.subn(pattern, replacement, line)
             if count:
                 used.add(pattern)
-        lines.append(line)
+        imported = _FROM_IMPORT.match(line)
+        if imported and line != original:
+            names = sorted(imported[2].split(", "), key=_isort_key)
+            line = imported[1] + ", ".join(names)
+        lines.append(line + "\n")
     return "".join(lines)
+
+
+def _isort_key(name: str) -> tuple[int, str]:
+    kind = 0 if name.isupper() and len(name) > 1 else 1 if name[:1].isupper() else 2
+    return kind, name.lower()
 
 
 def main(argv: list[str]) -> int:
