@@ -16,7 +16,8 @@ import contextlib
 from collections.abc import Hashable, Iterator
 from typing import TYPE_CHECKING, TypeVar
 
-from ._registry_face import CallAttempts, CallFunction, RegistryFace, checked_retries, request_from
+from ._registry_face import CallFunction, RegistryFace, checked_retries, request_from
+from .attempts import Attempts
 from .errors import HeadlessClientError
 from .registry_core import Lease
 from .request import Request, Role
@@ -113,7 +114,7 @@ class RegistryCalls(RegistryFace[C]):
             try:
                 result = fn(lease.client)
             except BaseException as exc:
-                if not attempts.retry(lease, exc, self._report(lease, exc)):
+                if not attempts.retry(lease.endpoint, exc, self._report(lease, exc)):
                     raise
             else:
                 lease.success()
@@ -123,7 +124,7 @@ class RegistryCalls(RegistryFace[C]):
                 raise attempts.last_failure
             lease = retried
 
-    def _next_lease(self, attempts: CallAttempts) -> Lease[C] | None:
+    def _next_lease(self, attempts: Attempts) -> Lease[C] | None:
         try:
             return self.acquire(attempts.request)
         except HeadlessClientError:

@@ -1,11 +1,12 @@
 """What both client registries are without I/O, written once: their arguments, reading,
 settling a lease, what an exception says about a pod, and their log lines.
 
-The decisions about which clients exist live in :mod:`headless_client.registry_core`; the
-twins (:class:`~headless_client.registry.ClientRegistry`,
+The decisions about which clients exist live in :mod:`headless_client.registry_core`, the
+retry rule of ``call()`` in :class:`~headless_client.attempts.Attempts`; their calls are
+written once in :mod:`headless_client._registry_calls` (generated from its asyncio source).
+The twins (:class:`~headless_client.registry.ClientRegistry`,
 :class:`~headless_client.aio.registry.AsyncClientRegistry`) add only what does I/O or
-waits: calling the factory and the closer, the build lock, the grace timers, their calls
-(:mod:`headless_client._registry_calls`, generated from its asyncio source).
+waits: calling the factory and the closer, the build lock and the grace timers.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterator
 from typing import Any, ClassVar, Generic, TypeVar
 
 from ._spans import annotate
+from .attempts import Attempts
 from .endpoints import Endpoint
 from .errors import InvalidArgument, InvalidName
 from .registry_core import Entry, FailurePredicate, Lease, RegistryCore, failure_predicate
@@ -25,7 +27,6 @@ from .request import Request, Role
 __all__ = [
     "DEFAULT_GRACE",
     "AsyncCallFunction",
-    "CallAttempts",
     "CallFunction",
     "RegistryFace",
     "check_service",
@@ -98,40 +99,6 @@ def checked_retries(retries: object) -> int:
     return retries
 
 
-class CallAttempts:
-    """The attempts of one ``call()``: the request the next one makes, and whether a
-    failure is tried again on another pod (pinned calls never are).
-
-    Attributes:
-        request: what the next attempt asks for (the pods that failed excluded).
-        left: attempts not yet made, this one included.
-        last: the latest failure that was retried (raised when no pod is left to try).
-    """
-
-    __slots__ = ("last", "left", "request")
-
-    def __init__(self, request: Request, attempts: int) -> None:
-        self.request = request
-        self.left = attempts
-        self.last: BaseException | None = None
-
-    def retry(self, lease: Lease[Any], error: BaseException, failed: bool) -> bool:
-        """The attempt on *lease* raised *error* (*failed*: it counts against the pod);
-        True when another pod is to be tried."""
-        self.left -= 1
-        if not failed or self.left <= 0:
-            return False
-        self.request = self.request.excluding(lease.endpoint.identity)
-        self.last = error
-        return True
-
-    @property
-    def last_failure(self) -> BaseException:
-        """The latest failure retried (there is one once a retry was granted)."""
-        assert self.last is not None  # only asked after retry() said True
-        return self.last
-
-
 class RegistryFace(Generic[C]):
     """The I/O-free part of both registries (see :class:`~headless_client.ClientRegistry`
     for the arguments)."""
@@ -195,9 +162,9 @@ class RegistryFace(Generic[C]):
         annotate(self.service, entry.endpoint)
         return Lease(entry, time.monotonic(), self._settle)
 
-    def _attempts(self, request: Request, retries: int) -> CallAttempts:
+    def _attempts(self, request: Request, retries: int) -> Attempts:
         """The attempts ``call(..., retries=retries)`` may make for *request*."""
-        return CallAttempts(request, 1 if self.service.core.pins(request) else 1 + retries)
+        return Attempts.for_call(self.service.core, request, retries)
 
     def _report(self, lease: Lease[C], error: BaseException) -> bool:
         """Report what *error*, raised by a call on *lease*, says about its pod: a failure

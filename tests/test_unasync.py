@@ -27,14 +27,14 @@ def test_committed_twins_match_their_sources(unasync, capsys):
 
 def test_a_drifted_twin_fails_the_check(unasync, tmp_path, monkeypatch, capsys):
     """An edit made to a generated twin (not to its source) is reported as drift."""
-    source, target = unasync.PAIRS[0]
+    source, target, substitutions = unasync.PAIRS[0]
     (tmp_path / Path(source).parent).mkdir(parents=True)
     (tmp_path / Path(target).parent).mkdir(parents=True, exist_ok=True)
     (tmp_path / source).write_text((unasync.ROOT / source).read_text(encoding="utf-8"), encoding="utf-8")
     edited = (unasync.ROOT / target).read_text(encoding="utf-8") + "# a hand edit\n"
     (tmp_path / target).write_text(edited, encoding="utf-8")
     monkeypatch.setattr(unasync, "ROOT", tmp_path)
-    monkeypatch.setattr(unasync, "PAIRS", ((source, target),))
+    monkeypatch.setattr(unasync, "PAIRS", ((source, target, substitutions),))
     assert unasync.main(["--check"]) == 1
     assert f"{target} differs" in capsys.readouterr().err
     assert (tmp_path / target).read_text(encoding="utf-8") == edited  # --check writes nothing
@@ -42,7 +42,7 @@ def test_a_drifted_twin_fails_the_check(unasync, tmp_path, monkeypatch, capsys):
 
 def test_the_sources_are_the_asyncio_side(unasync):
     """Each source is async code and its twin has none left (the substitutions worked)."""
-    for source, target in unasync.PAIRS:
+    for source, target, _ in unasync.PAIRS:
         assert "async def" in (unasync.ROOT / source).read_text(encoding="utf-8"), source
         generated = (unasync.ROOT / target).read_text(encoding="utf-8")
         assert "async def" not in generated and "await " not in generated, target

@@ -15,7 +15,8 @@ import contextlib
 from collections.abc import AsyncIterator, Hashable
 from typing import TYPE_CHECKING, TypeVar
 
-from .._registry_face import AsyncCallFunction, CallAttempts, RegistryFace, checked_retries, request_from
+from .._registry_face import AsyncCallFunction, RegistryFace, checked_retries, request_from
+from ..attempts import Attempts
 from ..errors import HeadlessClientError
 from ..registry_core import Lease
 from ..request import Request, Role
@@ -112,7 +113,7 @@ class AsyncRegistryCalls(RegistryFace[C]):
             try:
                 result = await fn(lease.client)
             except BaseException as exc:
-                if not attempts.retry(lease, exc, self._report(lease, exc)):
+                if not attempts.retry(lease.endpoint, exc, self._report(lease, exc)):
                     raise
             else:
                 lease.success()
@@ -122,7 +123,7 @@ class AsyncRegistryCalls(RegistryFace[C]):
                 raise attempts.last_failure
             lease = retried
 
-    async def _next_lease(self, attempts: CallAttempts) -> Lease[C] | None:
+    async def _next_lease(self, attempts: Attempts) -> Lease[C] | None:
         try:
             return await self.acquire(attempts.request)
         except HeadlessClientError:
