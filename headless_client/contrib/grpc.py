@@ -67,6 +67,7 @@ except ImportError as exc:  # pragma: no cover - exercised by a test with grpc h
     ) from exc
 
 from ..aio.registry import AsyncClientRegistry
+from ..attempts import Attempts
 from ..endpoints import Endpoint
 from ..errors import HeadlessClientError, InvalidArgument, InvalidName
 from ..registry import DEFAULT_GRACE, ClientRegistry
@@ -251,17 +252,30 @@ class _Router:
         except HeadlessClientError as exc:
             raise _no_pod(f"bad routing metadata for {self.service.name}: {exc}", exc) from exc
 
-    def attempts(self, method: str, request: Request) -> int:
-        if not self.is_retryable(method) or self.service.core.pins(request):
-            return 1
-        return 1 + self.retries
+    def attempts(self, method: str, request: Request) -> Attempts:
+        """The attempts a call of *method* may make: retries only for retryable methods."""
+        core = self.service.core
+        return Attempts.for_call(core, request, self.retries, retryable=self.is_retryable(method))
 
-    def pick(self, request: Request) -> Endpoint:
-        try:
-            endpoint: Endpoint = self.service.core.pick(request)
-        except HeadlessClientError as exc:
-            raise _no_pod(f"no pod of {self.service.name} to call: {exc}", exc) from exc
-        return endpoint
+    def pick(self, attempts: Attempts) -> Endpoint:
+        """The pod of the next attempt.
+
+        Raises:
+            NoPodError: no pod to call (caused by the library's error).
+            grpc.RpcError: the last failure, once every pod left was tried.
+        """
+        return attempts.pick(self.service.core, self._no_pod)
+
+    def _no_pod(self, error: HeadlessClientError) -> NoPodError:
+        return _no_pod(f"no pod of {self.service.name} to call: {error}", error)
+
+    def dial(self, endpoint: Endpoint, api: Any) -> Any:
+        """A channel to *endpoint* from *api* (``grpc`` or ``grpc.aio``), with this router's
+        credentials, options (the pod's TLS name among them) and compression."""
+        options = self.channel_options(endpoint)
+        if self.credentials is not None:
+            return api.secure_channel(_target(endpoint), self.credentials, options, self.compression)
+        return api.insecure_channel(_target(endpoint), options, self.compression)
 
     def outcome(self, code: grpc.StatusCode | None) -> Outcome:
         if code is None or code == grpc.StatusCode.OK:
@@ -402,7 +416,42 @@ class _Connectivity:
 # --------------------------------------------------------------------------------------------
 
 
-class HeadlessChannel(grpc.Channel):
+class _Channel:
+    """What both channels are without I/O: their arguments (see :class:`HeadlessChannel`),
+    checked into a router, and the service they route over; each twin follows the
+    service with its own registry (:meth:`_follow`)."""
+
+    def __init__(
+        self,
+        service: Any,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        server_name: Literal["pod", "service"] = "pod",
+        key: KeyFunction | None = None,
+        key_metadata: str | None = None,
+        retryable: bool | Collection[str] | Callable[[str], bool] = False,
+        retries: int = 2,
+        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
+        compression: grpc.Compression | None = None,
+        grace: float = DEFAULT_GRACE,
+        preconnect: bool = True,
+    ) -> None:
+        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
+                               retries, failure_codes, compression)
+        self._preconnect = bool(preconnect)
+        self._follow(service, grace)
+
+    def _follow(self, service: Any, grace: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def service(self) -> Any:
+        """The service calls are routed over."""
+        return self._router.service
+
+
+class HeadlessChannel(_Channel, grpc.Channel):
     """A ``grpc.Channel`` whose every call goes to a pod of *service* (see the module docs).
 
     Args:
@@ -426,34 +475,11 @@ class HeadlessChannel(grpc.Channel):
         InvalidArgument / InvalidName: a wrong argument, naming it.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        server_name: Literal["pod", "service"] = "pod",
-        key: KeyFunction | None = None,
-        key_metadata: str | None = None,
-        retryable: bool | Collection[str] | Callable[[str], bool] = False,
-        retries: int = 2,
-        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
-        compression: grpc.Compression | None = None,
-        grace: float = DEFAULT_GRACE,
-        preconnect: bool = True,
-    ) -> None:
-        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
-                               retries, failure_codes, compression)
-        self._preconnect = bool(preconnect)
+    def _follow(self, service: Any, grace: float) -> None:
         self._connectivity = _Connectivity()
         self._registry: ClientRegistry[_PodChannel] = ClientRegistry(
             service, self._open, close=self._close_pod, failures=(), grace=grace,
         )
-
-    @property
-    def service(self) -> Any:
-        """The service calls are routed over."""
-        return self._router.service
 
     @property
     def registry(self) -> ClientRegistry[_PodChannel]:
@@ -461,12 +487,7 @@ class HeadlessChannel(grpc.Channel):
         return self._registry
 
     def _open(self, endpoint: Endpoint) -> _PodChannel:
-        router = self._router
-        options = router.channel_options(endpoint)
-        if router.credentials is not None:
-            channel = grpc.secure_channel(_target(endpoint), router.credentials, options, router.compression)
-        else:
-            channel = grpc.insecure_channel(_target(endpoint), options, router.compression)
+        channel = self._router.dial(endpoint, grpc)
         pod = _PodChannel(endpoint, channel)
         if self._preconnect:
             _preconnect(channel)
@@ -595,9 +616,8 @@ class _MultiCallable:
         self._deserializer = deserializer
         self._registered = registered
 
-    def _begin(self, request: Request) -> tuple[Lease[_PodChannel], Any]:
-        endpoint = self._router.pick(request)
-        lease = self._channel._registry.lease(endpoint)
+    def _begin(self, attempts: Attempts) -> tuple[Lease[_PodChannel], Any]:
+        lease = self._channel._registry.lease(self._router.pick(attempts))
         try:
             call = lease.client.callable(self.kind, self._method, self._serializer, self._deserializer,
                                          self._registered)
@@ -613,7 +633,7 @@ class _MultiCallable:
 
     def _watched(self, request: Request, invoke: Callable[[Any], Any]) -> Any:
         """Start a call that settles when done (futures and response streams)."""
-        lease, multicallable = self._begin(request)
+        lease, multicallable = self._begin(Attempts(request, 1))
         try:
             call = invoke(multicallable)
         except grpc.RpcError as exc:
@@ -632,22 +652,14 @@ class _MultiCallable:
         router = self._router
         attempts = router.attempts(self._method, routing)
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: grpc.RpcError | None = None
-        for attempt in range(attempts):
-            try:
-                lease, multicallable = self._begin(routing)
-            except NoPodError:
-                if last is not None:
-                    raise last from None
-                raise
+        while True:  # bounded: every failure retried spends one of the attempts
+            lease, multicallable = self._begin(attempts)
             try:
                 result = invoke(multicallable, _remaining(deadline))
             except grpc.RpcError as exc:
                 code = _code_of(exc)
                 _settle(router, lease, code)
-                if code in router.failure_codes and attempt + 1 < attempts:
-                    routing = routing.excluding(lease.endpoint.identity)
-                    last = exc
+                if attempts.retry(lease.endpoint, exc, code in router.failure_codes):
                     continue
                 raise
             except BaseException:
@@ -655,8 +667,6 @@ class _MultiCallable:
                 raise
             lease.success()
             return result
-        assert last is not None  # pragma: no cover - the loop returns or raises
-        raise last
 
 
 def _code_of(call: Any) -> grpc.StatusCode | None:
@@ -721,7 +731,7 @@ class _StreamUnary(_MultiCallable, _StreamUnaryBase):
                   metadata: Metadata | None = None, credentials: Any = None,
                   wait_for_ready: bool | None = None, compression: Any = None) -> tuple[Any, grpc.Call]:
         routing, sent = self._router.request(self._method, None, metadata)
-        lease, multicallable = self._begin(routing)  # a stream of requests is sent once: no retry
+        lease, multicallable = self._begin(Attempts(routing, 1))  # a stream of requests is sent once
         try:
             result: tuple[Any, grpc.Call] = multicallable.with_call(
                 request_iterator, **self._kwargs(timeout, sent, credentials, wait_for_ready, compression))
@@ -758,7 +768,7 @@ class _StreamStream(_MultiCallable, _StreamStreamBase):
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncHeadlessChannel(grpc.aio.Channel):
+class AsyncHeadlessChannel(_Channel, grpc.aio.Channel):
     """A ``grpc.aio.Channel`` whose every call goes to a pod of an
     :class:`~headless_client.AsyncHeadlessService`; the arguments of
     :class:`HeadlessChannel`. Build it on the service's event loop.
@@ -768,25 +778,7 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
     they end.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        server_name: Literal["pod", "service"] = "pod",
-        key: KeyFunction | None = None,
-        key_metadata: str | None = None,
-        retryable: bool | Collection[str] | Callable[[str], bool] = False,
-        retries: int = 2,
-        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
-        compression: grpc.Compression | None = None,
-        grace: float = DEFAULT_GRACE,
-        preconnect: bool = True,
-    ) -> None:
-        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
-                               retries, failure_codes, compression)
-        self._preconnect = bool(preconnect)
+    def _follow(self, service: Any, grace: float) -> None:
         self._close_grace: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -797,23 +789,12 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
         self._unsubscribe = service.subscribe(self._view_changed)
 
     @property
-    def service(self) -> Any:
-        """The service calls are routed over."""
-        return self._router.service
-
-    @property
     def registry(self) -> AsyncClientRegistry[_PodChannel]:
         """The per-pod channels (``registry.clients()``: endpoint -> pod channel)."""
         return self._registry
 
     def _open(self, endpoint: Endpoint) -> _PodChannel:
-        router = self._router
-        options = router.channel_options(endpoint)
-        if router.credentials is not None:
-            channel = grpc.aio.secure_channel(_target(endpoint), router.credentials, options,
-                                              router.compression)
-        else:
-            channel = grpc.aio.insecure_channel(_target(endpoint), options, router.compression)
+        channel = self._router.dial(endpoint, grpc.aio)
         if self._preconnect:
             channel.get_state(try_to_connect=True)
         return _PodChannel(endpoint, channel)
@@ -937,10 +918,9 @@ class _AioBase:
         self._registered = registered
 
     def _start(
-        self, routing: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, attempts: Attempts, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Lease[_PodChannel], Any]:
-        endpoint = self._router.pick(routing)
-        lease = self._channel._registry.lease_now(endpoint)
+        lease = self._channel._registry.lease_now(self._router.pick(attempts))
         try:
             multicallable = lease.client.callable(self._kind, self._method, self._serializer,
                                                   self._deserializer, self._registered)
@@ -962,7 +942,7 @@ class _AioStreaming(_AioBase):
         kwargs = {"timeout": timeout, "metadata": sent, "credentials": credentials,
                   "wait_for_ready": wait_for_ready, "compression": compression}
         args = (request,) if unary or request is not None else ()
-        _, call = self._start(routing, args, kwargs)
+        _, call = self._start(Attempts(routing, 1), args, kwargs)
         return call
 
 
@@ -1009,7 +989,6 @@ class _RetryingUnaryUnaryCall(grpc.aio.UnaryUnaryCall[Any, Any]):
                  compression: Any) -> None:
         self._owner = owner
         self._request = request
-        self._routing = routing
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._kwargs = {"metadata": metadata, "credentials": credentials, "wait_for_ready": wait_for_ready,
                         "compression": compression}
@@ -1018,22 +997,17 @@ class _RetryingUnaryUnaryCall(grpc.aio.UnaryUnaryCall[Any, Any]):
 
     def _attempt(self) -> tuple[Lease[_PodChannel], Any]:
         kwargs = dict(self._kwargs, timeout=_remaining(self._deadline))
-        return self._owner._start(self._routing, (self._request,), kwargs)
+        return self._owner._start(self._attempts, (self._request,), kwargs)
 
     async def _result(self) -> Any:
-        router = self._owner._router
-        for attempt in range(self._attempts):
+        failure_codes = self._owner._router.failure_codes
+        while True:  # bounded: every failure retried spends one of the attempts
             try:
                 return await self._call
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in router.failure_codes or attempt + 1 >= self._attempts:
+                if not self._attempts.retry(self._lease.endpoint, exc, exc.code() in failure_codes):
                     raise
-                self._routing = self._routing.excluding(self._lease.endpoint.identity)
-                try:
-                    self._lease, self._call = self._attempt()
-                except NoPodError:
-                    raise exc from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._lease, self._call = self._attempt()  # with no pod left: the last failure
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._result().__await__()
