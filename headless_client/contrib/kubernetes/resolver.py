@@ -112,6 +112,11 @@ class _SliceSource:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The twin's own state (how it waits and where its watches run), made last."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (
@@ -227,6 +232,18 @@ class _SliceSource:
         log.warning("node %r has no %s label", name, ZONE_LABELS[0],
                     extra={"service": None, "pod": None, "address": None, "reason": "node_zone_missing"})
         return None
+
+    @classmethod
+    def _zone_or_node(
+        cls, environ: Mapping[str, str] | None, zone_env: str, zone_file: str | os.PathLike[str] | None,
+        node_env: str,
+    ) -> tuple[str | None, str | None]:
+        """``own_zone()`` without I/O to the API: the zone when the environment gives it,
+        else the node whose zone label must be read (None when there is none)."""
+        zone = cls._zone_from_environment(environ, zone_env, zone_file)
+        if zone is not None:
+            return zone, None
+        return None, (os.environ if environ is None else environ).get(node_env) or None
 
     @staticmethod
     def _zone_from_environment(
@@ -347,28 +364,7 @@ class EndpointSliceResolver(_SliceSource):
     (``discovery.k8s.io``) in the Services' namespaces.
     """
 
-    def __init__(
-        self,
-        config: KubernetesConfig | None = None,
-        *,
-        namespace: str | None = None,
-        cluster_domain: str | None = None,
-        timeout: float = 5.0,
-        terminating: bool = True,
-        watch_timeout: float = 300.0,
-        backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
-    ) -> None:
-        super().__init__(
-            config,
-            namespace=namespace,
-            cluster_domain=cluster_domain,
-            timeout=timeout,
-            terminating=terminating,
-            watch_timeout=watch_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
-        )
+    def _prepare(self) -> None:
         self._cond = threading.Condition(self._lock)
         self._loop = _LoopThread()
         self._fork_order = 1
@@ -467,11 +463,8 @@ class EndpointSliceResolver(_SliceSource):
         Raises:
             KubernetesForbidden: reading the node was refused (RBAC ``get nodes``).
         """
-        zone = self._zone_from_environment(environ, zone_env, zone_file)
-        if zone is not None:
-            return zone
-        node = (os.environ if environ is None else environ).get(node_env)
-        return self.node_zone(node) if node else None
+        zone, node = self._zone_or_node(environ, zone_env, zone_file, node_env)
+        return self.node_zone(node) if node else zone
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         with self._lock:
@@ -508,28 +501,7 @@ class AsyncEndpointSliceResolver(_SliceSource):
     (use the resolver on one loop). ``async with`` it, or ``await aclose()``. Same
     arguments and errors."""
 
-    def __init__(
-        self,
-        config: KubernetesConfig | None = None,
-        *,
-        namespace: str | None = None,
-        cluster_domain: str | None = None,
-        timeout: float = 5.0,
-        terminating: bool = True,
-        watch_timeout: float = 300.0,
-        backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
-    ) -> None:
-        super().__init__(
-            config,
-            namespace=namespace,
-            cluster_domain=cluster_domain,
-            timeout=timeout,
-            terminating=terminating,
-            watch_timeout=watch_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
-        )
+    def _prepare(self) -> None:
         self._event: asyncio.Event | None = None
 
     def _wake(self) -> None:
@@ -595,11 +567,8 @@ class AsyncEndpointSliceResolver(_SliceSource):
         node_env: str = NODE_ENV,
     ) -> str | None:
         """As :meth:`EndpointSliceResolver.own_zone`, awaited."""
-        zone = self._zone_from_environment(environ, zone_env, zone_file)
-        if zone is not None:
-            return zone
-        node = (os.environ if environ is None else environ).get(node_env)
-        return await self.node_zone(node) if node else None
+        zone, node = self._zone_or_node(environ, zone_env, zone_file, node_env)
+        return await self.node_zone(node) if node else zone
 
     async def aclose(self) -> None:
         """Cancel every watch and wait for them to end; harmless twice."""
