@@ -15,7 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterator
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypedDict, TypeVar
 
 from ._spans import annotate
 from .attempts import Attempts
@@ -29,9 +29,11 @@ __all__ = [
     "AsyncCallFunction",
     "CallFunction",
     "RegistryFace",
+    "RequestFields",
     "check_service",
     "checked_retries",
     "request_from",
+    "request_of",
 ]
 
 log = logging.getLogger("headless_client.registry")
@@ -71,6 +73,40 @@ def request_from(
             raise InvalidName("pass request= or the request's fields (key=, partition=...), not both")
         return request
     return Request(key, partition, ordinal, hostname, role, any_pod)
+
+
+class RequestFields(TypedDict, total=False):
+    """The keyword arguments of a registry's ``acquire``, ``client`` and ``call`` that
+    describe the request instead of a whole one: the fields of a
+    :class:`~headless_client.Request` (``key``, ``partition``, ``ordinal``, ``hostname``,
+    ``role``, ``any_pod``)."""
+
+    key: object | None
+    partition: Hashable | None
+    ordinal: int | None
+    hostname: str | None
+    role: Role | None
+    any_pod: bool
+
+
+_REQUEST_FIELDS = frozenset(RequestFields.__annotations__)
+
+
+def request_of(call: str, request: Request | None, fields: RequestFields) -> Request:
+    """:func:`request_from` for a call that takes the fields as ``**fields``.
+
+    Raises:
+        InvalidArgument: a keyword that is no field of a request (naming it), or as
+            :func:`request_from`.
+    """
+    unknown = sorted(set(fields) - _REQUEST_FIELDS)
+    if unknown:
+        known = sorted(_REQUEST_FIELDS)
+        raise InvalidArgument(f"{call}() got unexpected keyword arguments {unknown}; known: {known}")
+    return request_from(
+        request, fields.get("key"), fields.get("partition"), fields.get("ordinal"),
+        fields.get("hostname"), fields.get("role"), fields.get("any_pod", False),
+    )  # fmt: skip
 
 
 def check_service(service: object, awaited: bool) -> None:

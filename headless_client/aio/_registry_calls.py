@@ -12,14 +12,16 @@ generates the blocking twin ``headless_client/_registry_calls.py`` from it, and
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Hashable
+from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, TypeVar
 
-from .._registry_face import AsyncCallFunction, RegistryFace, checked_retries, request_from
+from typing_extensions import Unpack
+
+from .._registry_face import AsyncCallFunction, RegistryFace, RequestFields, checked_retries, request_of
 from ..attempts import Attempts
 from ..errors import HeadlessClientError
 from ..registry_core import Lease
-from ..request import Request, Role
+from ..request import Request
 
 if TYPE_CHECKING:
     from ..endpoints import Endpoint
@@ -37,42 +39,29 @@ class AsyncRegistryCalls(RegistryFace[C]):
 
         async def lease(self, endpoint: Endpoint) -> Lease[C]: ...
 
-    async def acquire(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> Lease[C]:
+    async def acquire(self, request: Request | None = None, **fields: Unpack[RequestFields]) -> Lease[C]:
         """A lease on the client of the pod the strategy picks for the request.
 
         The call counts in flight until you give its outcome on the lease
         (``lease.success()``, ``lease.failure()`` or ``lease.neutral()``); prefer
         :meth:`client`, which does it for you.
 
+        Args:
+            request: the whole request (:class:`~headless_client.Request`), or
+            **fields: its fields (:class:`~headless_client._registry_face.RequestFields`):
+                ``key``, ``partition``, ``ordinal``, ``hostname``, ``role``, ``any_pod``.
+
         Raises:
             ServiceClosed: the registry is closed.
             NoEndpointsAvailable / LeaderNotAvailable / EndpointNotFound: nothing to pick.
             Exception: whatever the factory raised.
         """
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
+        wanted = request_of("acquire", request, fields)
         return await self.lease(self.service.core.pick(wanted))
 
     @contextlib.asynccontextmanager
     async def client(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
+        self, request: Request | None = None, **fields: Unpack[RequestFields]
     ) -> AsyncIterator[Lease[C]]:
         """``async with registry.client(key=...) as (endpoint, client):`` one call on one pod.
 
@@ -80,7 +69,7 @@ class AsyncRegistryCalls(RegistryFace[C]):
         ``failures`` recognises reports a failure; any other exception reports nothing
         about the pod. Arguments and errors as :meth:`acquire`.
         """
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
+        wanted = request_of("client", request, fields)
         with self._reported(await self.acquire(wanted)) as lease:
             yield lease
 
@@ -90,12 +79,7 @@ class AsyncRegistryCalls(RegistryFace[C]):
         request: Request | None = None,
         *,
         retries: int = 0,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
+        **fields: Unpack[RequestFields],
     ) -> T:
         """``await fn(client)`` on the picked pod; on a failure (see ``failures``), up to
         *retries* more times on other pods. Retry only idempotent work. Calls pinned to
@@ -106,7 +90,7 @@ class AsyncRegistryCalls(RegistryFace[C]):
             Exception: the last failure, or what ``fn`` raised otherwise.
         """
         retries = checked_retries(retries)
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
+        wanted = request_of("call", request, fields)
         attempts = self._attempts(wanted, retries)
         lease = await self.acquire(wanted)
         while True:  # bounded: every failure retried spends one of the attempts
