@@ -282,8 +282,26 @@ class BaseResolver:
         Raises:
             InvalidName: a bad name, ordinal, count or port, or no namespace.
         """
-        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
-        return Lookup(plan, self.exchange_config, statefulset)
+        validate_label(statefulset, "statefulset")
+        validate_ordinal(start, "start")
+        if replicas is not None:
+            validate_ordinal(replicas, "replicas")
+        validate_ordinal(max_gap, "max_gap")
+        ns = self._namespace(namespace, statefulset)
+        svc = service or statefulset
+        svc_fqdn = service_fqdn(svc, ns, cluster_domain=self.cluster_domain)
+        # Enough candidates for every pod plus a run of gaps, and no more: the walk is bounded.
+        limit = (replicas if replicas is not None else 10_000) + 2 * max(max_gap, 1)
+        names = (
+            pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
+            for i in range(start, start + limit)
+        )
+        options = self._options()
+        plan = plan_statefulset(
+            svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
+            options, max_gap=max(max_gap, 1),
+        )
+        return Lookup(self._logged(plan, options, svc_fqdn), self.exchange_config, statefulset)
 
     # -- plans --------------------------------------------------------------------
 
@@ -322,37 +340,6 @@ class BaseResolver:
         fqdn = service_fqdn(hostname if hostname.endswith(".") else hostname + ".")
         options = self._options()
         return self._logged(plan_pod(fqdn, _check_port(port), options), options, fqdn)
-
-    def _statefulset_plan(
-        self,
-        statefulset: str,
-        namespace: str | None,
-        service: str | None,
-        port: int | None,
-        start: int,
-        replicas: int | None,
-        max_gap: int,
-    ) -> Plan[EndpointSet]:
-        validate_label(statefulset, "statefulset")
-        validate_ordinal(start, "start")
-        if replicas is not None:
-            validate_ordinal(replicas, "replicas")
-        validate_ordinal(max_gap, "max_gap")
-        ns = self._namespace(namespace, statefulset)
-        svc = service or statefulset
-        svc_fqdn = service_fqdn(svc, ns, cluster_domain=self.cluster_domain)
-        # Enough candidates for every pod plus a run of gaps, and no more: the walk is bounded.
-        limit = (replicas if replicas is not None else 10_000) + 2 * max(max_gap, 1)
-        names = (
-            pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
-            for i in range(start, start + limit)
-        )
-        options = self._options()
-        plan = plan_statefulset(
-            svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
-            options, max_gap=max(max_gap, 1),
-        )
-        return self._logged(plan, options, svc_fqdn)
 
     def _namespace(self, namespace: str | None, what: str) -> str:
         ns = namespace or self.namespace

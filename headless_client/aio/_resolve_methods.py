@@ -16,6 +16,9 @@ from __future__ import annotations
 
 from typing import Any, Protocol, TypeVar
 
+from typing_extensions import Unpack
+
+from .._resolve_options import PodOptions, StatefulSetOptions
 from ..endpoints import Endpoint, EndpointSet
 from ..exchange import Lookup
 
@@ -74,34 +77,28 @@ class AsyncResolveMethods:
         self: _LookupsAndDriver,
         statefulset: str,
         ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
+        **options: Unpack[PodOptions],
     ) -> Endpoint:
         """The endpoint of StatefulSet pod *ordinal* (``<sts>-<n>.<service>...``).
 
-        ``port`` defaults to 0 (unknown). A dual-stack pod gives its IPv4 endpoint.
+        ``**options`` (:class:`~headless_client._resolve_options.PodOptions`):
+        ``namespace``, ``service`` (default: *statefulset*) and ``port`` (default 0,
+        unknown). A dual-stack pod gives its IPv4 endpoint.
 
         Raises:
             ServiceNotFound: the pod name does not exist (not created, or not ready).
         """
-        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
-        pod = await self._run_lookup(lookup)
+        pod = await self._run_lookup(self.pod_lookup(statefulset, ordinal, **options))
         return pod[0]
 
     async def resolve_pod_all(
         self: _LookupsAndDriver,
         statefulset: str,
         ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
+        **options: Unpack[PodOptions],
     ) -> EndpointSet:
-        """Every endpoint of one pod (one per address family)."""
-        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
-        return await self._run_lookup(lookup)
+        """Every endpoint of one pod (one per address family); options as :meth:`resolve_pod`."""
+        return await self._run_lookup(self.pod_lookup(statefulset, ordinal, **options))
 
     async def resolve_host(self: _LookupsAndDriver, hostname: str, port: int = 0) -> EndpointSet:
         """The endpoints of one absolute host name (a pod FQDN), A and AAAA.
@@ -114,19 +111,15 @@ class AsyncResolveMethods:
     async def resolve_statefulset(
         self: _LookupsAndDriver,
         statefulset: str,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-        start: int = 0,
-        replicas: int | None = None,
-        max_gap: int = 8,
+        **options: Unpack[StatefulSetOptions],
     ) -> EndpointSet:
         """Pod identities of a StatefulSet whose service has no named port.
 
         Learns the pod count from the service's A/AAAA answer (or *replicas*), then asks
         ``<sts>-<i>.<service>...`` from *start* concurrently, tolerating gaps (unready
         pods), until the count is found or *max_gap* ordinals in a row are missing.
+        ``**options`` (:class:`~headless_client._resolve_options.StatefulSetOptions`):
+        ``namespace``, ``service``, ``port``, ``start`` (0), ``replicas``, ``max_gap`` (8).
 
         Raises:
             ServiceNotFound: the service name does not exist (when *replicas* is None).
@@ -136,8 +129,4 @@ class AsyncResolveMethods:
             NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
             ResolutionError: the pod names could not be asked.
         """
-        lookup = self.statefulset_lookup(
-            statefulset, namespace=namespace, service=service, port=port, start=start,
-            replicas=replicas, max_gap=max_gap,
-        )  # fmt: skip
-        return await self._run_lookup(lookup)
+        return await self._run_lookup(self.statefulset_lookup(statefulset, **options))
