@@ -53,13 +53,13 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Literal
 
+from ._extras import missing_extra
+
 try:
     import aiohttp
     from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, payload
 except ImportError as exc:  # pragma: no cover - exercised by a test with aiohttp hidden
-    raise ImportError(
-        "headless_client.contrib.aiohttp needs aiohttp >= 3.12: pip install 'headless-client[aiohttp]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.aiohttp", "aiohttp >= 3.12", "aiohttp") from exc
 
 from .._registry_face import check_service
 from .._spans import annotate

@@ -58,13 +58,13 @@ import time
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
+from ._extras import missing_extra
+
 try:
     import grpc
     import grpc.aio
 except ImportError as exc:  # pragma: no cover - exercised by a test with grpc hidden
-    raise ImportError(
-        "headless_client.contrib.grpc needs grpcio: pip install 'headless-client[grpc]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.grpc", "grpcio", "grpc") from exc
 
 from ..aio.registry import AsyncClientRegistry
 from ..attempts import Attempts

@@ -55,12 +55,12 @@ leader) an ``httpx.ConnectError`` is raised whose ``__cause__`` is the library's
 
 from __future__ import annotations
 
+from ._extras import missing_extra
+
 try:
     import httpx  # noqa: F401 - checked here, for the message
 except ImportError as exc:  # pragma: no cover - exercised by a test with httpx hidden
-    raise ImportError(
-        "headless_client.contrib.httpx needs httpx: pip install 'headless-client[httpx]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.httpx", "httpx", "httpx") from exc
 
 from ._http_routing import IDEMPOTENT_METHODS
 from ._httpx_async import AsyncHeadlessTransport

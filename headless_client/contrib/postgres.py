@@ -59,6 +59,7 @@ from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidArgument, InvalidName, NoEndpointsAvailable
 from ..request import READ, WRITE, Role
 from ..strategies.base import distinct_pods
+from ._extras import missing_extra
 
 if TYPE_CHECKING:
     import psycopg
@@ -103,7 +104,7 @@ def _driver(module: str, what: str, needs: str) -> Any:
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # pragma: no cover - the drivers are in the test extra
-        raise ImportError(f"{what} needs {needs}: pip install 'headless-client[postgres]'") from exc
+        raise missing_extra(what, needs, "postgres") from exc
 
 
 def _need_psycopg() -> Any:

@@ -50,15 +50,15 @@ from typing import Any, TypeVar
 
 from typing_extensions import Self
 
+from ._extras import missing_extra
+
 try:
     import redis
     import redis.asyncio
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - redis is in the test extra
-    raise ImportError(
-        "headless_client.contrib.redis needs redis-py: pip install 'headless-client[redis]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.redis", "redis-py", "redis") from exc
 
 from ..endpoints import Endpoint
 from ..errors import InvalidArgument, InvalidName

@@ -54,15 +54,15 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ._extras import missing_extra
+
 try:
     import requests
     import requests.adapters
     import urllib3
     import urllib3.exceptions
 except ImportError as exc:  # pragma: no cover - exercised by a test with requests hidden
-    raise ImportError(
-        "headless_client.contrib.requests needs requests: pip install 'headless-client[requests]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.requests", "requests", "requests") from exc
 
 from ..attempts import Attempts
 from ..endpoints import Endpoint
