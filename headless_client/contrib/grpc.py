@@ -56,7 +56,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
 
 from ._extras import missing_extra
 
@@ -84,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("headless_client.grpc")
+
+MC = TypeVar("MC")
+CH = TypeVar("CH", bound="_Channel")
 
 KEY_METADATA = "headless-client-key"
 ORDINAL_METADATA = "headless-client-ordinal"
@@ -317,6 +320,21 @@ def _settle(router: _Router, lease: Lease[Any], code: grpc.StatusCode | None) ->
         lease.neutral()
 
 
+@contextlib.contextmanager
+def _settled_if_it_fails(router: _Router, lease: Lease[Any]) -> Iterator[None]:
+    """Around starting a call on a leased pod: an RPC error settles the lease by its status
+    code, anything else leaves it neutral; both propagate. A clean exit settles nothing
+    (the caller settles when the call ends)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        _settle(router, lease, _code_of(exc))
+        raise
+    except BaseException:
+        lease.neutral()
+        raise
+
+
 def _remaining(deadline: float | None) -> float | None:
     if deadline is None:
         return None
@@ -416,6 +434,19 @@ class _Connectivity:
 # --------------------------------------------------------------------------------------------
 
 
+def _multicallable(kind: Callable[[], Callable[[Any, str, Any, Any, bool], MC]]) -> Callable[..., MC]:
+    """A channel's ``unary_unary``, ``unary_stream``, ``stream_unary`` or ``stream_stream``
+    (gRPC's four share one signature): a multicallable of the class *kind* gives (looked
+    up when called: the classes come later in this module) whose calls each go to a pod."""
+
+    def multicallable(self: Any, method: str, request_serializer: Any = None,
+                      response_deserializer: Any = None, _registered_method: bool = False) -> MC:
+        """A multicallable whose calls each go to a picked pod."""
+        return kind()(self, method, request_serializer, response_deserializer, _registered_method)
+
+    return multicallable
+
+
 class _Channel:
     """What both channels are without I/O: their arguments (see :class:`HeadlessChannel`),
     checked into a router, and the service they route over; each twin follows the
@@ -500,25 +531,10 @@ class HeadlessChannel(_Channel, grpc.Channel):
 
     # -- multicallables ------------------------------------------------------------------------
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _UnaryUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.UnaryStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _UnaryStream(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.StreamUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _StreamUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> grpc.StreamStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _StreamStream(self, method, request_serializer, response_deserializer, _registered_method)
+    unary_unary = _multicallable(lambda: _UnaryUnary)
+    unary_stream = _multicallable(lambda: _UnaryStream)
+    stream_unary = _multicallable(lambda: _StreamUnary)
+    stream_stream = _multicallable(lambda: _StreamStream)
 
     # -- connectivity ----------------------------------------------------------------------------
 
@@ -602,12 +618,13 @@ else:
     _StreamStreamBase = grpc.StreamStreamMultiCallable
 
 
-class _MultiCallable:
-    """What the four sync kinds share: the pick, the lease, the per-pod multicallable."""
+class _OfKind(Generic[CH]):
+    """What every multicallable keeps, sync or asyncio: its kind (``unary_unary``...), its
+    channel and that channel's router, the method and its (de)serialisers."""
 
     kind = ""
 
-    def __init__(self, channel: HeadlessChannel, method: str, serializer: Any, deserializer: Any,
+    def __init__(self, channel: CH, method: str, serializer: Any, deserializer: Any,
                  registered: bool) -> None:
         self._channel = channel
         self._router = channel._router
@@ -616,11 +633,18 @@ class _MultiCallable:
         self._deserializer = deserializer
         self._registered = registered
 
+    def _on(self, pod: _PodChannel) -> Any:
+        """The multicallable of this kind on *pod*'s own channel."""
+        return pod.callable(self.kind, self._method, self._serializer, self._deserializer, self._registered)
+
+
+class _MultiCallable(_OfKind["HeadlessChannel"]):
+    """What the four sync kinds share: the pick, the lease, the per-pod multicallable."""
+
     def _begin(self, attempts: Attempts) -> tuple[Lease[_PodChannel], Any]:
         lease = self._channel._registry.lease(self._router.pick(attempts))
         try:
-            call = lease.client.callable(self.kind, self._method, self._serializer, self._deserializer,
-                                         self._registered)
+            call = self._on(lease.client)
         except BaseException:
             lease.neutral()
             raise
@@ -634,14 +658,8 @@ class _MultiCallable:
     def _watched(self, request: Request, invoke: Callable[[Any], Any]) -> Any:
         """Start a call that settles when done (futures and response streams)."""
         lease, multicallable = self._begin(Attempts(request, 1))
-        try:
+        with _settled_if_it_fails(self._router, lease):
             call = invoke(multicallable)
-        except grpc.RpcError as exc:
-            _settle(self._router, lease, _code_of(exc))
-            raise
-        except BaseException:
-            lease.neutral()
-            raise
         router = self._router
         call.add_done_callback(lambda done: _settle(router, lease, _code_of(done)))
         return call
@@ -732,15 +750,9 @@ class _StreamUnary(_MultiCallable, _StreamUnaryBase):
                   wait_for_ready: bool | None = None, compression: Any = None) -> tuple[Any, grpc.Call]:
         routing, sent = self._router.request(self._method, None, metadata)
         lease, multicallable = self._begin(Attempts(routing, 1))  # a stream of requests is sent once
-        try:
+        with _settled_if_it_fails(self._router, lease):
             result: tuple[Any, grpc.Call] = multicallable.with_call(
                 request_iterator, **self._kwargs(timeout, sent, credentials, wait_for_ready, compression))
-        except grpc.RpcError as exc:
-            _settle(self._router, lease, _code_of(exc))
-            raise
-        except BaseException:
-            lease.neutral()
-            raise
         lease.success()
         return result
 
@@ -807,28 +819,10 @@ class AsyncHeadlessChannel(_Channel, grpc.aio.Channel):
 
     # -- multicallables ------------------------------------------------------------------------
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioUnaryUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.aio.UnaryStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioUnaryStream(self, "unary_stream", method, request_serializer, response_deserializer,
-                               _registered_method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.aio.StreamUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioStreamUnary(self, "stream_unary", method, request_serializer, response_deserializer,
-                               _registered_method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> grpc.aio.StreamStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioStreamStream(self, "stream_stream", method, request_serializer, response_deserializer,
-                                _registered_method)
+    unary_unary = _multicallable(lambda: _AioUnaryUnary)
+    unary_stream = _multicallable(lambda: _AioUnaryStream)
+    stream_unary = _multicallable(lambda: _AioStreamUnary)
+    stream_stream = _multicallable(lambda: _AioStreamStream)
 
     # -- connectivity ----------------------------------------------------------------------------
 
@@ -906,25 +900,13 @@ class AsyncHeadlessChannel(_Channel, grpc.aio.Channel):
         return f"<AsyncHeadlessChannel {self._registry!r}>"
 
 
-class _AioBase:
-    def __init__(self, channel: AsyncHeadlessChannel, kind: str, method: str, serializer: Any,
-                 deserializer: Any, registered: bool) -> None:
-        self._channel = channel
-        self._router = channel._router
-        self._kind = kind
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
-        self._registered = registered
-
+class _AioBase(_OfKind["AsyncHeadlessChannel"]):
     def _start(
         self, attempts: Attempts, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Lease[_PodChannel], Any]:
         lease = self._channel._registry.lease_now(self._router.pick(attempts))
         try:
-            multicallable = lease.client.callable(self._kind, self._method, self._serializer,
-                                                  self._deserializer, self._registered)
-            call = multicallable(*args, **kwargs)
+            call = self._on(lease.client)(*args, **kwargs)
         except BaseException:
             lease.neutral()
             raise
@@ -937,7 +919,7 @@ class _AioStreaming(_AioBase):
 
     def _invoke(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                 wait_for_ready: bool | None, compression: Any) -> Any:
-        unary = self._kind == "unary_stream"
+        unary = self.kind == "unary_stream"
         routing, sent = self._router.request(self._method, request if unary else None, metadata)
         kwargs = {"timeout": timeout, "metadata": sent, "credentials": credentials,
                   "wait_for_ready": wait_for_ready, "compression": compression}
@@ -947,30 +929,33 @@ class _AioStreaming(_AioBase):
 
 
 class _AioUnaryStream(_AioStreaming, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
+    kind = "unary_stream"
+
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class _AioStreamUnary(_AioStreaming, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
+class _AioStreamsIn(_AioStreaming):
+    """``stream_unary`` and ``stream_stream``: called with an iterator of requests."""
+
     def __call__(self, request_iterator: Any = None, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class _AioStreamStream(_AioStreaming, grpc.aio.StreamStreamMultiCallable[Any, Any]):
-    def __call__(self, request_iterator: Any = None, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
-        return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
+class _AioStreamUnary(_AioStreamsIn, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
+    kind = "stream_unary"
+
+
+class _AioStreamStream(_AioStreamsIn, grpc.aio.StreamStreamMultiCallable[Any, Any]):
+    kind = "stream_stream"
 
 
 class _AioUnaryUnary(_AioBase, grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
-    def __init__(self, channel: AsyncHeadlessChannel, method: str, serializer: Any, deserializer: Any,
-                 registered: bool) -> None:
-        super().__init__(channel, "unary_unary", method, serializer, deserializer, registered)
+    kind = "unary_unary"
 
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
