@@ -398,8 +398,16 @@ class _Handler(BaseHTTPRequestHandler):
             self.request.do_handshake()  # a failed handshake ends this connection only
             self.request.settimeout(None)
         super().setup()
-        with self.server.api._lock:
-            self.server.api._sockets.add(self.connection)
+        api = self.server.api
+        with api._lock:
+            # A connection accepted just before down()/close() took its copy of the sockets
+            # would otherwise keep being served (a watch streaming on) while the API is down.
+            live = api._server is self.server
+            if live:
+                api._sockets.add(self.connection)
+        if not live:
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
 
     def finish(self) -> None:
         with self.server.api._lock:
