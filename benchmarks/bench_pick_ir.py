@@ -566,7 +566,7 @@ def main(argv: list[str] | None = None) -> int:
         return "" if args.no_wall else f", {walls[peer] / walls[ours]:.2f}x wall"
 
     failed = False
-    print("\nSide by side (targets on the median; floor or peer / ours, higher is better):")
+    print("\nSide by side (medians; targets checked on the worst figure; floor or peer / ours, higher is better):")
     for ours, other, target, ratio_target in COMPARISONS:
         if ours not in irs or (other is not None and other not in irs):
             continue
