@@ -8,16 +8,17 @@ what does I/O: starting, refreshing, waiting, connecting and closing.
 
 from __future__ import annotations
 
+import contextlib
 import ssl
 import weakref
-from collections.abc import Callable, Collection, Hashable
+from collections.abc import Callable, Collection, Hashable, Iterator
 from typing import Any, ClassVar, Protocol, TypedDict
 
 from typing_extensions import Unpack
 
 from ._settings import ServiceSettings, settings_from
 from .clock import Clock, register_waker
-from .connect import ConnectPolicy
+from .connect import ConnectPlan, ConnectPolicy
 from .core import ServiceCore, Subscriber
 from .endpoints import Endpoint, EndpointSet
 from .events import EventKind
@@ -25,6 +26,7 @@ from .health import HealthPolicy
 from .lookup_runner import LookupRunner, check_resolver
 from .refresh import RefreshPolicy
 from .request import Request, Role, refuse_unknown, request_for
+from .sockets import check_dial_options
 from .stats import ServiceStats
 
 __all__ = ["ConnectOptions", "PickFields", "ServiceFace"]
@@ -249,6 +251,52 @@ class ServiceFace:
         return self._core.stats(self._clock(), self._runner.questions)
 
     # -- shared by connect() and connection() ------------------------------------------------
+
+    def _connect_plan(
+        self,
+        request: Request,
+        policy: ConnectPolicy,
+        ssl_context: ssl.SSLContext | None,
+        source_address: tuple[str, int] | None,
+    ) -> ConnectPlan:
+        """The sans-I/O plan a driver's connect loop follows, after checking the dial options."""
+        check_dial_options(ssl_context, source_address)
+        return self._core.connect_plan(request, policy, self._clock(), self._runner.timeout)
+
+    @contextlib.contextmanager
+    def _reporting(self, endpoint: Endpoint) -> Iterator[None]:
+        """The outcome of a ``connection()`` block on *endpoint*, for both drivers: its
+        latency as a success on a clean exit, a failure on ``OSError``; any other exception
+        only ends the in-flight count (a ``NotLeader`` says nothing about the pod's health)."""
+        core, clock = self._core, self._clock
+        start = clock()
+        try:
+            yield
+        except OSError:
+            core.report_failure(endpoint, clock())
+            raise
+        except BaseException:
+            core.finished(endpoint)
+            raise
+        core.report_success(endpoint, clock() - start, clock())
+
+    @contextlib.contextmanager
+    def _dialling(self, plan: ConnectPlan, endpoint: Endpoint) -> Iterator[None]:
+        """One dial of a connect plan, for both drivers: the pod counts in flight while
+        dialled (report_failure's decrement balances it); an ``OSError`` is the pod's
+        failure and the plan's, and is swallowed (the driver asks the plan what next);
+        anything else ends the count and propagates."""
+        core = self._core
+        core.started(endpoint)
+        try:
+            yield
+        except OSError as exc:
+            # Through the public method, so a subclass hooking it sees dial failures.
+            self.report_failure(endpoint)
+            plan.failed(endpoint, exc, self._clock())
+        except BaseException:
+            core.finished(endpoint)
+            raise
 
     def _connect_args(
         self, key: object | None, options: ConnectOptions

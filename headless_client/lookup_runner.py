@@ -23,8 +23,8 @@ from contextlib import nullcontext
 from dataclasses import replace
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from .endpoints import EndpointSet
-from .errors import InvalidArgument
+from .endpoints import Endpoint, EndpointSet
+from .errors import InvalidArgument, ResolutionError
 from .interrupt import Interrupt
 from .lookup import Plan
 
@@ -258,22 +258,31 @@ class LookupRunner:
         )
         return result
 
-    def resolve_host_blocking(self, hostname: str, port: int) -> EndpointSet:
-        """One pod name's endpoints, blocking."""
-        if self.lookups:
-            from .transport import run_lookup
+    def reresolve_blocking(self, endpoint: Endpoint) -> EndpointSet | None:
+        """*endpoint*'s pod name looked up again, blocking; None when the lookup failed
+        (the connect plan then keeps the address it had)."""
+        hostname, port = endpoint.hostname or "", endpoint.port
+        try:
+            if self.lookups:
+                from .transport import run_lookup
 
-            found: EndpointSet = run_lookup(self.resolver.host_lookup(hostname, port))
-            return found
-        result: EndpointSet = self.resolver.resolve_host(hostname, port)
+                found: EndpointSet = run_lookup(self.resolver.host_lookup(hostname, port))
+                return found
+            result: EndpointSet = self.resolver.resolve_host(hostname, port)
+        except ResolutionError:
+            return None
         return result
 
-    async def resolve_host_async(self, hostname: str, port: int) -> EndpointSet:
-        """One pod name's endpoints, awaited."""
-        if self.lookups:
-            found: EndpointSet = await _run_lookup_async(self.resolver.host_lookup(hostname, port))
-            return found
-        result: EndpointSet = await self.resolver.resolve_host(hostname, port)
+    async def reresolve_async(self, endpoint: Endpoint) -> EndpointSet | None:
+        """As :meth:`reresolve_blocking`, awaited."""
+        hostname, port = endpoint.hostname or "", endpoint.port
+        try:
+            if self.lookups:
+                found: EndpointSet = await _run_lookup_async(self.resolver.host_lookup(hostname, port))
+                return found
+            result: EndpointSet = await self.resolver.resolve_host(hostname, port)
+        except ResolutionError:
+            return None
         return result
 
 

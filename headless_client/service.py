@@ -31,7 +31,7 @@ from .errors import ResolutionError, ServiceClosed, ServiceNotFound
 from .refresher import ServiceEntry, dispatcher, refresher_for
 from .request import Request
 from .resolver import Resolver
-from .sockets import check_dial_options, open_socket
+from .sockets import open_socket
 
 __all__ = ["HeadlessService"]
 
@@ -270,38 +270,20 @@ class HeadlessService(ServiceFace):
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[socket.socket, Endpoint]:
-        check_dial_options(ssl_context, source_address)
-        core, clock = self._core, self._clock
-        plan = core.connect_plan(request, policy, clock(), self._runner.timeout)
+        plan = self._connect_plan(request, policy, ssl_context, source_address)
         while True:
-            action = plan.next(clock())
+            action = plan.next(self._clock())
             if isinstance(action, Dial):
-                endpoint = action.endpoint
-                # Counted in flight while dialling, so report_failure's decrement balances it.
-                core.started(endpoint)
-                try:
+                with self._dialling(plan, action.endpoint):
                     sock = open_socket(
-                        endpoint, action.timeout, ssl_context, action.server_hostname, source_address
+                        action.endpoint, action.timeout, ssl_context, action.server_hostname, source_address
                     )
-                except OSError as exc:
-                    # Through the public method, so a subclass hooking it sees dial failures.
-                    self.report_failure(endpoint)
-                    plan.failed(endpoint, exc, clock())
-                    continue
-                except BaseException:
-                    core.finished(endpoint)
-                    raise
-                return sock, endpoint
+                    return sock, action.endpoint
+                continue
             if isinstance(action, Backoff):
-                self._wait(lambda: core.closed, clock() + action.seconds)
+                self._wait(lambda: self._core.closed, self._clock() + action.seconds)
             elif isinstance(action, Reresolve):
-                try:
-                    found: EndpointSet | None = self._runner.resolve_host_blocking(
-                        action.endpoint.hostname or "", action.endpoint.port
-                    )
-                except ResolutionError:
-                    found = None
-                plan.reresolved(action.endpoint, found)
+                plan.reresolved(action.endpoint, self._runner.reresolve_blocking(action.endpoint))
             else:
                 assert isinstance(action, GiveUp)
                 raise action.error
@@ -319,17 +301,8 @@ class HeadlessService(ServiceFace):
         Arguments and errors as :meth:`connect`.
         """
         sock, endpoint = self._connect(*self._connect_args(key, options))
-        start = self._clock()
-        try:
-            with sock:
-                yield sock
-        except OSError:
-            self._core.report_failure(endpoint, self._clock())
-            raise
-        except BaseException:
-            self._core.finished(endpoint)
-            raise
-        self._core.report_success(endpoint, self._clock() - start, self._clock())
+        with self._reporting(endpoint), sock:
+            yield sock
 
     def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """A pod answered "not the leader" for *partition*: update routing.

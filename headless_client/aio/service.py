@@ -28,7 +28,6 @@ from ..endpoints import Endpoint, EndpointSet
 from ..errors import ResolutionError, ServiceClosed, ServiceNotFound
 from ..lookup_runner import LookupRunner
 from ..request import Request
-from ..sockets import check_dial_options
 from . import streams as _streams
 from .resolver import AsyncResolver
 from .streams import Streams
@@ -374,39 +373,22 @@ class AsyncHeadlessService(ServiceFace):
         ssl_context: ssl.SSLContext | None,
         source_address: tuple[str, int] | None,
     ) -> tuple[Streams, Endpoint]:
-        check_dial_options(ssl_context, source_address)
         self._adopt_after_fork()
-        core, clock = self._core, self._clock
-        plan = core.connect_plan(request, policy, clock(), self._runner.timeout)
+        plan = self._connect_plan(request, policy, ssl_context, source_address)
         while True:
-            action = plan.next(clock())
+            action = plan.next(self._clock())
             if isinstance(action, Dial):
-                endpoint = action.endpoint
-                core.started(endpoint)
-                try:
+                with self._dialling(plan, action.endpoint):
                     streams = await _streams.open_streams(
-                        endpoint, action.timeout, ssl_context, action.server_hostname, source_address
+                        action.endpoint, action.timeout, ssl_context, action.server_hostname, source_address
                     )
-                except OSError as exc:
-                    # Through the public method, so a subclass hooking it sees dial failures.
-                    self.report_failure(endpoint)
-                    plan.failed(endpoint, exc, clock())
-                    continue
-                except BaseException:
-                    core.finished(endpoint)
-                    raise
-                return streams, endpoint
+                    return streams, action.endpoint
+                continue
             if isinstance(action, Backoff):
-                deadline = clock() + action.seconds
-                await self._waker.wait(clock, deadline, lambda: core.closed)
+                deadline = self._clock() + action.seconds
+                await self._waker.wait(self._clock, deadline, lambda: self._core.closed)
             elif isinstance(action, Reresolve):
-                try:
-                    found: EndpointSet | None = await self._runner.resolve_host_async(
-                        action.endpoint.hostname or "", action.endpoint.port
-                    )
-                except ResolutionError:
-                    found = None
-                plan.reresolved(action.endpoint, found)
+                plan.reresolved(action.endpoint, await self._runner.reresolve_async(action.endpoint))
             else:
                 assert isinstance(action, GiveUp)
                 raise action.error
@@ -417,21 +399,14 @@ class AsyncHeadlessService(ServiceFace):
     ) -> AsyncIterator[Streams]:
         """See :meth:`headless_client.HeadlessService.connection`; yields (reader, writer)."""
         streams, endpoint = await self._connect(*self._connect_args(key, options))
-        start = self._clock()
         writer = streams[1]
         try:
-            yield streams
-        except OSError:
-            self._core.report_failure(endpoint, self._clock())
-            raise
-        except BaseException:
-            self._core.finished(endpoint)
-            raise
+            with self._reporting(endpoint):
+                yield streams
         finally:
             writer.close()
             with contextlib.suppress(OSError, asyncio.TimeoutError, ssl.SSLError):
                 await asyncio.wait_for(writer.wait_closed(), 1.0)
-        self._core.report_success(endpoint, self._clock() - start, self._clock())
 
     async def not_leader(self, partition: Hashable, hint: int | str | None = None) -> None:
         """See :meth:`headless_client.HeadlessService.not_leader`."""
