@@ -63,7 +63,7 @@ except ImportError as exc:  # pragma: no cover - redis is in the test extra
 from ..endpoints import Endpoint
 from ..errors import InvalidArgument, InvalidName
 from ..registry import DEFAULT_GRACE, ClientRegistry
-from ..strategies.sticky import Sticky
+from ..strategies.base import KeyAffinity
 
 __all__ = ["FAILURES", "AsyncRedisShards", "RedisShards", "shard_key"]
 
@@ -105,10 +105,11 @@ def shard_key(key: str | bytes, hash_tags: bool = True) -> str | bytes:
 
 
 def _checked(service: Any, retries: object) -> int:
-    if not isinstance(getattr(service, "strategy", None), Sticky):
+    strategy = getattr(service, "strategy", None)
+    if not (isinstance(strategy, KeyAffinity) and strategy.keeps_keys()):
         raise InvalidArgument(
-            f"RedisShards needs a service whose strategy is Sticky (keys must always reach the "
-            f"same pod), not {getattr(service, 'strategy', None)!r}"
+            f"RedisShards needs a service whose strategy keeps each key on one pod (Sticky "
+            f"without bounded_load, or another KeyAffinity strategy), not {strategy!r}"
         )
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InvalidName(f"retries must be an int >= 0: {retries!r}")
@@ -177,7 +178,8 @@ class RedisShards(_Shards[redis.Redis]):
             ``db``, ``socket_timeout``, ``ssl``...); not ``host`` nor ``port``.
 
     Raises:
-        InvalidArgument: a strategy that is not Sticky, or ``host``/``port`` in *options*.
+        InvalidArgument: a strategy that does not keep keys on pods (not Sticky, or Sticky
+            with bounded loads), or ``host``/``port`` in *options*.
         InvalidName: a bad *retries*.
     """
 

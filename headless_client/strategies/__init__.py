@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from .base import (
     HealthPooling,
+    KeyAffinity,
     KeyPicking,
     LeaderRouting,
     LoadTracking,
@@ -35,6 +36,7 @@ from .zone import PreferZone, local_endpoints
 __all__ = [
     "Fallback",
     "HealthPooling",
+    "KeyAffinity",
     "KeyPicking",
     "LeaderRouting",
     "LeastLoaded",

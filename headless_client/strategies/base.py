@@ -59,6 +59,7 @@ __all__ = [
     "HotFunction",
     "HotPath",
     "HotPick",
+    "KeyAffinity",
     "KeyPicking",
     "LeaderRouting",
     "LoadTracking",
@@ -160,6 +161,21 @@ class HealthPooling(Protocol):
 
     def health_pools(self, snapshot: EndpointSet) -> Sequence[Sequence[Endpoint]]:
         """Disjoint groups of *snapshot*'s endpoints; endpoints in none form one more group."""
+        ...
+
+
+@runtime_checkable
+class KeyAffinity(Protocol):
+    """Optional: whether a key keeps reaching the same pod.
+
+    Integrations that keep per-key state on the pods (a sharded cache) need a strategy
+    that sends a key to one pod while the pods are unchanged and moves it only when pods
+    come or go (consistent hashing); they ask this instead of checking a strategy's type,
+    so a user's own consistent-hashing strategy qualifies too.
+    """
+
+    def keeps_keys(self) -> bool:
+        """``True`` while each key stays on its pod (it moves only when the pods change)."""
         ...
 
 

@@ -650,6 +650,11 @@ class Sticky(UsableChoice):
     def _build(self, endpoints: EndpointSet) -> _Ring:
         return _derive(self._last, self._vnodes, endpoints)
 
+    def keeps_keys(self) -> bool:
+        """``True`` without bounded loads (:class:`~headless_client.strategies.base.KeyAffinity`):
+        with them, a key spills to another pod while its own is busy."""
+        return self._bound is None
+
     @property
     def bounded_load(self) -> float | None:
         """The bounded-loads factor, or ``None``."""

@@ -72,10 +72,26 @@ def test_keys_with_one_tag_share_a_pod_and_the_others_spread(svc) -> None:
 
 
 def test_arguments_are_checked(svc) -> None:
-    """A strategy that is not Sticky, routing settings, bad retries: clear errors."""
+    """A strategy that does not keep keys on pods (not Sticky, or spilling under bounded loads),
+    routing settings, bad retries: clear errors; a user's KeyAffinity strategy is accepted."""
     with HeadlessService("redis.prod", port="redis", resolver=StaticResolver({"redis.prod": PODS}),
                          strategy=RoundRobin()) as rr, pytest.raises(InvalidArgument, match="Sticky"):
         RedisShards(rr)
+    with HeadlessService("redis.prod", port="redis", resolver=StaticResolver({"redis.prod": PODS}),
+                         strategy=Sticky(bounded_load=1.25)) as spilling, \
+            pytest.raises(InvalidArgument, match="bounded_load"):
+        RedisShards(spilling)  # a busy pod's keys would spill to another pod's cache
+
+    class OwnRing:  # a user's consistent hashing qualifies by saying so, not by its type
+        def pick(self, endpoints, key=None):
+            return endpoints[hash(key) % len(endpoints)]
+
+        def keeps_keys(self) -> bool:
+            return True
+
+    with HeadlessService("redis.prod", port="redis", resolver=StaticResolver({"redis.prod": PODS}),
+                         strategy=OwnRing()) as own:
+        RedisShards(own).close()
     with pytest.raises(InvalidArgument, match="host"):
         RedisShards(svc, host="10.0.0.1")
     with pytest.raises(InvalidName, match="-1"):
