@@ -9,9 +9,10 @@ Each case is one DNS response, read by both paths, which give equal results (che
 Cases: 1000 SRV records with 1000 glue A records, compressed as BIND compresses (owners
 point at the question, targets and glue owners compressed) and uncompressed as CoreDNS
 writes answers; 1000 A records both ways; the A path end to end (A answer and AAAA
-NODATA -> records.address_endpoints -> EndpointSet); and, when ``named`` is installed,
-the test ground's own BIND answers for the 1000-pod ``big`` service (SRV over TCP, with
-the glue that fits, and A).
+NODATA -> records.address_endpoints -> EndpointSet); 1000 answers of one A record (a
+target asked after an SRV answer without glue); and, when ``named`` is installed, the
+test ground's own BIND answers for the 1000-pod ``big`` service (SRV over TCP: 54 KB,
+no glue; A; AAAA NODATA).
 
 Printed per case: CPU milliseconds per read (median and min..max over --runs batches),
 the slow/fast ratio, then instruction counts (Ir, ``valgrind --tool=callgrind``: the
@@ -71,14 +72,19 @@ class _Wire:
         dns.name.from_text(qname).to_wire(self.out, self.compress)
         self.out.write(struct.pack("!HH", rdtype, 1))
 
-    def record(self, section: int, owner: dns.name.Name | bytes, rdtype: int, ttl: int, rdata: Callable[[], None]) -> None:
+    def record(
+        self, section: int, owner: dns.name.Name | bytes, rdtype: int, ttl: int, rdata: bytes | Callable[[], None]
+    ) -> None:
         if isinstance(owner, bytes):
             self.out.write(owner)
         else:
             owner.to_wire(self.out, self.compress)
         at = self.out.tell()
         self.out.write(bytes(10))
-        rdata()
+        if isinstance(rdata, bytes):
+            self.out.write(rdata)
+        else:
+            rdata()
         end = self.out.tell()
         self.out.seek(at)
         self.out.write(struct.pack("!HHIH", rdtype, 1 if rdtype != OPT else 1232, ttl, end - at - 10))
@@ -86,7 +92,7 @@ class _Wire:
         self.counts[section] += 1
 
     def wire(self) -> bytes:
-        self.record(3, b"\x00", OPT, 0, lambda: None)
+        self.record(3, b"\x00", OPT, 0, b"")
         data = bytearray(self.out.getvalue())
         struct.pack_into("!HHHH", data, 4, *self.counts)
         return bytes(data)
@@ -104,7 +110,7 @@ def srv_answer(*, compress: bool) -> bytes:
 
         w.record(1, b"\xc0\x0c" if compress else owner, SRV, 30, rdata)
     for i, target in enumerate(targets):
-        w.record(3, target, A, 30, lambda i=i: w.out.write(bytes((10, 1, i // 256, i % 256))))
+        w.record(3, target, A, 30, bytes((10, 1, i // 256, i % 256)))
     return w.wire()
 
 
@@ -112,14 +118,26 @@ def a_answer(*, compress: bool) -> bytes:
     w = _Wire(DOMAIN, A, compress=compress)
     owner = dns.name.from_text(DOMAIN)
     for i in range(N):
-        w.record(1, b"\xc0\x0c" if compress else owner, A, 30, lambda i=i: w.out.write(bytes((10, 1, i // 256, i % 256))))
+        w.record(1, b"\xc0\x0c" if compress else owner, A, 30, bytes((10, 1, i // 256, i % 256)))
     return w.wire()
+
+
+def one_address_answers() -> list[tuple[str, bytes]]:
+    """1000 answers of one A record each: what a resolver reads when the SRV answer
+    carries no glue (BIND sends none for 1000 targets) and it asks every target."""
+    answers = []
+    for i in range(N):
+        qname = f"web-{i}.{DOMAIN}"
+        w = _Wire(qname, A, compress=True)
+        w.record(1, b"\xc0\x0c", A, 30, bytes((10, 1, i // 256, i % 256)))
+        answers.append((qname, w.wire()))
+    return answers
 
 
 def nodata(qname: str) -> bytes:
     w = _Wire(qname, AAAA, compress=True)
     soa = dns.name.from_text("ns.dns.cluster.local").to_wire() + dns.name.from_text("hostmaster.cluster.local").to_wire()
-    w.record(2, dns.name.from_text("cluster.local"), SOA, 30, lambda: w.out.write(soa + struct.pack("!IIIII", 1, 2, 3, 4, 5)))
+    w.record(2, dns.name.from_text("cluster.local"), SOA, 30, soa + struct.pack("!IIIII", 1, 2, 3, 4, 5))
     return w.wire()
 
 
@@ -147,51 +165,68 @@ def bind_answers() -> dict[str, bytes]:
     return found
 
 
-def cases(bind: dict[str, bytes]) -> dict[str, tuple[Callable[[], object], Callable[[], object]]]:
-    """Name -> (fast read, slow read) of every case."""
-    made: dict[str, tuple[Callable[[], object], Callable[[], object]]] = {}
+Reads = tuple[Callable[[], object], Callable[[], object]]
 
-    def srv_case(wire: bytes, qname: str, domain: str) -> tuple[Callable[[], object], Callable[[], object]]:
-        def fast() -> object:
-            got = fastwire.read_srv(wire, qname, allowed_domain=domain)
-            assert got is not None
-            return (list(got.kept), list(got.dropped)), dict(got.glue)
 
-        def slow() -> object:
-            message = dns.message.from_wire(wire)
-            return records.srv_targets(message, qname, allowed_domain=domain), records.glue_from_message(message)
+def _srv_case(wire: bytes, qname: str, domain: str) -> Reads:
+    def fast() -> object:
+        got = fastwire.read_srv(wire, qname, allowed_domain=domain)
+        assert got is not None
+        return (list(got.kept), list(got.dropped)), dict(got.glue)
 
-        return fast, slow
+    def slow() -> object:
+        message = dns.message.from_wire(wire)
+        return records.srv_targets(message, qname, allowed_domain=domain), records.glue_from_message(message)
 
-    def a_case(wire: bytes, qname: str) -> tuple[Callable[[], object], Callable[[], object]]:
-        return (
-            lambda: fastwire.read_addresses(wire, qname, A),
-            lambda: records.addresses_from_answer(dns.message.from_wire(wire), qname, A),
-        )
+    return fast, slow
 
-    def a_path(wire_a: bytes, wire_aaaa: bytes, qname: str) -> tuple[Callable[[], object], Callable[[], object]]:
-        def fast() -> EndpointSet:
-            found = [fastwire.read_addresses(wire_a, qname, A), fastwire.read_addresses(wire_aaaa, qname, AAAA)]
-            assert None not in found
-            return records.address_endpoints(found, 8080, name=qname)  # type: ignore[arg-type]
 
-        def slow() -> EndpointSet:
-            found = [
-                records.addresses_from_answer(dns.message.from_wire(wire_a), qname, A),
-                records.addresses_from_answer(dns.message.from_wire(wire_aaaa), qname, AAAA),
-            ]
-            return records.address_endpoints(found, 8080, name=qname)
+def _a_case(wire: bytes, qname: str) -> Reads:
+    return (
+        lambda: fastwire.read_addresses(wire, qname, A),
+        lambda: records.addresses_from_answer(dns.message.from_wire(wire), qname, A),
+    )
 
-        return fast, slow
 
-    made["SRV+glue, compressed (BIND-like)"] = srv_case(srv_answer(compress=True), SRV_NAME, DOMAIN)
-    made["SRV+glue, uncompressed (CoreDNS-like)"] = srv_case(srv_answer(compress=False), SRV_NAME, DOMAIN)
-    made["A, compressed"] = a_case(a_answer(compress=True), DOMAIN)
-    made["A, uncompressed"] = a_case(a_answer(compress=False), DOMAIN)
-    made["A path -> EndpointSet"] = a_path(a_answer(compress=True), nodata(DOMAIN), DOMAIN)
+def _a_path(wire_a: bytes, wire_aaaa: bytes, qname: str) -> Reads:
+    """Both families read, then the endpoints built as lookup.plan_addresses builds them."""
+
+    def fast() -> EndpointSet:
+        found = [fastwire.read_addresses(wire_a, qname, A), fastwire.read_addresses(wire_aaaa, qname, AAAA)]
+        assert None not in found
+        return records.address_endpoints(found, 8080, name=qname)  # type: ignore[arg-type]
+
+    def slow() -> EndpointSet:
+        found = [
+            records.addresses_from_answer(dns.message.from_wire(wire_a), qname, A),
+            records.addresses_from_answer(dns.message.from_wire(wire_aaaa), qname, AAAA),
+        ]
+        return records.address_endpoints(found, 8080, name=qname)
+
+    return fast, slow
+
+
+def _singles() -> Reads:
+    singles = one_address_answers()
+    return (
+        lambda: [fastwire.read_addresses(wire, qname, A) for qname, wire in singles],
+        lambda: [records.addresses_from_answer(dns.message.from_wire(wire), qname, A) for qname, wire in singles],
+    )
+
+
+def cases(bind: dict[str, bytes]) -> dict[str, Callable[[], Reads]]:
+    """Name -> a maker of (fast read, slow read), for every case."""
+    made: dict[str, Callable[[], Reads]] = {
+        "SRV+glue, compressed (BIND-like)": lambda: _srv_case(srv_answer(compress=True), SRV_NAME, DOMAIN),
+        "SRV+glue, uncompressed (CoreDNS-like)": lambda: _srv_case(srv_answer(compress=False), SRV_NAME, DOMAIN),
+        "A, compressed": lambda: _a_case(a_answer(compress=True), DOMAIN),
+        "A, uncompressed": lambda: _a_case(a_answer(compress=False), DOMAIN),
+        "A path -> EndpointSet": lambda: _a_path(a_answer(compress=True), nodata(DOMAIN), DOMAIN),
+        "A, 1000 answers of one record": _singles,
+    }
     if bind:
-        made["BIND 9 big: SRV (TCP)"] = srv_case(bind["srv"], f"_http._tcp.{BIG}", BIG)
-        made["BIND 9 big: A path -> EndpointSet"] = a_path(bind["a"], bind["aaaa"], BIG)
+        made["BIND 9 big: SRV (TCP, no glue)"] = lambda: _srv_case(bind["srv"], f"_http._tcp.{BIG}", BIG)
+        made["BIND 9 big: A path -> EndpointSet"] = lambda: _a_path(bind["a"], bind["aaaa"], BIG)
     return made
 
 
@@ -250,13 +285,13 @@ def main() -> int:
     if args.one:
         bind = pickle.loads(args.bind_file.read_bytes()) if args.bind_file else {}
         case, path, reads = args.one
-        read = cases(bind)[case][0 if path == "fast" else 1]
+        read = cases(bind)[case]()[0 if path == "fast" else 1]
         for _ in range(int(reads)):
             read()
         return 0
 
     bind = {} if args.no_bind else bind_answers()
-    made = cases(bind)
+    made = {name: make() for name, make in cases(bind).items()}
     for name, (fast, slow) in made.items():
         assert fast() == slow(), name
     print(f"{'case (1000 records)':40} {'fastwire ms':>24} {'dnspython ms':>26} {'ratio':>6}")

@@ -23,6 +23,7 @@ import struct
 import dns.exception
 import dns.ipv6
 import dns.name
+import dns.wire
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import event as hypothesis_event
@@ -783,3 +784,79 @@ def test_libc_writer_chosen_on_glibc():
     """On glibc, inet_ntop writes IPv6 as dnspython does, so the fast writer is used."""
     assert fastwire._libc_agrees()
     assert fastwire._ipv6_text is fastwire._ipv6_text_libc
+
+
+# --------------------------------------------------------------------------------------------
+# Names, alone: the reader against dns.name.from_wire_parser
+# --------------------------------------------------------------------------------------------
+
+SOUP_LABEL = st.one_of(st.sampled_from([b"web-0", b"Web", b"a", b"x" * 63, b"A.b"]), st.binary(min_size=1, max_size=4))
+
+
+@st.composite
+def name_soup(draw) -> tuple[bytes, list[int], int]:
+    """Bytes holding names one after another (labels, pointers back to earlier names or
+    anywhere, reserved label types, cut-off names), the offsets where they start, and a
+    bound on the bytes of the last name."""
+    wire = bytearray(12)
+    starts: list[int] = []
+    for _ in range(draw(st.integers(1, 14))):
+        starts.append(len(wire))
+        for _ in range(draw(st.integers(0, 3))):
+            label = draw(SOUP_LABEL)
+            wire += bytes([len(label)]) + label
+        ending = draw(st.sampled_from(["zero", "zero", "back", "back", "back", "into", "anywhere", "type", "none"]))
+        if ending == "type" and draw(st.booleans()):
+            del wire[starts[-1] :]  # the reserved type first
+        if ending == "zero":
+            wire += b"\x00"
+        elif ending == "back":
+            wire += (0xC000 | draw(st.sampled_from(starts))).to_bytes(2, "big")
+        elif ending == "into":
+            wire += (0xC000 | draw(st.integers(0, len(wire)))).to_bytes(2, "big")
+        elif ending == "anywhere":
+            wire += (0xC000 | draw(st.integers(0, 0x3FFF))).to_bytes(2, "big")
+        elif ending == "type":
+            # A reserved label type, then what a label of that length would be followed
+            # by: a pointer back, or junk.
+            label_type = draw(st.integers(64, 191))
+            after = (0xC000 | draw(st.sampled_from(starts))).to_bytes(2, "big") if draw(st.booleans()) else b"\x00"
+            wire += bytes([label_type]) + b"t" * label_type + after
+    bound = len(wire) - draw(st.sampled_from([0, 0, 0, 1, 2]))
+    return bytes(wire), starts, bound
+
+
+def dnspython_name(wire: bytes, pos: int, end: int) -> tuple[tuple[bytes, ...], int] | None:
+    parser = dns.wire.Parser(wire, pos)
+    parser.end = end
+    try:
+        name = dns.name.from_wire_parser(parser)
+    except dns.exception.DNSException:
+        return None
+    return tuple(label.lower() for label in name.labels[:-1]), parser.current
+
+
+@given(name_soup())
+@settings(max_examples=size(1000, 50_000), deadline=None)
+def test_names_as_dnspython_reads_them(soup):
+    """Names read in order (with the reader's shortcuts: remembered offsets, pointers to
+    them, the last uncompressed tail) have dnspython's labels and end, or both refuse."""
+    wire, starts, bound = soup
+    reader = fastwire._Reader(wire, None)
+    for i, pos in enumerate(starts):
+        end = bound if i == len(starts) - 1 else len(wire)
+        got = reader.read(pos, end)
+        expected = dnspython_name(wire, pos, end)
+        assert (None if got is None else (got[0], got[2])) == expected, (pos, end)
+
+
+def test_reserved_label_type_before_a_pointer():
+    """A name starting with a reserved label type (0x41) is refused even when what would
+    follow a 65-octet label is a pointer to a name read before (a shortcut once took it)."""
+    w = Wire(compress=True).question(dns.name.from_text(SRV_NAME + "."), SRV)
+    at = w.out.tell() + 2 + 10 + 6
+    w.record(1, b"\xc0\x0c", SRV, IN, 30, struct.pack("!HHH", 0, 10, 8080) + name_of("web-0", *labels_of(DOMAIN)).to_wire())
+    w.record(3, b"\x41" + b"a" * 65 + (0xC000 | at).to_bytes(2, "big"), A, IN, 30, a_data("10.0.0.1"))
+    wire = w.opt().bytes()
+    assert read_srv(wire, SRV_NAME, allowed_domain=DOMAIN) is None
+    agree_srv(wire, SRV_NAME)
