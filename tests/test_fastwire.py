@@ -324,18 +324,21 @@ def test_nodata_srv():
     assert got == SrvAnswer((), (), {f"web-0.{DOMAIN}": AddressAnswer(("10.0.0.1",), 30)})
 
 
+OPT_RECORD = b"\x00" + struct.pack("!HHIH", OPT, 1232, 0, 0)
+
+
 def _one_a(*, flags: int = 0x8180, owner: bytes = b"\xc0\x0c", rdtype: int = A, rdclass: int = IN,
-           rdata: bytes = b"\x0a\x00\x00\x01", extra: tuple[bytes, ...] = (), trailing: bytes = b"") -> bytes:
-    """One A answer with EDNS, some part replaced."""
+           rdata: bytes = b"\x0a\x00\x00\x01", extra: tuple[bytes, ...] = (OPT_RECORD,),
+           trailing: bytes = b"") -> bytes:
+    """One A answer, some part replaced; *extra* is the additional section (an OPT)."""
     w = Wire(compress=True, flags=flags).question(dns.name.from_text(DOMAIN + "."), A)
     w.record(1, owner, rdtype, rdclass, 30, rdata)
     for record in extra:
         w.out.write(record)
         w.counts[3] += 1
-    return w.opt().bytes() + trailing  # fmt: skip
+    return w.bytes() + trailing  # fmt: skip
 
 
-OPT_RECORD = b"\x00" + struct.pack("!HHIH", OPT, 1232, 0, 0)
 ANSWER_AT = 12 + len(dns.name.from_text(DOMAIN + ".").to_wire()) + 4
 
 LEFT_TO_SLOW_PATH = {
@@ -349,12 +352,13 @@ LEFT_TO_SLOW_PATH = {
     "five-octet address": _one_a(rdata=b"\x0a\x00\x00\x01\x07"),
     "trailing junk": _one_a(trailing=b"\x00"),
     "extended rcode": _one_a(extra=(b"\x00" + struct.pack("!HHIH", OPT, 1232, 1 << 24, 0),)),
-    "two OPT": _one_a(extra=(OPT_RECORD,)),
+    "two OPT": _one_a(extra=(OPT_RECORD, OPT_RECORD)),
     "OPT with an option": _one_a(extra=(b"\x00" + struct.pack("!HHIHHH", OPT, 1232, 0, 4, 10, 0),)),
     "OPT owned by a name": _one_a(extra=(b"\x01a\x00" + struct.pack("!HHIH", OPT, 1232, 0, 0),)),
     "TSIG": _one_a(extra=(b"\x00" + struct.pack("!HHIH", 250, 255, 0, 0),)),
-    "chaos glue": _one_a(extra=(b"\xc0\x0c" + struct.pack("!HHIH", A, CH, 0, 4) + b"\x01\x02\x03\x04",)),
-    "TXT glue": _one_a(extra=(b"\xc0\x0c" + struct.pack("!HHIH", TXT, IN, 0, 2) + b"\x01x",)),
+    "chaos glue": _one_a(extra=(b"\xc0\x0c" + struct.pack("!HHIH", A, CH, 0, 4) + b"\x01\x02\x03\x04", OPT_RECORD)),
+    "TXT glue": _one_a(extra=(b"\xc0\x0c" + struct.pack("!HHIH", TXT, IN, 0, 2) + b"\x01x", OPT_RECORD)),
+    "OPT with options cut short": _one_a(extra=(b"\x00" + struct.pack("!HHIH", OPT, 1232, 0, 2) + b"\x00\x0a",)),
     "owner pointer to itself": _one_a(owner=(0xC000 | ANSWER_AT).to_bytes(2, "big")),
     "owner pointer forward": _one_a(owner=(0xC000 | (ANSWER_AT + 4)).to_bytes(2, "big")),
     "owner pointer past the end": _one_a(owner=b"\xff\xf0"),
@@ -370,8 +374,13 @@ def test_left_to_the_slow_path(wire):
 
 
 def test_one_a_is_read():
-    """The answer the table above varies is itself read by the fast path."""
+    """The answer the table above varies is itself read by the fast path, with or without
+    its OPT record, and the table's OPT variants make the slow path raise."""
     assert agree_addresses(_one_a(), DOMAIN, A) == AddressAnswer(("10.0.0.1",), 30)
+    assert agree_addresses(_one_a(extra=()), DOMAIN, A) == AddressAnswer(("10.0.0.1",), 30)
+    for name in ("extended rcode", "two OPT", "OPT owned by a name", "TSIG", "trailing junk", "nxdomain"):
+        with pytest.raises(ResolutionError):
+            slow_addresses(LEFT_TO_SLOW_PATH[name], DOMAIN, A, 10)
 
 
 @pytest.mark.parametrize("kind", packets.MALFORMED_KINDS)
