@@ -163,6 +163,7 @@ class Endpoint:
     for name in ("address", "port", "hostname", "ordinal", "priority", "weight", "ttl", "identity")
 )
 
+
 def _address_key(address: str) -> bytes:
     """The IP version byte then the packed address: compares as (version, int(ip))."""
     known = _ADDRESSES.get(address)
