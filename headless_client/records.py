@@ -22,7 +22,7 @@ import dns.rdtypes.IN.SRV
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import InvalidName, ResolutionError, ServiceNotFound
-from .names import is_generated_hostname, try_parse_pod_fqdn
+from .names import pod_ordinal
 
 __all__ = [
     "DEFAULT_MAX_RECORDS",
@@ -354,8 +354,7 @@ def srv_endpoints(
         found = addresses.get(t.target)
         if found is None or not found.addresses:
             continue
-        label = t.target.split(".", 1)[0]
-        pod = None if is_generated_hostname(label) else try_parse_pod_fqdn(t.target)
+        ordinal = pod_ordinal(t.target)
         rr_ttl = t.ttl if found.ttl is None else min(t.ttl, found.ttl)
         ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
         for addr in found.addresses:
@@ -364,7 +363,7 @@ def srv_endpoints(
                     address=addr,
                     port=t.port,
                     hostname=t.target,
-                    ordinal=pod.ordinal if pod is not None else None,
+                    ordinal=ordinal,
                     priority=t.priority,
                     weight=t.weight,
                     ttl=rr_ttl,
