@@ -209,6 +209,54 @@ class Endpoint:
 )
 
 
+_new = object.__new__
+
+
+def dns_endpoint(
+    address: str,
+    port: int,
+    hostname: str | None,
+    ordinal: int | None,
+    priority: int,
+    weight: int,
+    ttl: int | None,
+) -> Endpoint:
+    """``Endpoint(address, port, hostname, ordinal, priority, weight, ttl)`` for values read
+    from a DNS answer by this library, which already have the types and forms the
+    constructor checks for (a port in 0..65535, a lower-case host name without the final
+    dot, an ordinal >= 0): only the address is made canonical. Half the cost, for the
+    thousand endpoints of a large answer.
+
+    Raises:
+        InvalidName: *address* is not an IP address.
+    """
+    known = _ADDRESSES.get(address)
+    if known is None:
+        known = _learn_address(address)
+    address = known[0]
+    if hostname is not None:
+        identity = f"{hostname}:{port}"
+    elif ":" in address:
+        identity = f"[{address}]:{port}"
+    else:
+        identity = f"{address}:{port}"
+    ep: Endpoint = _new(Endpoint)
+    _set_address(ep, address)
+    _set_port(ep, port)
+    _set_hostname(ep, hostname)
+    _set_ordinal(ep, ordinal)
+    _set_priority(ep, priority)
+    _set_weight(ep, weight)
+    _set_ttl(ep, ttl)
+    _set_zone(ep, None)
+    _set_node(ep, None)
+    _set_terminating(ep, False)
+    _set_pod(ep, None)
+    _set_zone_hints(ep, ())
+    _set_identity(ep, identity)
+    return ep
+
+
 def _address_key(address: str) -> bytes:
     """The IP version byte then the packed address: compares as (version, int(ip))."""
     known = _ADDRESSES.get(address)

@@ -229,7 +229,7 @@ def _addresses(
         ResolutionError: a malformed answer, a server failure, a CNAME leaving the
             cluster domain, more records than ``max_records``.
     """
-    return _screen(_unscreened(reply, name, rdtype, options), name, options)
+    return _screen(_unscreened(reply, name, rdtype, options), name, options, rdtype)
 
 
 def _unscreened(
@@ -256,14 +256,26 @@ def _admitted(address: str, options: LookupOptions) -> bool:
     return networks is None or address_allowed(address, networks)
 
 
-def _screen(answer: AddressAnswer, name: str, options: LookupOptions) -> AddressAnswer:
+#: First octets (as text) of the IPv4 addresses the default screen may refuse: 0/8, 127/8,
+#: 169.254/16, 224/4, 255.255.255.255. An A answer with none of them needs no closer look.
+_SUSPECT_FIRST = frozenset({"0", "127", "169", "255", *map(str, range(224, 240))})
+_SUSPECT_FIRST_LOOPBACK_ALLOWED = _SUSPECT_FIRST - {"127"}
+
+
+def _screen(
+    answer: AddressAnswer, name: str, options: LookupOptions, rdtype: int | None = None
+) -> AddressAnswer:
     """*answer* without unsafe addresses and those outside ``allowed_networks`` (noted
-    for the log)."""
+    for the log). *rdtype* ``A``: every address is IPv4 text."""
     networks = options.allowed_networks
     screen = options.screen_addresses
     if (networks is None and not screen) or not answer.addresses:
         return answer
     loopback = options.allow_loopback
+    if rdtype == A and networks is None:
+        suspect = _SUSPECT_FIRST_LOOPBACK_ALLOWED if loopback else _SUSPECT_FIRST
+        if suspect.isdisjoint({address[: address.find(".")] for address in answer.addresses}):
+            return answer
     kept: list[str] = []
     for address in answer.addresses:
         why = unsafe_address(address, allow_loopback=loopback) if screen else None
@@ -283,8 +295,9 @@ def plan_addresses(
 ) -> Plan[EndpointSet]:
     """A and AAAA of the service name: every ready pod address, all with *port*.
 
-    *previous*, the last set this lookup gave, only sizes the answers: when they did not
-    fit in a datagram, both questions go over one TCP connection at once.
+    *previous*, the last set this lookup gave: when its answers did not fit in a datagram,
+    both questions go over one TCP connection at once; its endpoints (and the set itself)
+    are used again where nothing differs.
     """
     qname = absolute(fqdn)
     large = False
@@ -296,7 +309,7 @@ def plan_addresses(
     if found is None:
         raise ServiceNotFound(f"service {fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
     yield from _check_headless(fqdn, found, options)
-    return address_endpoints(found, port, name=fqdn)
+    return address_endpoints(found, port, name=fqdn, previous=previous)
 
 
 def _merge(a: AddressAnswer, b: AddressAnswer) -> AddressAnswer:
@@ -370,7 +383,7 @@ def plan_srv(
             # Another target holds one of the addresses now, or an address of the service
             # has no target: some pods moved, and which ones only their own names say.
             yield from _ask_targets(list(reused), families, addresses, options, service_fqdn)
-    return srv_endpoints(kept, addresses, name=service_fqdn)
+    return srv_endpoints(kept, addresses, name=service_fqdn, previous=previous)
 
 
 def _srv_records(

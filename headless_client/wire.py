@@ -96,8 +96,28 @@ _OPCODE_MASK = 0x7800
 _OPT = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
 
 
+#: Name -> its wire form: a lookup asks the same names at every refresh. Bounded.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_MAX = 8192
+
+
 def encode_name(qname: str) -> bytes:
-    """Uncompressed wire form of an absolute name (ASCII labels of 1..63 octets)."""
+    """Uncompressed wire form of an absolute name (ASCII labels of 1..63 octets).
+
+    Raises:
+        InvalidName: an empty, non-ASCII or over-long label, or a name over 255 octets.
+    """
+    known = _ENCODED.get(qname)
+    if known is not None:
+        return known
+    encoded = _encode_name(qname)
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[qname] = encoded
+    return encoded
+
+
+def _encode_name(qname: str) -> bytes:
     labels = qname.rstrip(".").split(".") if qname.strip(".") else []
     out = bytearray()
     for label in labels:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import pytest
@@ -307,3 +308,19 @@ def test_dataclass_behaviour_kept():
         "10.0.0.1", 80, zone="a", node="n1", pod="web-0", zone_hints=("a", "b")
     )
     assert sliced != dataclasses.replace(sliced, terminating=False)
+
+
+@pytest.mark.parametrize("address", ["10.0.0.1", "fd00::1", "FD00:0::1", "::ffff:10.0.0.1", "127.0.0.1"])
+@pytest.mark.parametrize(("hostname", "ordinal"), [(None, None), ("web-3.web.prod.svc.cluster.local", 3)])
+def test_dns_endpoint_equals_the_constructor_in_every_field(address, hostname, ordinal):
+    """The builder for values read from DNS gives the constructor's endpoint: canonical
+    address, identity, every field; a bad address is still InvalidName."""
+    from headless_client.endpoints import dns_endpoint
+
+    built = dns_endpoint(address, 8080, hostname, ordinal, 1, 2, 30)
+    made = Endpoint(address, 8080, hostname, ordinal, 1, 2, 30)
+    fields = [f.name for f in dataclasses.fields(Endpoint)]
+    assert [getattr(built, f) for f in fields] == [getattr(made, f) for f in fields]
+    assert built == made and hash(built) == hash(made) and repr(built) == repr(made)
+    with pytest.raises(InvalidName, match="'bogus'"):
+        dns_endpoint("bogus", 80, None, None, 0, 0, None)

@@ -613,3 +613,37 @@ def test_the_service_set_is_screened_silently():
     opts = LookupOptions(**OPTS)
     assert zone.run(plan_srv(SRV, SVC, opts, previous)) == previous
     assert [name for name, _, _ in opts.unsafe] == [f"web-30.{SVC}"]
+
+
+def test_an_unchanged_refresh_gives_the_previous_set_itself():
+    """Nothing differs (TTLs included): no endpoint is built, the previous set comes back;
+    on both paths."""
+    zone = FakeZone(statefulset("web", "prod", pods(100)), glue=False)
+    previous = srv(zone)
+    assert refresh(zone, previous) is previous
+    options = LookupOptions(**OPTS)
+    first = zone.run(plan_addresses(SVC, 80, options))
+    assert zone.run(plan_addresses(SVC, 80, options, first)) is first
+
+
+def test_a_refresh_with_other_ttls_gives_endpoints_with_the_new_ttls():
+    """A caching server counting TTLs down: equal sets, but the new endpoints carry the
+    new TTLs (no stale value is kept)."""
+    records = statefulset("web", "prod", pods(100))
+    previous = srv(FakeZone(records, glue=False, ttl=30))
+    result = refresh(FakeZone(records, glue=False, ttl=12), previous)
+    assert result == previous and result is not previous
+    assert {e.ttl for e in result} == {12} and result.ttl == 12
+    first = FakeZone(records, ttl=30).run(plan_addresses(SVC, 80, LookupOptions(**OPTS)))
+    again = FakeZone(records, ttl=12).run(plan_addresses(SVC, 80, LookupOptions(**OPTS), first))
+    assert again == first and {e.ttl for e in again} == {12}
+
+
+def test_a_refresh_after_a_change_keeps_the_unchanged_endpoints():
+    """One pod moved: the other endpoints are the previous objects, the moved one is new."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    moved = pods(100)
+    moved[9] = "10.9.9.9"
+    result = refresh(FakeZone(statefulset("web", "prod", moved), glue=False), previous)
+    kept = {id(e) for e in previous}
+    assert [e.ordinal for e in result if id(e) not in kept] == [9]
