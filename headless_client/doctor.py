@@ -13,7 +13,6 @@ the service is healthy when no finding is ``warn`` or ``fail``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -32,7 +31,7 @@ import dns.reversename
 from .endpoints import EndpointSet
 from .environment import NAMESPACE_FILE, RESOLV_CONF
 from .errors import HeadlessClientError, NotHeadless, ServiceNotFound
-from .names import parse_resolv_conf
+from .names import is_dashed_ipv6, parse_resolv_conf
 from .resolver import Resolver
 from .wire import EDNS_PAYLOAD, Nameserver
 
@@ -302,13 +301,7 @@ def _srv_targets(facts: Facts) -> list[str]:
 def _is_dashed(label: str) -> bool:
     if _DASHED_V4.match(label):
         return True
-    if "--" in label or label.count("-") >= 2:
-        try:
-            ipaddress.IPv6Address(label.replace("-", ":"))
-        except ValueError:
-            return False
-        return True
-    return False
+    return ("--" in label or label.count("-") >= 2) and is_dashed_ipv6(label)
 
 
 def check_pod_names(facts: Facts) -> list[Finding]:
