@@ -323,8 +323,8 @@ def lifecycle() -> str:
         "entering a with block) resolves once, publishes the result and starts the refresher "
         "thread, which refreshes on schedule and on demand while pick() reads the last "
         "published snapshot. close() (or leaving the with block) stops and joins the thread; "
-        "the last view stays readable. Threads do not survive fork(): create services in the "
-        "child process after it forked.",
+        "the last view stays readable. Services are fork-safe: in a forked child each one gets "
+        "fresh locks and sockets and its own refresher, with the last good view carried over.",
     )
     y, h, w = 40, 92, 176
     xs = (20, 222, 424, 626)
@@ -369,12 +369,12 @@ def lifecycle() -> str:
     # fork()
     fy = 246
     c.rect(20, fy, 780, 44, fill="#fff6e5", stroke=WARN, dash="5 4")
-    head = "os.fork() (gunicorn, uWSGI, multiprocessing):"
+    head = "os.fork() (gunicorn --preload, Celery, uWSGI):"
     c.text(36, fy + 18, head, size=12, bold=True, fill=WARN, fit=400)
     c.text(
         36 + text_width(head, 12, bold=True) + 8,
         fy + 18,
-        "threads do not survive a fork: the child has no refresher.",
+        "the child restarts each service's refresher at the fork.",
         size=12,
         fill=INK,
         fit=420,
@@ -382,8 +382,7 @@ def lifecycle() -> str:
     c.text(
         36,
         fy + 35,
-        "Create services in the child after it forked (a post_fork hook, or on first use), "
-        "not at import time in the parent.",
+        "Fresh locks and sockets, the last view kept: pick() works at once; the parent is unaffected.",
         size=12,
         fill=INK,
         fit=750,

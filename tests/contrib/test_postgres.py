@@ -442,7 +442,10 @@ def test_pod_tls_verifies_the_pod_name_while_dialling_the_address(ca, tmp_path) 
             writer.write(b"hello\n")
             return await reader.readline()
         finally:
+            # Wait for TLS's close_notify exchange: asyncio.run closes the loop next.
             writer.close()
+            with contextlib.suppress(OSError, ssl.SSLError):
+                await asyncio.wait_for(writer.wait_closed(), 10)
 
     with tls_listener(ca, "pg-1.pg.prod.svc.cluster.local") as port:
         right = Endpoint("127.0.0.1", port, "pg-1.pg.prod.svc.cluster.local", 1)

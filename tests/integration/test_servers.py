@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.integration.servers.kafka import KafkaCluster
+from tests.integration.servers.kafka import KafkaCluster, close_failed_connects
 from tests.integration.servers.postgres import PgRole, PostgresCluster
 from tests.integration.servers.process import ServerError, wait_until
 from tests.integration.servers.redis import RedisPods
@@ -410,3 +410,30 @@ def test_kafka_aiokafka_round_trip(kafka_cluster: KafkaCluster, pod_names_resolv
 
     sent, received = asyncio.run(round_trip())
     assert sorted(received) == sorted(sent.items())
+
+
+def test_kafka_python_sockets_of_refused_connects_are_closed() -> None:
+    """kafka-python 3.0 drops the socket of a refused connect unclosed; the ground closes it."""
+    from kafka.net.inet import KafkaNetSocket
+
+    close_failed_connects()
+    close_failed_connects()  # idempotent: wrapped once
+    with socket.socket() as listener:  # a loopback port that was just freed: connects are refused
+        listener.bind(("127.0.0.1", 0))
+        address = listener.getsockname()
+
+    class Net:  # the one call sock_connect makes of kafka-python's event loop, on asyncio's
+        async def wait_write(self, sock: socket.socket, timeout_at: float | None = None) -> None:
+            loop = asyncio.get_running_loop()
+            writable = loop.create_future()
+            loop.add_writer(sock, writable.set_result, None)
+            try:
+                await asyncio.wait_for(writable, 5)
+            finally:
+                loop.remove_writer(sock)
+
+    dialled = socket.socket()
+    dialled.setblocking(False)
+    with pytest.raises(kafka.errors.KafkaConnectionError, match="ECONNREFUSED"):
+        asyncio.run(KafkaNetSocket().sock_connect(Net(), dialled, address, timeout_at=time.monotonic() + 5))
+    assert dialled.fileno() == -1

@@ -131,8 +131,13 @@ class HTTPResponse:
             yield pending
 
     def close(self) -> None:
-        """Close the connection (harmless twice)."""
-        self._writer.close()
+        """Close the connection (harmless twice).
+
+        Aborted rather than closed: the request said ``Connection: close`` and nothing more
+        is read, and a TLS close would wait for the server's close_notify on a loop that
+        may be stopping (leaving the socket open until the garbage collector finds it).
+        """
+        self._writer.transport.abort()
 
 
 async def get(
@@ -183,11 +188,25 @@ async def get(
             await writer.drain()
             status, reason, headers = await _read_head(reader)
         except BaseException:
-            writer.close()
+            writer.transport.abort()
             raise
         return HTTPResponse(status, reason, headers, reader, writer)
 
-    return await asyncio.wait_for(exchange(), timeout)
+    # Shielded, so that a timeout or a cancellation of the caller racing with the answer
+    # cannot drop an open response on the floor (asyncio.wait_for before 3.12 can lose a
+    # result that way): whatever the exchange still produces is closed.
+    opening = asyncio.ensure_future(exchange())
+    try:
+        return await asyncio.wait_for(asyncio.shield(opening), timeout)
+    except BaseException:
+        opening.cancel()
+        opening.add_done_callback(_close_unclaimed)
+        raise
+
+
+def _close_unclaimed(opening: asyncio.Future[HTTPResponse]) -> None:
+    if not opening.cancelled() and opening.exception() is None:
+        opening.result().close()
 
 
 async def _read_head(reader: asyncio.StreamReader) -> tuple[int, str, dict[str, str]]:
