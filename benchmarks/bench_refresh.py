@@ -86,8 +86,10 @@ def child(mode: str, server: str, port: int | str, runs: int) -> dict[str, objec
                     counted[0] += len(batch)
                     answers = yield batch
                     for (qname, rdtype), answer in zip(batch, answers):
+                        # The first answer to each question is kept: BIND rotates SRV
+                        # records, and the targets a lookup asks follow the SRV answer's order.
                         if hasattr(answer, "wire"):  # not a Failure
-                            recorded[(qname.lower(), int(rdtype))] = answer.wire
+                            recorded.setdefault((qname.lower(), int(rdtype)), answer.wire)
                     batch = plan.send(answers)
             except StopIteration as stop:
                 return stop.value
