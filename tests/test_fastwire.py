@@ -19,6 +19,8 @@ import ipaddress
 import platform
 import socket
 import struct
+from collections.abc import Callable
+from typing import TypeVar
 
 import dns.exception
 import dns.ipv6
@@ -44,6 +46,8 @@ from headless_client.wire import Reply
 from tests.faults import packets
 from tests.faults.figures import size
 from tests.faults.seeds import BIND_ANSWERS
+
+T = TypeVar("T")
 
 A, NS, CNAME, SOA, TXT, AAAA, SRV, OPT = 1, 2, 5, 6, 16, 28, 33, 41
 IN, CH = 1, 3
@@ -89,15 +93,21 @@ def agree_addresses(
 ) -> AddressAnswer | None:
     """The fast reader's answer, after checking it against the slow path."""
     fast = read_addresses(wire, qname, rdtype, max_records=max_records)
+    return agree(fast, lambda: slow_addresses(wire, qname, rdtype, max_records))
+
+
+def agree(fast: T | None, slow: Callable[[], T]) -> T | None:
+    """*fast* (a fast reader's answer), after checking it equals what *slow* reads, and
+    that it is ``None`` when *slow* refuses the message."""
     try:
-        slow = slow_addresses(wire, qname, rdtype, max_records)
+        found = slow()
     except ResolutionError:
         assert fast is None, "the slow path refuses this message; the fast one must too"
         event("slow path raises")
         return None
     event("fast" if fast is not None else "slow path taken")
     if fast is not None:
-        assert fast == slow
+        assert fast == found
     return fast
 
 
@@ -105,16 +115,9 @@ def agree_srv(
     wire: bytes, qname: str, domain: str | None = DOMAIN, max_records: int = DEFAULT_MAX_RECORDS
 ) -> SrvAnswer | None:
     """The fast reader's answer, after checking it against the slow path."""
-    fast = read_srv(wire, qname, allowed_domain=domain, max_records=max_records)
-    try:
-        slow = slow_srv(wire, qname, domain, max_records)
-    except ResolutionError:
-        assert fast is None, "the slow path refuses this message; the fast one must too"
-        event("slow path raises")
-        return None
-    event("fast" if fast is not None else "slow path taken")
+    fast = agree(read_srv(wire, qname, allowed_domain=domain, max_records=max_records),
+                 lambda: slow_srv(wire, qname, domain, max_records))  # fmt: skip
     if fast is not None:
-        assert fast == slow
         assert list(fast.kept) == srv_targets(
             Reply(wire, qname, SRV).message, qname, allowed_domain=domain, max_records=max_records
         )[0]
