@@ -30,7 +30,8 @@ from headless_client.testing import FakeClusterDNS
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--real", action="store_true", default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
+    p.add_argument("--real", action="store_true",
+                   default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
                    help="use real DNS (inside a cluster) instead of the fake cluster")
     p.add_argument("--nameserver", action="append", help="with --real: DNS server HOST:PORT")
     p.add_argument("--service", default="web.demo", help="service name (default: web.demo)")
@@ -39,7 +40,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-async def run(args: argparse.Namespace, resolver: hc.AsyncResolver, cluster: FakeClusterDNS | None) -> None:
+async def run(args: argparse.Namespace, resolver: hc.AsyncResolver,
+              cluster: FakeClusterDNS | None) -> None:
     port = int(args.port) if args.port.isdigit() else args.port
     async with hc.AsyncHeadlessService(args.service, port=port, resolver=resolver) as svc:
         await svc.wait_for(1, timeout=10)
@@ -52,7 +54,8 @@ async def run(args: argparse.Namespace, resolver: hc.AsyncResolver, cluster: Fak
 
             print("round robin:", " ".join([await get() for _ in range(6)]))
             if cluster is not None:
-                print("connections per pod:", {p.name: p.connections for p in cluster.pods("web", "demo")})
+                per_pod = {p.name: p.connections for p in cluster.pods("web", "demo")}
+                print("connections per pod:", per_pod)
                 cluster.kill_pod("web", "demo", 1)
                 print("web-1 crashed; 6 more requests:", " ".join([await get() for _ in range(6)]))
 

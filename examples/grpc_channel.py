@@ -45,7 +45,8 @@ def serve(pod: FakePod) -> grpc.Server:
     """One gRPC server per pod, on its own address: Hello answers with the pod's name."""
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=4))
     hello = grpc.unary_unary_rpc_method_handler(lambda request, context: pod.name.encode())
-    server.add_generic_rpc_handlers([grpc.method_handlers_generic_handler("demo.Greeter", {"Hello": hello})])
+    greeter = grpc.method_handlers_generic_handler("demo.Greeter", {"Hello": hello})
+    server.add_generic_rpc_handlers([greeter])
     server.add_insecure_port(f"{pod.address}:{pod.port}")
     server.start()
     return server

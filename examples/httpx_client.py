@@ -31,7 +31,8 @@ from headless_client.testing import FakeClusterDNS
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--real", action="store_true", default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
+    p.add_argument("--real", action="store_true",
+                   default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
                    help="use real DNS (inside a cluster) instead of the fake cluster")
     p.add_argument("--nameserver", action="append", help="with --real: DNS server HOST:PORT")
     p.add_argument("--service", default="web.demo", help="service name (default: web.demo)")
@@ -62,10 +63,12 @@ def main(argv: list[str] | None = None) -> int:
         sticky = stack.enter_context(hc.HeadlessService(args.service, port=port, resolver=resolver,
                                                         strategy=hc.Sticky()))
         by_user = stack.enter_context(httpx.Client(
-            transport=HeadlessTransport(sticky, header="X-User"), base_url=f"http://{sticky.name}", timeout=5,
+            transport=HeadlessTransport(sticky, header="X-User"), base_url=f"http://{sticky.name}",
+            timeout=5,
         ))
         for user in ("alice", "bob", "carol"):
-            answers = {by_user.get(args.path, headers={"X-User": user}).text.strip() for _ in range(3)}
+            replies = [by_user.get(args.path, headers={"X-User": user}) for _ in range(3)]
+            answers = {reply.text.strip() for reply in replies}
             print(f"sticky: X-User {user} -> {', '.join(sorted(answers))}")
 
         if cluster is not None:

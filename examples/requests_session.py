@@ -30,7 +30,8 @@ from headless_client.testing import FakeClusterDNS
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--real", action="store_true", default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
+    p.add_argument("--real", action="store_true",
+                   default=os.environ.get("HEADLESS_CLIENT_REAL") == "1",
                    help="use real DNS (inside a cluster) instead of the fake cluster")
     p.add_argument("--nameserver", action="append", help="with --real: DNS server HOST:PORT")
     p.add_argument("--service", default="web.demo", help="service name (default: web.demo)")

@@ -1,21 +1,20 @@
 """Every example runs to completion on the fake cluster, and in --real mode against a DNS
-server given with --nameserver (a FakeClusterDNS standing in for the cluster's)."""
+server given with --nameserver (a FakeClusterDNS standing in for the cluster's); the recipe
+programs that need real servers (WITH_SERVERS) run in the integration test named for each."""
 
 from __future__ import annotations
 
 import importlib.util
 import re
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from headless_client.testing import FakeClusterDNS
+from tests.integration.docs_programs import run_example as run
 
 HERE = Path(__file__).parent
-TIMEOUT = 60
 
 # script -> lines (regular expressions) its output must contain
 EXPECTED = {
@@ -76,6 +75,13 @@ EXPECTED = {
         r"web-1 is terminating: still listed, new picks go to zone-b's other pod: \['web-3'\]",
         r"web-1\.web\.demo\.svc\.cluster\.local .* terminating$",
     ],
+    "tls_pods.py": [
+        r"^requests: \['web-0', 'web-1', 'web-2'\]$",
+        r"^httpx: \['web-0', 'web-1', 'web-2'\]$",
+        r"^checked against the service's name instead: refused$",
+        r"^aiohttp: \['web-0', 'web-1', 'web-2'\]$",
+        r"^grpc: \['greeter-0', 'greeter-1', 'greeter-2'\]$",
+    ],
     "partition_leader.py": [
         r"partition 0: leader kafka-0\.kafka\.demo",
         r"order-1 -> partition 4 -> kafka-1: OK",
@@ -91,23 +97,26 @@ EXPECTED = {
 
 # script -> the optional package it needs
 NEEDS = {"httpx_client.py": "httpx", "grpc_channel.py": "grpc", "requests_session.py": "requests",
-         "aiohttp_session.py": "aiohttp"}
+         "aiohttp_session.py": "aiohttp", "tls_pods.py": "trustme"}
 
 
-def run(script: str, *args: str) -> str:
-    proc = subprocess.run(
-        [sys.executable, "-W", "error", str(HERE / script), *args],
-        capture_output=True, text=True, timeout=TIMEOUT, check=False, cwd=HERE.parent,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(HERE.parent)},
-    )
-    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
-    assert proc.stderr == "", proc.stderr
-    return proc.stdout
+# script -> the test module that runs it against real servers (the recipe pages' programs)
+WITH_SERVERS = {
+    "postgres_psycopg.py": "tests/integration/test_postgres.py",
+    "postgres_asyncpg.py": "tests/integration/test_postgres.py",
+    "postgres_sqlalchemy.py": "tests/integration/test_postgres.py",
+    "redis_sharded_cache.py": "tests/integration/test_redis.py",
+    "kafka_python_orders.py": "tests/integration/test_kafka.py",
+    "kafka_aiokafka_orders.py": "tests/integration/test_kafka.py",
+}
 
 
 def test_every_example_is_tested() -> None:
+    """Each program runs here on the fake cluster, or in the integration test named for it."""
     scripts = {p.name for p in HERE.glob("*.py") if not p.name.startswith(("test_", "_"))}
-    assert scripts == set(EXPECTED)
+    assert scripts == set(EXPECTED) | set(WITH_SERVERS)
+    for script, module in WITH_SERVERS.items():
+        assert f'"{script}"' in (HERE.parent / module).read_text(encoding="utf-8"), module
 
 
 @pytest.mark.parametrize("script", sorted(EXPECTED))

@@ -95,23 +95,32 @@ def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true", help="print JSON")
 
 
+def _service_command(
+    sub: argparse._SubParsersAction[_Parser], name: str, func: Callable[[argparse.Namespace, TextIO], int],
+    help: str, description: str | None = None,
+) -> argparse.ArgumentParser:
+    """The subcommand *name* about one service (its name and how to resolve it:
+    :func:`_add_common`), run by *func*."""
+    p = sub.add_parser(name, help=help, description=description)
+    _add_common(p)
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for the docs and tests)."""
     parser = _Parser(prog=PROG, description="Talk to every pod behind a Kubernetes headless Service.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    p = sub.add_parser("resolve", help="resolve a service once and print its endpoints")
-    _add_common(p)
-    p.set_defaults(func=cmd_resolve)
+    _service_command(sub, "resolve", cmd_resolve, "resolve a service once and print its endpoints")
 
-    p = sub.add_parser(
-        "watch",
+    p = _service_command(
+        sub, "watch", cmd_watch,
         help="a live table of the pods (on a terminal), or every endpoint added or removed",
         description="On a terminal: a table of the pods redrawn in place (state, picks, failures, "
         "ejections, last change) with the latest events. Otherwise (or with --plain): the current "
         "endpoints, then one timestamped line per endpoint added (+) or removed (-). Until Ctrl-C "
         "or --duration.",
     )
-    _add_common(p)
     p.add_argument(
         "--min-refresh",
         type=float,
@@ -149,14 +158,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="connect to a picked pod every S seconds (TCP), so picks, failures and ejections "
         "show live health (default: no connections)",
     )
-    p.set_defaults(func=cmd_watch)
 
-    p = sub.add_parser(
-        "pick",
+    p = _service_command(
+        sub, "pick", cmd_pick,
         help="resolve once and print the endpoints a strategy picks",
         description="Resolve once, then print N picks of the strategy (one per line).",
     )
-    _add_common(p)
     p.add_argument(
         "--strategy",
         "-s",
@@ -173,17 +180,15 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help=f"number of picks, 1..{MAX_PICKS} (default: 1)",
     )
-    p.set_defaults(func=cmd_pick)
 
-    p = sub.add_parser(
-        "doctor",
+    p = _service_command(
+        sub, "doctor", cmd_doctor,
         help="check a service and say what to do about each finding",
         description="Check a headless service: headless or ClusterIP, named port (SRV), per-pod "
         "names, TTL, zero pods or missing, addresses dropped, TCP fallback, answer size, and the "
         "namespace and cluster domain detected. One line per finding. Exit 0 when healthy, 1 on a "
         "finding.",
     )
-    _add_common(p)
     p.add_argument(
         "--allowed-network", action="append", default=None, metavar="CIDR",
         help="screen pod addresses as your application does (repeatable)",
@@ -200,7 +205,6 @@ def build_parser() -> argparse.ArgumentParser:
         "--redis", action="store_true",
         help="also check that the service's Redis nodes announce per-pod names (ROLE, CLUSTER NODES)",
     )
-    p.set_defaults(func=cmd_doctor)
 
     p = sub.add_parser(
         "demo", help="the library at work on a fake cluster on this machine (no Kubernetes needed)"

@@ -31,7 +31,7 @@ import dns.reversename
 from .endpoints import EndpointSet
 from .environment import NAMESPACE_FILE, RESOLV_CONF
 from .errors import HeadlessClientError, NotHeadless, ServiceNotFound
-from .names import is_dashed_ipv6, parse_resolv_conf
+from .names import is_generated_hostname, parse_resolv_conf
 from .resolver import Resolver
 from .wire import EDNS_PAYLOAD, Nameserver
 
@@ -61,7 +61,6 @@ DEFAULT_TTL: Final = 5
 KUBEADM_TTL: Final = 30
 
 _STATEFULSET_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?-\d+$")
-_DASHED_V4 = re.compile(r"^\d{1,3}(-\d{1,3}){3}$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,12 +297,6 @@ def _srv_targets(facts: Facts) -> list[str]:
     return sorted({r.split()[3].rstrip(".").lower() for r in answer.records}) if answer.answered else []
 
 
-def _is_dashed(label: str) -> bool:
-    if _DASHED_V4.match(label):
-        return True
-    return ("--" in label or label.count("-") >= 2) and is_dashed_ipv6(label)
-
-
 def check_pod_names(facts: Facts) -> list[Finding]:
     """Pods have per-pod names under this Service (the governing Service of a StatefulSet)."""
     targets = _srv_targets(facts)
@@ -313,7 +306,7 @@ def check_pod_names(facts: Facts) -> list[Finding]:
     labels = [t[: -len(suffix)] for t in targets if t.endswith(suffix)]
     if not labels:
         return []
-    named = [x for x in labels if not _is_dashed(x)]
+    named = [x for x in labels if not is_generated_hostname(x)]
     if named:
         shown = ", ".join(sorted(named, key=_ordinal_key)[:3]) + (", ..." if len(named) > 3 else "")
         kind = "StatefulSet " if all(_STATEFULSET_LABEL.match(x) for x in named) else ""
@@ -321,7 +314,8 @@ def check_pod_names(facts: Facts) -> list[Finding]:
     governing = sorted({
         name.split(".", 2)[1]
         for answer in facts.ptr for name in answer.records
-        if not _is_dashed(name.split(".", 1)[0]) and name.rstrip(".").lower() != facts.service.lower()
+        if not is_generated_hostname(name.split(".", 1)[0])
+        and name.rstrip(".").lower() != facts.service.lower()
         and name.rstrip(".").lower().endswith(f".{facts.namespace}.svc.{facts.cluster_domain}")
     })
     hint = (f"; the pods' own names are under {', '.join(repr(g) for g in governing)}: use that Service"

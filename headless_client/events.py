@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Final, Literal, TypeAlias
+from typing import Final, Literal, TypeAlias, get_args
 
 from .endpoints import Endpoint, EndpointSet
 
 __all__ = ["EVENT_KINDS", "Event", "EventKind", "ServiceEvent", "membership_events"]
 
+#: What happened; the order of the kinds is the order a service publishes them after one refresh.
 EventKind = Literal[
     "changed",
     "added",
@@ -32,20 +33,8 @@ EventKind = Literal[
     "routing_changed",
 ]
 
-#: Every kind, in the order a service publishes them after one refresh.
-EVENT_KINDS: Final[tuple[EventKind, ...]] = (
-    "changed",
-    "added",
-    "removed",
-    "moved",
-    "ejected",
-    "returned",
-    "panic_started",
-    "panic_ended",
-    "refresh_failed",
-    "refresh_recovered",
-    "routing_changed",
-)
+#: Every kind, in that order (read from ``EventKind`` so the two cannot differ).
+EVENT_KINDS: Final[tuple[EventKind, ...]] = get_args(EventKind)
 
 
 @dataclass(frozen=True, slots=True)

@@ -114,12 +114,7 @@ def _host_ports(endpoints: EndpointSet) -> list[str]:
     out: list[str] = []
     seen: set[str] = set()
     for ep in endpoints:
-        if ep.hostname is not None:
-            item = f"{ep.hostname}:{ep.port}"
-        elif ep.family == 6:
-            item = f"[{ep.address}]:{ep.port}"
-        else:
-            item = f"{ep.address}:{ep.port}"
+        item = ep.identity  # host:port, [v6]:port or v4:port: what a bootstrap list wants
         if item not in seen:
             seen.add(item)
             out.append(item)

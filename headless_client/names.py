@@ -251,16 +251,13 @@ def is_generated_hostname(label: str) -> bool:
         except ValueError:
             return False
         return True
-    return len(parts) >= 3 and all(len(p) <= 4 for p in parts) and is_dashed_ipv6(label)
-
-
-def is_dashed_ipv6(label: str) -> bool:
-    """True if *label* with its dashes read as colons is an IPv6 address (``fd00-10--a``)."""
-    try:
-        ipaddress.IPv6Address(label.replace("-", ":"))
-    except ValueError:
-        return False
-    return True
+    if len(parts) >= 3 and all(len(p) <= 4 for p in parts):
+        try:
+            ipaddress.IPv6Address(label.replace("-", ":"))
+        except ValueError:
+            return False
+        return True
+    return False
 
 
 def parse_pod_fqdn(name: str) -> PodName:

@@ -35,38 +35,22 @@ refreshed early), any other exception reports nothing about the pod.
 
 from __future__ import annotations
 
-import contextlib
-import logging
 import threading
 import time
-from collections.abc import Callable, Hashable, Iterator
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 from typing_extensions import Self
 
 from . import _forksafe
-from ._spans import annotate
+from ._registry_calls import RegistryCalls
+from ._registry_face import DEFAULT_GRACE, check_service, request_from
 from .endpoints import Endpoint, EndpointSet
-from .errors import HeadlessClientError, InvalidArgument, InvalidName
-from .registry_core import (
-    Entry,
-    FailurePredicate,
-    Lease,
-    MembershipChange,
-    RegistryCore,
-    failure_predicate,
-)
-from .request import Request, Role
+from .registry_core import Entry, FailurePredicate, Lease, MembershipChange
 
-__all__ = ["DEFAULT_GRACE", "ClientRegistry", "Lease", "close_client", "request_from"]
-
-log = logging.getLogger("headless_client.registry")
+__all__ = ["DEFAULT_GRACE", "ClientRegistry", "Lease", "check_service", "close_client", "request_from"]
 
 C = TypeVar("C")
-T = TypeVar("T")
-
-#: How long a departed pod's client may finish its calls before it is closed (seconds).
-DEFAULT_GRACE = 30.0
 
 
 def close_client(client: object) -> None:
@@ -76,47 +60,7 @@ def close_client(client: object) -> None:
         close()
 
 
-def request_from(
-    request: Request | None,
-    key: object | None,
-    partition: Hashable | None,
-    ordinal: int | None,
-    hostname: str | None,
-    role: Role | None,
-    any_pod: bool,
-) -> Request:
-    """A :class:`Request` from a call's arguments (a whole request, or its fields).
-
-    Raises:
-        InvalidName: both a request and fields, or fields that contradict each other.
-        InvalidArgument: *request* is not a :class:`Request`.
-    """
-    fields = (key, partition, ordinal, hostname, role)
-    if request is not None:
-        if not isinstance(request, Request):
-            raise InvalidArgument(f"request must be a headless_client.Request: {request!r}")
-        if any(f is not None for f in fields) or any_pod:
-            raise InvalidName("pass request= or the request's fields (key=, partition=...), not both")
-        return request
-    return Request(key, partition, ordinal, hostname, role, any_pod)
-
-
-def check_service(service: object, awaited: bool) -> None:
-    """Raise :class:`InvalidArgument` unless *service* is the right twin."""
-    wanted: type
-    if awaited:
-        from .aio import AsyncHeadlessService  # only here: sync programs never load asyncio
-
-        wanted = AsyncHeadlessService
-    else:
-        from .service import HeadlessService
-
-        wanted = HeadlessService
-    if not isinstance(service, wanted):
-        raise InvalidArgument(f"service must be a {wanted.__name__}: {service!r}")
-
-
-class ClientRegistry(Generic[C]):
+class ClientRegistry(RegistryCalls[C]):
     """One client per pod of *service*, built by *factory*; see the module docs.
 
     Args:
@@ -136,6 +80,8 @@ class ClientRegistry(Generic[C]):
         InvalidName: a bad *grace*.
     """
 
+    _awaited = False
+
     def __init__(
         self,
         service: Any,
@@ -146,17 +92,7 @@ class ClientRegistry(Generic[C]):
         grace: float = DEFAULT_GRACE,
         eager: bool = True,
     ) -> None:
-        check_service(service, awaited=False)
-        if not callable(factory):
-            raise InvalidArgument(f"factory must be callable: {factory!r}")
-        if close is not None and not callable(close):
-            raise InvalidArgument(f"close must be callable: {close!r}")
-        self.service = service
-        self._factory = factory
-        self._close = close if close is not None else close_client
-        self.is_failure: FailurePredicate = failure_predicate(failures)
-        self._core: RegistryCore[C] = RegistryCore(service.name, grace)
-        self._eager = bool(eager)
+        super().__init__(service, factory, close, failures, grace, eager, default_close=close_client)
         self._build_lock = threading.Lock()
         self._timers: set[threading.Timer] = set()
         self._timers_lock = threading.Lock()
@@ -171,58 +107,7 @@ class ClientRegistry(Generic[C]):
         self._timers_lock = threading.Lock()
         self._timers = set()
 
-    # -- reading ------------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The service's FQDN."""
-        return self._core.name
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._core.closed
-
-    @property
-    def grace(self) -> float:
-        """How long a departed pod's client may finish its calls (seconds)."""
-        return self._core.grace
-
-    def clients(self) -> dict[Endpoint, C]:
-        """The clients of the pods in the view, by endpoint (a copy)."""
-        return self._core.clients()
-
-    @property
-    def draining(self) -> int:
-        """How many clients of departed pods are still open, finishing their calls."""
-        return self._core.retired_count()
-
-    # -- calls --------------------------------------------------------------------------------
-
-    def acquire(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> Lease[C]:
-        """A lease on the client of the pod the strategy picks for the request.
-
-        The call counts in flight until you give its outcome on the lease
-        (``lease.success()``, ``lease.failure()`` or ``lease.neutral()``); prefer
-        :meth:`client`, which does it for you.
-
-        Raises:
-            ServiceClosed: the registry is closed.
-            NoEndpointsAvailable / LeaderNotAvailable / EndpointNotFound: nothing to pick.
-            Exception: whatever the factory raised.
-        """
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
-        return self.lease(self.service.core.pick(wanted))
+    # -- calls (acquire, client and call come from RegistryCalls) -----------------------------
 
     def lease(self, endpoint: Endpoint) -> Lease[C]:
         """A lease on *endpoint*'s client (built now if it has none), for callers that
@@ -232,13 +117,10 @@ class ClientRegistry(Generic[C]):
             ServiceClosed: the registry is closed.
             Exception: whatever the factory raised.
         """
-        core = self._core
-        entry = core.take(endpoint)
+        entry = self._core.take(endpoint)
         if entry is None:
             entry = self._build(endpoint)
-        self.service.core.started(endpoint)
-        annotate(self.service, endpoint)
-        return Lease(entry, time.monotonic(), self._settle)
+        return self._leased(entry)
 
     def _build(self, endpoint: Endpoint) -> Entry[C]:
         core = self._core
@@ -253,109 +135,8 @@ class ClientRegistry(Generic[C]):
             self._close_quietly(client, endpoint)
         return entry
 
-    @contextlib.contextmanager
-    def client(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> Iterator[Lease[C]]:
-        """``with registry.client(key=...) as (endpoint, client):`` one call on one pod.
-
-        A clean exit reports a success with the block's latency; an exception that
-        ``failures`` recognises reports a failure; any other exception reports nothing
-        about the pod. Arguments and errors as :meth:`acquire`.
-        """
-        lease = self.acquire(
-            request, key=key, partition=partition, ordinal=ordinal, hostname=hostname, role=role,
-            any_pod=any_pod,
-        )
-        try:
-            yield lease
-        except BaseException as exc:
-            if isinstance(exc, Exception) and self.is_failure(exc):
-                lease.failure()
-            else:
-                lease.neutral()
-            raise
-        lease.success()
-
-    def call(
-        self,
-        fn: Callable[[C], T],
-        request: Request | None = None,
-        *,
-        retries: int = 0,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> T:
-        """``fn(client)`` on the picked pod; on a failure (see ``failures``), up to
-        *retries* more times on other pods. Retry only idempotent work. Calls pinned to
-        a pod (``ordinal=``, ``hostname=``, ``partition=``...) are not retried.
-
-        Raises:
-            InvalidName: a bad *retries*.
-            Exception: the last failure, or what ``fn`` raised otherwise.
-        """
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidName(f"retries must be an int >= 0: {retries!r}")
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
-        attempts = 1 if self.service.core.pins(wanted) else 1 + retries
-        last: BaseException | None = None
-        for attempt in range(attempts):
-            lease = self.acquire(wanted) if attempt == 0 else self._retry_lease(wanted)
-            if lease is None:
-                break
-            try:
-                result = fn(lease.client)
-            except BaseException as exc:
-                failed = isinstance(exc, Exception) and self.is_failure(exc)
-                if failed:
-                    lease.failure()
-                else:
-                    lease.neutral()
-                if not failed or attempt + 1 >= attempts:
-                    raise
-                wanted = wanted.excluding(lease.endpoint.identity)
-                last = exc
-                continue
-            lease.success()
-            return result
-        assert last is not None  # the loop ran at least once, and only failures continue
-        raise last
-
-    def _retry_lease(self, wanted: Request) -> Lease[C] | None:
-        try:
-            return self.acquire(wanted)
-        except HeadlessClientError:
-            return None  # every pod was tried: the caller raises the last failure
-
-    def _settle(self, lease: Lease[C], outcome: str, latency: float | None) -> None:
-        if lease.done:
-            return
-        lease.done = True
-        endpoint = lease.endpoint
-        try:
-            if outcome == "success":
-                if latency is None:
-                    latency = time.monotonic() - lease.started
-                self.service.report_success(endpoint, latency)
-            elif outcome == "failure":
-                self.service.report_failure(endpoint)
-            else:
-                self.service.core.finished(endpoint)
-        finally:
-            if self._core.release(lease.entry):
-                self._close_entry(lease.entry)
+    def _dispose(self, entry: Entry[C]) -> None:
+        self._close_entry(entry)
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -373,25 +154,20 @@ class ClientRegistry(Generic[C]):
                 self._build_eagerly(endpoint)
 
     def _build_eagerly(self, endpoint: Endpoint) -> None:
-        core = self._core
         with self._build_lock:
-            if core.closed or not core.in_view(endpoint) or endpoint in core.clients():
+            if not self._wants_eager_build(endpoint):
                 return
             try:
                 client = self._factory(endpoint)
-            except Exception:
-                log.exception("%s: building the client of %s failed (retried at its first call)",
-                              self.name, endpoint,
-                              extra={"service": self.name, "pod": endpoint.hostname,
-                                     "address": endpoint.address, "reason": "client_build_failed"})
+            except Exception as exc:
+                self._log_build_failed(endpoint, exc)
                 return
-            entry, fresh = core.add(endpoint, client, use=False)
-        if fresh:
-            return
-        if entry.client is not client:  # pragma: no cover - add() runs under the build lock
-            self._close_quietly(client, endpoint)
-        elif core.release_unused(entry):  # the pod left meanwhile, or the registry closed
-            self._close_entry(entry)
+            entry, fresh = self._core.add(endpoint, client, use=False)
+        unkept_client, claimed = self._unkept(entry, fresh, client)
+        if unkept_client is not None:  # pragma: no cover - add() runs under the build lock
+            self._close_quietly(unkept_client, endpoint)
+        if claimed is not None:  # the pod left meanwhile, or the registry closed
+            self._close_entry(claimed)
 
     def _start_timer(self, entry: Entry[C]) -> None:
         delay = max(0.0, (entry.deadline or 0.0) - time.monotonic())
@@ -406,11 +182,7 @@ class ClientRegistry(Generic[C]):
     def _expire(self, entry: Entry[C]) -> None:
         with self._timers_lock:
             self._timers.discard(entry.timer)
-        if self._core.expire(entry):
-            log.info("%s: closing the client of %s after its %gs grace, with %d call(s) in flight",
-                     self.name, entry.endpoint, self.grace, entry.users,
-                     extra={"service": self.name, "pod": entry.endpoint.hostname,
-                            "address": entry.endpoint.address, "reason": "client_grace_expired"})
+        if self._expired(entry):
             self._close_entry(entry)
 
     def _close_entry(self, entry: Entry[C]) -> None:
@@ -424,10 +196,8 @@ class ClientRegistry(Generic[C]):
     def _close_quietly(self, client: C, endpoint: Endpoint) -> None:
         try:
             self._close(client)
-        except Exception:
-            log.exception("%s: closing the client of %s failed", self.name, endpoint,
-                          extra={"service": self.name, "pod": endpoint.hostname,
-                                 "address": endpoint.address, "reason": "client_close_failed"})
+        except Exception as exc:
+            self._log_close_failed(endpoint, exc)
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -443,7 +213,3 @@ class ClientRegistry(Generic[C]):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self.clients())} clients, {self.draining} draining"
-        return f"<ClientRegistry {self.name} {state}>"

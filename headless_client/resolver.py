@@ -17,8 +17,9 @@ import threading
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Final, Literal, TypeVar
 
+from ._resolve_methods import ResolveMethods
 from ._validate import seconds
-from .endpoints import Endpoint, EndpointSet
+from .endpoints import EndpointSet
 from .environment import KubernetesContext, kubernetes_context
 from .errors import InvalidName
 from .exchange import MAX_TIMEOUT, ExchangeConfig, ExchangePolicy, Lookup
@@ -281,8 +282,26 @@ class BaseResolver:
         Raises:
             InvalidName: a bad name, ordinal, count or port, or no namespace.
         """
-        plan = self._statefulset_plan(statefulset, namespace, service, port, start, replicas, max_gap)
-        return Lookup(plan, self.exchange_config, statefulset)
+        validate_label(statefulset, "statefulset")
+        validate_ordinal(start, "start")
+        if replicas is not None:
+            validate_ordinal(replicas, "replicas")
+        validate_ordinal(max_gap, "max_gap")
+        ns = self._namespace(namespace, statefulset)
+        svc = service or statefulset
+        svc_fqdn = service_fqdn(svc, ns, cluster_domain=self.cluster_domain)
+        # Enough candidates for every pod plus a run of gaps, and no more: the walk is bounded.
+        limit = (replicas if replicas is not None else 10_000) + 2 * max(max_gap, 1)
+        names = (
+            pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
+            for i in range(start, start + limit)
+        )
+        options = self._options()
+        plan = plan_statefulset(
+            svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
+            options, max_gap=max(max_gap, 1),
+        )
+        return Lookup(self._logged(plan, options, svc_fqdn), self.exchange_config, statefulset)
 
     # -- plans --------------------------------------------------------------------
 
@@ -328,37 +347,6 @@ class BaseResolver:
         options = self._options()
         return self._logged(plan_pod(fqdn, _check_port(port), options), options, fqdn)
 
-    def _statefulset_plan(
-        self,
-        statefulset: str,
-        namespace: str | None,
-        service: str | None,
-        port: int | None,
-        start: int,
-        replicas: int | None,
-        max_gap: int,
-    ) -> Plan[EndpointSet]:
-        validate_label(statefulset, "statefulset")
-        validate_ordinal(start, "start")
-        if replicas is not None:
-            validate_ordinal(replicas, "replicas")
-        validate_ordinal(max_gap, "max_gap")
-        ns = self._namespace(namespace, statefulset)
-        svc = service or statefulset
-        svc_fqdn = service_fqdn(svc, ns, cluster_domain=self.cluster_domain)
-        # Enough candidates for every pod plus a run of gaps, and no more: the walk is bounded.
-        limit = (replicas if replicas is not None else 10_000) + 2 * max(max_gap, 1)
-        names = (
-            pod_fqdn(statefulset, i, service=svc, namespace=ns, cluster_domain=self.cluster_domain)
-            for i in range(start, start + limit)
-        )
-        options = self._options()
-        plan = plan_statefulset(
-            svc_fqdn, list(names), _check_port(0 if port is None else port), replicas,
-            options, max_gap=max(max_gap, 1),
-        )
-        return self._logged(plan, options, svc_fqdn)
-
     def _namespace(self, namespace: str | None, what: str) -> str:
         ns = namespace or self.namespace
         if ns is None:
@@ -372,107 +360,12 @@ def _check_port(port: object) -> int:
     return port
 
 
-class Resolver(BaseResolver):
+class Resolver(ResolveMethods, BaseResolver):
     """Resolve headless services, pods and StatefulSets with blocking I/O.
 
-    Thread-safe: calls share no mutable state. See :class:`BaseResolver` for arguments.
+    Thread-safe: calls share no mutable state. See :class:`BaseResolver` for arguments;
+    the resolve methods come from :class:`~headless_client._resolve_methods.ResolveMethods`.
     """
-
-    def resolve(
-        self,
-        service: str,
-        port: int | str,
-        *,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-    ) -> EndpointSet:
-        """Every ready endpoint of *service*.
-
-        An ``int`` port asks A and AAAA of the service name and gives every address that
-        port. A ``str`` port asks SRV ``_<port>._<protocol>.<fqdn>``: pod hostnames,
-        ordinals, ports and addresses (glue, else concurrent lookups).
-
-        Raises:
-            InvalidName: a bad service name, port or protocol.
-            ServiceNotFound: NXDOMAIN (no such service, or zero ready pods).
-            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
-            ResolutionError: timeout, refused, SERVFAIL or a malformed answer.
-        """
-        return self._run_lookup(self.service_lookup(service, port, protocol=protocol, namespace=namespace))
-
-    # A service may carry this resolver's lookups itself (many at once, on one thread)
-    # while ``resolve`` is this one: a subclass overriding it is called through it.
-    _RESOLVE_RUNS_LOOKUPS = resolve
-
-    def resolve_pod(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> Endpoint:
-        """The endpoint of StatefulSet pod *ordinal* (``<sts>-<n>.<service>...``).
-
-        ``port`` defaults to 0 (unknown). A dual-stack pod gives its IPv4 endpoint.
-
-        Raises:
-            ServiceNotFound: the pod name does not exist (not created, or not ready).
-        """
-        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
-        return self._run_lookup(lookup)[0]
-
-    def resolve_pod_all(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> EndpointSet:
-        """Every endpoint of one pod (one per address family)."""
-        lookup = self.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
-        return self._run_lookup(lookup)
-
-    def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
-        """The endpoints of one absolute host name (a pod FQDN), A and AAAA.
-
-        Raises:
-            ServiceNotFound: the name does not exist.
-        """
-        return self._run_lookup(self.host_lookup(hostname, port))
-
-    def resolve_statefulset(
-        self,
-        statefulset: str,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-        start: int = 0,
-        replicas: int | None = None,
-        max_gap: int = 8,
-    ) -> EndpointSet:
-        """Pod identities of a StatefulSet whose service has no named port.
-
-        Learns the pod count from the service's A/AAAA answer (or *replicas*), then asks
-        ``<sts>-<i>.<service>...`` from *start* concurrently, tolerating gaps (unready
-        pods), until the count is found or *max_gap* ordinals in a row are missing.
-
-        Raises:
-            ServiceNotFound: the service name does not exist (when *replicas* is None).
-            NotGoverningService: the service has ready addresses but none of the
-                ``<sts>-<n>`` names exists: it is not the Service the StatefulSet names as
-                ``serviceName`` (or the ordinals do not start at *start*).
-            NotHeadless: a ClusterIP Service (unless ``cluster_ip="warn"``).
-            ResolutionError: the pod names could not be asked.
-        """
-        return self._run_lookup(self.statefulset_lookup(
-            statefulset, namespace=namespace, service=service, port=port, start=start,
-            replicas=replicas, max_gap=max_gap,
-        ))  # fmt: skip
 
     # -- I/O ------------------------------------------------------------------------
 

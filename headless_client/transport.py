@@ -81,15 +81,7 @@ class Job(Generic[T]):
     def begin(self, now: float) -> None:
         """Start the plan (one deadline for all its batches)."""
         self._deadline = now + self.lookup.config.timeout
-        try:
-            batch = next(self.lookup.plan)
-        except StopIteration as stop:
-            self._finish(stop.value, None)
-            return
-        except Exception as exc:
-            self._finish(None, exc)
-            return
-        if self._start_exchange(batch, now):
+        if self._advance(None, now):
             try:
                 self._carry_out(now)
             except Exception as exc:  # a bug must end this lookup, not the caller
@@ -157,6 +149,19 @@ class Job(Generic[T]):
             self._close_channel(channel)
         self._done(value, error)
 
+    def _advance(self, answers: Any, now: float) -> bool:
+        """Hand *answers* to the plan (None starts it) and start the exchange of its next
+        batch; False when the plan ended (its result or error is delivered) or that failed."""
+        try:
+            batch = self.lookup.plan.send(answers)
+        except StopIteration as stop:
+            self._finish(stop.value, None)
+            return False
+        except Exception as exc:
+            self._finish(None, exc)
+            return False
+        return self._start_exchange(batch, now)
+
     def _start_exchange(self, batch: list[Any], now: float) -> bool:
         try:
             self._exchange = Exchange(batch, self.lookup.config, now=now, deadline=self._deadline)
@@ -181,15 +186,7 @@ class Job(Generic[T]):
                 continue
             if not exchange.done:
                 return
-            try:
-                batch = self.lookup.plan.send(exchange.answers())
-            except StopIteration as stop:
-                self._finish(stop.value, None)
-                return
-            except Exception as exc:
-                self._finish(None, exc)
-                return
-            if not self._start_exchange(batch, now):
+            if not self._advance(exchange.answers(), now):
                 return
 
     def _open(self, exchange: Exchange, action: Open, now: float) -> None:

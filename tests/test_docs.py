@@ -20,6 +20,14 @@ Conventions for whoever writes a page
     without a title, and any other Python-ish info string (``python3``, ``pycon``, ...),
     fails ``test_every_python_block_runs_or_is_marked``.
 
+Complete programs are included from ``examples/``, not copied.
+    A block holding only ``--8<-- "examples/<program>.py"`` (pymdownx.snippets) shows that
+    file on the site: ```py title="examples/<program>.py"```; ``"examples/<program>.py:name"``
+    lines show the sections the file marks ``# --8<-- [start:name]`` ... ``[end:name]``, for
+    an excerpt of a program the tests run. It is not run here;
+    examples/test_examples.py runs every program of ``examples/`` (on the fake cluster, or
+    names the integration test that runs it against real servers).
+
 ``console`` transcripts run too; ``sh`` blocks do not.
     Every ``$ headless-client ...`` (or ``$ python -m headless_client ...``) line of a
     ``console`` block runs through :func:`headless_client.cli.main` in the same
@@ -124,6 +132,7 @@ KV_LEADERS = {p: p % 3 for p in range(KV_PARTITIONS)}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _TITLE = re.compile(r'title="(?P<title>[^"]*)"')
+_SNIPPET = re.compile(r'-{1,}8<-{1,} *"(?P<path>[^":]+)(?::(?P<section>[a-z][-_0-9a-z]*))?"')
 
 
 @dataclass(frozen=True)
@@ -154,7 +163,15 @@ class Block:
 
     @property
     def shown_only(self) -> bool:
-        return self.lang == "py" and bool(self.title and self.title.strip())
+        return self.lang == "py" and bool(self.title and self.title.strip()) and self.included is None
+
+    @property
+    def included(self) -> str | None:
+        """The file a block of snippets only includes (``--8<-- "examples/x.py"``, or sections
+        of it: ``"examples/x.py:name"``), else None."""
+        found = [_SNIPPET.fullmatch(line.strip()) for line in self.code.splitlines() if line.strip()]
+        files = {match["path"] for match in found if match}
+        return files.pop() if found and all(found) and len(files) == 1 else None
 
 
 def _language(info: str) -> tuple[str, str | None]:
@@ -461,7 +478,7 @@ def test_every_python_block_runs_or_is_marked() -> None:
         f"{b.where}: ```{b.info}``` (run it as ```python, or mark it ```py title=\"why it cannot run\"```)"
         for blocks in BLOCKS.values()
         for b in blocks
-        if b.pythonish and not (b.runs or b.shown_only)
+        if b.pythonish and not (b.runs or b.shown_only or b.included)
     ]
     assert not wrong, "Python blocks neither run nor marked:\n" + "\n".join(wrong)
 
@@ -471,6 +488,18 @@ def test_most_python_blocks_run() -> None:
     shown = [b.where for b in python if b.shown_only]
     assert python, "no python block found: is the docs directory there?"
     assert len(shown) * 4 <= len(python), f"more than a quarter of the python blocks are not run: {shown}"
+
+
+def test_included_programs_are_examples() -> None:
+    """Every snippet a page includes is a program of examples/ (which its tests all run),
+    shown as a ``py`` block titled with its path."""
+    included = [b for blocks in BLOCKS.values() for b in blocks if b.included]
+    assert included, "no page includes a program of examples/"
+    examples = {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("test_")}
+    wrong = [f"{b.where}: {b.included} ({b.info})" for b in included
+             if b.included not in examples or b.lang != "py" or not (b.title or "").startswith(b.included)]
+    assert not wrong, "included files that are not examples/ programs, or blocks not titled with them:\n" + (
+        "\n".join(wrong))
 
 
 def test_every_page_is_in_the_nav() -> None:
@@ -500,6 +529,8 @@ def test_the_conventions_hold_on_a_sample(tmp_path: Path) -> None:
         "- a list item\n\n"
         "    ```py title=\"needs a broker\"\n    producer.send()\n    ```\n\n"
         "```pycon\n>>> 1\n```\n\n"
+        "```py title=\"examples/round_robin.py\"\n--8<-- \"examples/round_robin.py\"\n```\n\n"
+        "```py title=\"examples/x.py\"\n--8<-- \"examples/x.py:a\"\n--8<-- \"examples/x.py:b\"\n```\n\n"
         "````markdown\n```python\nnot a block of its own\n```\n````\n\n"
         "```console\n$ headless-client resolve web.prod \\\n    --port http\n"
         "headless-client: error: bad\n$ kubectl get pods\n```\n",
@@ -510,13 +541,17 @@ def test_the_conventions_hold_on_a_sample(tmp_path: Path) -> None:
         ("python", True, False, True),
         ("py", False, True, True),
         ("pycon", False, False, True),
+        ("py", False, False, True),
+        ("py", False, False, True),
         ("markdown", False, False, False),
         ("console", False, False, False),
     ]
     assert blocks[0].line == 4
     assert blocks[1].code == "producer.send()\n"
+    assert blocks[3].included == "examples/round_robin.py" and blocks[1].included is None
+    assert blocks[4].included == "examples/x.py"
     code = substitute_nameservers(blocks[0].code, "127.0.0.1:40000")
     assert code == "r = Resolver(['127.0.0.1:40000'], note='10.96.0.10 stays')\n"
-    (command,) = _commands(blocks[4])
+    (command,) = _commands(blocks[6])
     assert command.argv == ["resolve", "web.prod", "--port", "http"]
     assert command.output == ["headless-client: error: bad"]

@@ -63,6 +63,14 @@ KEY_PAGES: dict[str, tuple[str, ...]] = {
     "cli/": (),
     "reliability/": (),
     "api/": (),
+    # The recipe pages: each shows a complete program from examples/, no wider than the page.
+    "grpc/": (),
+    "requests/": (),
+    "aiohttp/": (),
+    "httpx/": (),
+    "postgres/": (),
+    "redis/": (),
+    "kafka/": (),
 }
 WINDOW = (1280, 900)
 #: Characters of code a code block shows at that width before it scrolls.

@@ -476,7 +476,8 @@ def test_plans_with_mutated_replies_raise_only_documented_errors(data, which, gl
     elif which == "host":
         plan = resolver._host_plan("web-1.web.prod.svc.cluster.local.", 80)
     else:
-        plan = resolver._statefulset_plan("web", None, None, 80, 0, data.draw(st.none() | st.integers(0, 4)), 2)
+        replicas = data.draw(st.none() | st.integers(0, 4))
+        plan = resolver.statefulset_lookup("web", port=80, replicas=replicas, max_gap=2).plan
     try:
         result = drive(plan, zone, data)
     except ResolutionError:

@@ -19,24 +19,22 @@ import contextlib
 import inspect
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Hashable
-from typing import Any, Generic, TypeVar
+from collections.abc import Awaitable, Callable, Coroutine
+from typing import Any, TypeVar
 
 from typing_extensions import Self
 
-from .._spans import annotate
+from .._registry_face import DEFAULT_GRACE
 from ..endpoints import Endpoint, EndpointSet
-from ..errors import HeadlessClientError, InvalidArgument, InvalidName
-from ..registry import DEFAULT_GRACE, check_service, request_from
-from ..registry_core import Entry, FailurePredicate, Lease, RegistryCore, failure_predicate
-from ..request import Request, Role
+from ..errors import InvalidArgument
+from ..registry_core import Entry, FailurePredicate, Lease
+from ._registry_calls import AsyncRegistryCalls
 
 __all__ = ["AsyncClientRegistry", "aclose_client"]
 
 log = logging.getLogger("headless_client.registry")
 
 C = TypeVar("C")
-T = TypeVar("T")
 
 
 async def aclose_client(client: object) -> None:
@@ -51,7 +49,7 @@ async def aclose_client(client: object) -> None:
             await result
 
 
-class AsyncClientRegistry(Generic[C]):
+class AsyncClientRegistry(AsyncRegistryCalls[C]):
     """One client per pod of an :class:`~headless_client.AsyncHeadlessService`; see
     :class:`~headless_client.registry.ClientRegistry` for the arguments and rules.
 
@@ -66,6 +64,8 @@ class AsyncClientRegistry(Generic[C]):
         eager: build clients when pods appear (``True``) or at their first call.
     """
 
+    _awaited = True
+
     def __init__(
         self,
         service: Any,
@@ -76,17 +76,7 @@ class AsyncClientRegistry(Generic[C]):
         grace: float = DEFAULT_GRACE,
         eager: bool = True,
     ) -> None:
-        check_service(service, awaited=True)
-        if not callable(factory):
-            raise InvalidArgument(f"factory must be callable: {factory!r}")
-        if close is not None and not callable(close):
-            raise InvalidArgument(f"close must be callable: {close!r}")
-        self.service = service
-        self._factory = factory
-        self._close = close if close is not None else aclose_client
-        self.is_failure: FailurePredicate = failure_predicate(failures)
-        self._core: RegistryCore[C] = RegistryCore(service.name, grace)
-        self._eager = bool(eager)
+        super().__init__(service, factory, close, failures, grace, eager, default_close=aclose_client)
         self._build_lock: asyncio.Lock | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -94,7 +84,6 @@ class AsyncClientRegistry(Generic[C]):
         self._unsubscribe: Callable[[], None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
-
     async def start(self) -> None:
         """Follow the service's changes and build the clients of the pods in its view
         (eager); idempotent. ``async with`` calls it, and so does the first call."""
@@ -126,11 +115,8 @@ class AsyncClientRegistry(Generic[C]):
                     self._build_now(endpoint, use=False)
                 except InvalidArgument:
                     break  # an async factory: built at the first call instead
-                except Exception:
-                    log.exception("%s: building the client of %s failed (retried at its first call)",
-                                  self.name, endpoint,
-                                  extra={"service": self.name, "pod": endpoint.hostname,
-                                         "address": endpoint.address, "reason": "client_build_failed"})
+                except Exception as exc:
+                    self._log_build_failed(endpoint, exc)
 
     async def aclose(self) -> None:
         """Stop following the service and close every client now; harmless to call twice."""
@@ -154,48 +140,7 @@ class AsyncClientRegistry(Generic[C]):
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    # -- reading ------------------------------------------------------------------------------
-
-    @property
-    def name(self) -> str:
-        """The service's FQDN."""
-        return self._core.name
-
-    @property
-    def closed(self) -> bool:
-        """True once closed."""
-        return self._core.closed
-
-    @property
-    def grace(self) -> float:
-        """How long a departed pod's client may finish its calls (seconds)."""
-        return self._core.grace
-
-    def clients(self) -> dict[Endpoint, C]:
-        """The clients of the pods in the view, by endpoint (a copy)."""
-        return self._core.clients()
-
-    @property
-    def draining(self) -> int:
-        """How many clients of departed pods are still open, finishing their calls."""
-        return self._core.retired_count()
-
-    # -- calls --------------------------------------------------------------------------------
-
-    async def acquire(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> Lease[C]:
-        """See :meth:`headless_client.registry.ClientRegistry.acquire`."""
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
-        return await self.lease(self.service.core.pick(wanted))
+    # -- calls (acquire, client and call come from AsyncRegistryCalls) ------------------------
 
     async def lease(self, endpoint: Endpoint) -> Lease[C]:
         """See :meth:`headless_client.registry.ClientRegistry.lease`."""
@@ -204,9 +149,7 @@ class AsyncClientRegistry(Generic[C]):
         entry = self._core.take(endpoint)
         if entry is None:
             entry = await self._build(endpoint)
-        self.service.core.started(endpoint)
-        annotate(self.service, endpoint)
-        return Lease(entry, time.monotonic(), self._settle)
+        return self._leased(entry)
 
     def lease_now(self, endpoint: Endpoint) -> Lease[C]:
         """:meth:`lease` without awaiting, for a factory that is a plain function (the
@@ -220,9 +163,7 @@ class AsyncClientRegistry(Generic[C]):
         entry = self._core.take(endpoint)
         if entry is None:
             entry = self._build_now(endpoint, use=True)
-        self.service.core.started(endpoint)
-        annotate(self.service, endpoint)
-        return Lease(entry, time.monotonic(), self._settle)
+        return self._leased(entry)
 
     def _build_now(self, endpoint: Endpoint, *, use: bool) -> Entry[C]:
         core = self._core
@@ -248,10 +189,8 @@ class AsyncClientRegistry(Generic[C]):
             result = self._close(client)
             if inspect.isawaitable(result):
                 await result
-        except Exception:
-            log.exception("%s: closing the client of %s failed", self.name, endpoint,
-                          extra={"service": self.name, "pod": endpoint.hostname,
-                                 "address": endpoint.address, "reason": "client_close_failed"})
+        except Exception as exc:
+            self._log_close_failed(endpoint, exc)
 
     def _lock(self) -> asyncio.Lock:
         if self._build_lock is None:
@@ -263,7 +202,8 @@ class AsyncClientRegistry(Generic[C]):
         if inspect.isawaitable(client):
             built: C = await client
             return built
-        return client
+        made: C = client
+        return made
 
     async def _build(self, endpoint: Endpoint) -> Entry[C]:
         core = self._core
@@ -277,97 +217,8 @@ class AsyncClientRegistry(Generic[C]):
             await self._close_client(client, endpoint)
         return entry
 
-    @contextlib.asynccontextmanager
-    async def client(
-        self,
-        request: Request | None = None,
-        *,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> AsyncIterator[Lease[C]]:
-        """``async with registry.client(key=...) as (endpoint, client):``; see
-        :meth:`headless_client.registry.ClientRegistry.client`."""
-        lease = await self.acquire(
-            request, key=key, partition=partition, ordinal=ordinal, hostname=hostname, role=role,
-            any_pod=any_pod,
-        )
-        try:
-            yield lease
-        except BaseException as exc:
-            if isinstance(exc, Exception) and self.is_failure(exc):
-                lease.failure()
-            else:
-                lease.neutral()
-            raise
-        lease.success()
-
-    async def call(
-        self,
-        fn: Callable[[C], Awaitable[T]],
-        request: Request | None = None,
-        *,
-        retries: int = 0,
-        key: object | None = None,
-        partition: Hashable | None = None,
-        ordinal: int | None = None,
-        hostname: str | None = None,
-        role: Role | None = None,
-        any_pod: bool = False,
-    ) -> T:
-        """``await fn(client)`` on the picked pod, retried on other pods after failures;
-        see :meth:`headless_client.registry.ClientRegistry.call`."""
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidName(f"retries must be an int >= 0: {retries!r}")
-        wanted = request_from(request, key, partition, ordinal, hostname, role, any_pod)
-        attempts = 1 if self.service.core.pins(wanted) else 1 + retries
-        last: BaseException | None = None
-        for attempt in range(attempts):
-            if attempt == 0:
-                lease = await self.acquire(wanted)
-            else:
-                try:
-                    lease = await self.acquire(wanted)
-                except HeadlessClientError:
-                    break  # every pod was tried: raise the last failure
-            try:
-                result = await fn(lease.client)
-            except BaseException as exc:
-                failed = isinstance(exc, Exception) and self.is_failure(exc)
-                if failed:
-                    lease.failure()
-                else:
-                    lease.neutral()
-                if not failed or attempt + 1 >= attempts:
-                    raise
-                wanted = wanted.excluding(lease.endpoint.identity)
-                last = exc
-                continue
-            lease.success()
-            return result
-        assert last is not None
-        raise last
-
-    def _settle(self, lease: Lease[C], outcome: str, latency: float | None) -> None:
-        if lease.done:
-            return
-        lease.done = True
-        endpoint = lease.endpoint
-        try:
-            if outcome == "success":
-                if latency is None:
-                    latency = time.monotonic() - lease.started
-                self.service.report_success(endpoint, latency)
-            elif outcome == "failure":
-                self.service.report_failure(endpoint)
-            else:
-                self.service.core.finished(endpoint)
-        finally:
-            if self._core.release(lease.entry):
-                self._spawn(self._close_entry(lease.entry))
+    def _dispose(self, entry: Entry[C]) -> None:
+        self._spawn(self._close_entry(entry))
 
     # -- membership ---------------------------------------------------------------------------
 
@@ -386,33 +237,24 @@ class AsyncClientRegistry(Generic[C]):
                 await self._build_eagerly(endpoint)
 
     async def _build_eagerly(self, endpoint: Endpoint) -> None:
-        core = self._core
         async with self._lock():
-            if core.closed or not core.in_view(endpoint) or endpoint in core.clients():
+            if not self._wants_eager_build(endpoint):
                 return
             try:
                 client = await self._make(endpoint)
-            except Exception:
-                log.exception("%s: building the client of %s failed (retried at its first call)",
-                              self.name, endpoint,
-                              extra={"service": self.name, "pod": endpoint.hostname,
-                                     "address": endpoint.address, "reason": "client_build_failed"})
+            except Exception as exc:
+                self._log_build_failed(endpoint, exc)
                 return
-            entry, fresh = core.add(endpoint, client, use=False)
-        if fresh:
-            return
-        if entry.client is not client:  # built meanwhile by lease_now()
-            await self._close_client(client, endpoint)
-        elif core.release_unused(entry):  # the pod left meanwhile, or the registry closed
-            await self._close_entry(entry)
+            entry, fresh = self._core.add(endpoint, client, use=False)
+        unkept_client, claimed = self._unkept(entry, fresh, client)
+        if unkept_client is not None:  # built meanwhile by lease_now()
+            await self._close_client(unkept_client, endpoint)
+        if claimed is not None:  # the pod left meanwhile, or the registry closed
+            await self._close_entry(claimed)
 
     def _expire(self, entry: Entry[C]) -> None:
         entry.timer = None
-        if self._core.expire(entry):
-            log.info("%s: closing the client of %s after its %gs grace, with %d call(s) in flight",
-                     self.name, entry.endpoint, self.grace, entry.users,
-                     extra={"service": self.name, "pod": entry.endpoint.hostname,
-                            "address": entry.endpoint.address, "reason": "client_grace_expired"})
+        if self._expired(entry):
             self._spawn(self._close_entry(entry))
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
@@ -439,7 +281,3 @@ class AsyncClientRegistry(Generic[C]):
             timer.cancel()
             entry.timer = None
         await self._close_client(entry.client, entry.endpoint)
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"{len(self.clients())} clients, {self.draining} draining"
-        return f"<AsyncClientRegistry {self.name} {state}>"

@@ -101,12 +101,8 @@ async def _deliver(core: ServiceCore, signal: _Signal) -> None:
                     except Exception:
                         log.exception(
                             "%s: subscriber %r raised", core.name, callback,
-                            extra={
-                                "service": core.name,
-                                "pod": None,
-                                "address": None,
-                                "reason": "subscriber_error",
-                            },
+                            extra={"service": core.name, "pod": None, "address": None,
+                                   "reason": "subscriber_error"},
                         )
     finally:
         signal.delivering = False
@@ -448,12 +444,8 @@ class AsyncHeadlessService(ServiceFace):
                 except ResolutionError as exc:
                     log.warning(
                         "%s: refresh after NOT_LEADER failed: %s", self.name, exc,
-                        extra={
-                            "service": self.name,
-                            "pod": None,
-                            "address": None,
-                            "reason": "not_leader_refresh_failed",
-                        },
+                        extra={"service": self.name, "pod": None, "address": None,
+                               "reason": "not_leader_refresh_failed"},
                     )
 
 

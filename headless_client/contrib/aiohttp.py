@@ -53,25 +53,24 @@ import time
 from collections.abc import Callable, Collection
 from typing import Any, Literal
 
+from ._extras import missing_extra
+
 try:
     import aiohttp
     from aiohttp import ClientHandlerType, ClientRequest, ClientResponse, payload
 except ImportError as exc:  # pragma: no cover - exercised by a test with aiohttp hidden
-    raise ImportError(
-        "headless_client.contrib.aiohttp needs aiohttp >= 3.12: pip install 'headless-client[aiohttp]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.aiohttp", "aiohttp >= 3.12", "aiohttp") from exc
 
+from .._registry_face import check_service
 from .._spans import annotate
+from ..attempts import Attempts
 from ..endpoints import Endpoint
-from ..errors import ForeignHost, HeadlessClientError, InvalidArgument, InvalidName
-from ..hosts import ServiceHosts, service_hosts
-from ..registry import check_service
+from ..errors import InvalidName
+from ..hosts import ServiceHosts
 from ..request import Request
+from ._http_routing import IDEMPOTENT_METHODS, HttpRouting, foreign_host, service_scope
 
 __all__ = ["IDEMPOTENT_METHODS", "HeadlessMiddleware"]
-
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-"""Methods retried after a broken connection (RFC 9110 section 9.2.2)."""
 
 KeyFunction = Callable[[ClientRequest], object]
 
@@ -112,24 +111,14 @@ class HeadlessMiddleware:
         other_hosts: Literal["refuse", "pass"] = "refuse",
     ) -> None:
         check_service(service, awaited=True)
-        if key is not None and header is not None:
-            raise InvalidName("pass key= or header=, not both")
-        if key is not None and not callable(key):
-            raise InvalidArgument(f"key must be a function of the request: {key!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidName(f"retries must be an int >= 0: {retries!r}")
-        if server_name not in ("pod", "service"):
-            raise InvalidName(f"server_name must be 'pod' or 'service': {server_name!r}")
+        routing = HttpRouting.checked(
+            key, header, retries, server_name, "url", failure_statuses, retry_methods
+        )
         if other_hosts not in ("refuse", "pass"):
             raise InvalidName(f"other_hosts must be 'refuse' or 'pass': {other_hosts!r}")
         self.service = service
-        self.hosts: ServiceHosts = service_hosts(service.name, service.resolver.qualify)
-        self._key = key
-        self._header = header
-        self._retries = retries
-        self._server_name = server_name
-        self._failure_statuses = frozenset(failure_statuses)
-        self._retry_methods = frozenset(m.upper() for m in retry_methods)
+        self.hosts: ServiceHosts = service_scope(service)
+        self._routing = routing
         self._other_hosts = other_hosts
 
     async def __call__(self, request: ClientRequest, handler: ClientHandlerType) -> ClientResponse:
@@ -138,23 +127,16 @@ class HeadlessMiddleware:
         if not self.hosts.matches(url.host):
             if self._other_hosts == "pass":
                 return await handler(request)
-            raise ForeignHost(
-                f"{url.host!r} is not {self.service.name} (accepted: {self.hosts.describe()}): this "
-                f"middleware sends only the service's requests to its pods; pass other_hosts='pass' "
-                f"to send other hosts' requests as aiohttp would"
-            )
-        wanted = Request(key=self._request_key(request))
+            raise foreign_host(url.host, self.service.name, self.hosts, "middleware",
+                               "pass other_hosts='pass' to send other hosts' requests as aiohttp would")
+        routing = self._routing
         core = self.service.core
-        attempts = 1 if core.pins(wanted) else 1 + self._retries
-        last: Exception | None = None
-        for attempt in range(attempts):
-            try:
-                endpoint: Endpoint = core.pick(wanted)
-            except HeadlessClientError as exc:
-                if last is not None:  # every pod left was tried: the last real error says more
-                    raise last from None
-                message = f"no pod of {self.service.name} to send to: {exc}"
-                raise aiohttp.ClientConnectionError(message) from exc
+        wanted = Request(key=routing.key_of(request, request.headers))
+        attempts = Attempts.for_call(core, wanted, routing.retries)
+        while True:  # bounded: every failure retried spends one of the attempts
+            endpoint = attempts.pick(core, lambda exc: aiohttp.ClientConnectionError(
+                f"no pod of {self.service.name} to send to: {exc}"
+            ))
             self._aim(request, url, endpoint)
             core.started(endpoint)
             annotate(core.name, endpoint)
@@ -166,38 +148,26 @@ class HeadlessMiddleware:
                 raise
             except (*_NOTHING_SENT, *_CONNECTION_LOST) as exc:
                 self.service.report_failure(endpoint)
-                if attempt + 1 >= attempts or not (
-                    isinstance(exc, _NOTHING_SENT)
-                    or (request.method.upper() in self._retry_methods and _replayable(request))
-                ):
-                    raise
-                wanted = wanted.excluding(endpoint.identity)
-                last = exc
-                continue
+                retryable = isinstance(exc, _NOTHING_SENT) or (
+                    routing.may_resend(request.method) and _replayable(request)
+                )
+                if attempts.retry(endpoint, exc, retryable):
+                    continue
+                raise
             except BaseException:
                 core.finished(endpoint)
                 raise
-            if response.status in self._failure_statuses:
+            if response.status in routing.failure_statuses:
                 self.service.report_failure(endpoint)
             else:
                 self.service.report_success(endpoint, time.monotonic() - start)
             return response
-        assert last is not None  # pragma: no cover - the loop returns or raises
-        raise last
-
-    def _request_key(self, request: ClientRequest) -> object:
-        if self._key is not None:
-            return self._key(request)
-        if self._header is not None:
-            return request.headers.get(self._header)
-        return None
 
     def _aim(self, request: ClientRequest, url: Any, endpoint: Endpoint) -> None:
         """Point *request* at *endpoint* (the Host header, set from the URL, stays)."""
         request.url = url.with_host(endpoint.address).with_port(endpoint.port)
         if url.scheme in ("https", "wss"):
-            pod = self._server_name == "pod" and endpoint.hostname
-            request.server_hostname = endpoint.hostname if pod and endpoint.hostname else self.service.name
+            request.server_hostname = self._routing.tls_name(endpoint, self.service.name)
 
     def __repr__(self) -> str:
         return f"<HeadlessMiddleware {self.service.name}>"

@@ -56,17 +56,18 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Collection, Generator, Iterator, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+
+from ._extras import missing_extra
 
 try:
     import grpc
     import grpc.aio
 except ImportError as exc:  # pragma: no cover - exercised by a test with grpc hidden
-    raise ImportError(
-        "headless_client.contrib.grpc needs grpcio: pip install 'headless-client[grpc]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.grpc", "grpcio", "grpc") from exc
 
 from ..aio.registry import AsyncClientRegistry
+from ..attempts import Attempts
 from ..endpoints import Endpoint
 from ..errors import HeadlessClientError, InvalidArgument, InvalidName
 from ..registry import DEFAULT_GRACE, ClientRegistry
@@ -83,6 +84,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("headless_client.grpc")
+
+MC = TypeVar("MC")
+CH = TypeVar("CH", bound="_Channel")
 
 KEY_METADATA = "headless-client-key"
 ORDINAL_METADATA = "headless-client-ordinal"
@@ -251,17 +255,30 @@ class _Router:
         except HeadlessClientError as exc:
             raise _no_pod(f"bad routing metadata for {self.service.name}: {exc}", exc) from exc
 
-    def attempts(self, method: str, request: Request) -> int:
-        if not self.is_retryable(method) or self.service.core.pins(request):
-            return 1
-        return 1 + self.retries
+    def attempts(self, method: str, request: Request) -> Attempts:
+        """The attempts a call of *method* may make: retries only for retryable methods."""
+        core = self.service.core
+        return Attempts.for_call(core, request, self.retries, retryable=self.is_retryable(method))
 
-    def pick(self, request: Request) -> Endpoint:
-        try:
-            endpoint: Endpoint = self.service.core.pick(request)
-        except HeadlessClientError as exc:
-            raise _no_pod(f"no pod of {self.service.name} to call: {exc}", exc) from exc
-        return endpoint
+    def pick(self, attempts: Attempts) -> Endpoint:
+        """The pod of the next attempt.
+
+        Raises:
+            NoPodError: no pod to call (caused by the library's error).
+            grpc.RpcError: the last failure, once every pod left was tried.
+        """
+        return attempts.pick(self.service.core, self._no_pod)
+
+    def _no_pod(self, error: HeadlessClientError) -> NoPodError:
+        return _no_pod(f"no pod of {self.service.name} to call: {error}", error)
+
+    def dial(self, endpoint: Endpoint, api: Any) -> Any:
+        """A channel to *endpoint* from *api* (``grpc`` or ``grpc.aio``), with this router's
+        credentials, options (the pod's TLS name among them) and compression."""
+        options = self.channel_options(endpoint)
+        if self.credentials is not None:
+            return api.secure_channel(_target(endpoint), self.credentials, options, self.compression)
+        return api.insecure_channel(_target(endpoint), options, self.compression)
 
     def outcome(self, code: grpc.StatusCode | None) -> Outcome:
         if code is None or code == grpc.StatusCode.OK:
@@ -301,6 +318,21 @@ def _settle(router: _Router, lease: Lease[Any], code: grpc.StatusCode | None) ->
         lease.failure()
     else:
         lease.neutral()
+
+
+@contextlib.contextmanager
+def _settled_if_it_fails(router: _Router, lease: Lease[Any]) -> Iterator[None]:
+    """Around starting a call on a leased pod: an RPC error settles the lease by its status
+    code, anything else leaves it neutral; both propagate. A clean exit settles nothing
+    (the caller settles when the call ends)."""
+    try:
+        yield
+    except grpc.RpcError as exc:
+        _settle(router, lease, _code_of(exc))
+        raise
+    except BaseException:
+        lease.neutral()
+        raise
 
 
 def _remaining(deadline: float | None) -> float | None:
@@ -402,7 +434,55 @@ class _Connectivity:
 # --------------------------------------------------------------------------------------------
 
 
-class HeadlessChannel(grpc.Channel):
+def _multicallable(kind: Callable[[], Callable[[Any, str, Any, Any, bool], MC]]) -> Callable[..., MC]:
+    """A channel's ``unary_unary``, ``unary_stream``, ``stream_unary`` or ``stream_stream``
+    (gRPC's four share one signature): a multicallable of the class *kind* gives (looked
+    up when called: the classes come later in this module) whose calls each go to a pod."""
+
+    def multicallable(self: Any, method: str, request_serializer: Any = None,
+                      response_deserializer: Any = None, _registered_method: bool = False) -> MC:
+        """A multicallable whose calls each go to a picked pod."""
+        return kind()(self, method, request_serializer, response_deserializer, _registered_method)
+
+    return multicallable
+
+
+class _Channel:
+    """What both channels are without I/O: their arguments (see :class:`HeadlessChannel`),
+    checked into a router, and the service they route over; each twin follows the
+    service with its own registry (:meth:`_follow`)."""
+
+    def __init__(
+        self,
+        service: Any,
+        *,
+        credentials: grpc.ChannelCredentials | None = None,
+        options: Sequence[tuple[str, Any]] = (),
+        server_name: Literal["pod", "service"] = "pod",
+        key: KeyFunction | None = None,
+        key_metadata: str | None = None,
+        retryable: bool | Collection[str] | Callable[[str], bool] = False,
+        retries: int = 2,
+        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
+        compression: grpc.Compression | None = None,
+        grace: float = DEFAULT_GRACE,
+        preconnect: bool = True,
+    ) -> None:
+        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
+                               retries, failure_codes, compression)
+        self._preconnect = bool(preconnect)
+        self._follow(service, grace)
+
+    def _follow(self, service: Any, grace: float) -> None:
+        raise NotImplementedError
+
+    @property
+    def service(self) -> Any:
+        """The service calls are routed over."""
+        return self._router.service
+
+
+class HeadlessChannel(_Channel, grpc.Channel):
     """A ``grpc.Channel`` whose every call goes to a pod of *service* (see the module docs).
 
     Args:
@@ -426,34 +506,11 @@ class HeadlessChannel(grpc.Channel):
         InvalidArgument / InvalidName: a wrong argument, naming it.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        server_name: Literal["pod", "service"] = "pod",
-        key: KeyFunction | None = None,
-        key_metadata: str | None = None,
-        retryable: bool | Collection[str] | Callable[[str], bool] = False,
-        retries: int = 2,
-        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
-        compression: grpc.Compression | None = None,
-        grace: float = DEFAULT_GRACE,
-        preconnect: bool = True,
-    ) -> None:
-        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
-                               retries, failure_codes, compression)
-        self._preconnect = bool(preconnect)
+    def _follow(self, service: Any, grace: float) -> None:
         self._connectivity = _Connectivity()
         self._registry: ClientRegistry[_PodChannel] = ClientRegistry(
             service, self._open, close=self._close_pod, failures=(), grace=grace,
         )
-
-    @property
-    def service(self) -> Any:
-        """The service calls are routed over."""
-        return self._router.service
 
     @property
     def registry(self) -> ClientRegistry[_PodChannel]:
@@ -461,12 +518,7 @@ class HeadlessChannel(grpc.Channel):
         return self._registry
 
     def _open(self, endpoint: Endpoint) -> _PodChannel:
-        router = self._router
-        options = router.channel_options(endpoint)
-        if router.credentials is not None:
-            channel = grpc.secure_channel(_target(endpoint), router.credentials, options, router.compression)
-        else:
-            channel = grpc.insecure_channel(_target(endpoint), options, router.compression)
+        channel = self._router.dial(endpoint, grpc)
         pod = _PodChannel(endpoint, channel)
         if self._preconnect:
             _preconnect(channel)
@@ -479,25 +531,10 @@ class HeadlessChannel(grpc.Channel):
 
     # -- multicallables ------------------------------------------------------------------------
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> grpc.UnaryUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _UnaryUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.UnaryStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _UnaryStream(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.StreamUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _StreamUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> grpc.StreamStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _StreamStream(self, method, request_serializer, response_deserializer, _registered_method)
+    unary_unary = _multicallable(lambda: _UnaryUnary)
+    unary_stream = _multicallable(lambda: _UnaryStream)
+    stream_unary = _multicallable(lambda: _StreamUnary)
+    stream_stream = _multicallable(lambda: _StreamStream)
 
     # -- connectivity ----------------------------------------------------------------------------
 
@@ -581,12 +618,13 @@ else:
     _StreamStreamBase = grpc.StreamStreamMultiCallable
 
 
-class _MultiCallable:
-    """What the four sync kinds share: the pick, the lease, the per-pod multicallable."""
+class _OfKind(Generic[CH]):
+    """What every multicallable keeps, sync or asyncio: its kind (``unary_unary``...), its
+    channel and that channel's router, the method and its (de)serialisers."""
 
     kind = ""
 
-    def __init__(self, channel: HeadlessChannel, method: str, serializer: Any, deserializer: Any,
+    def __init__(self, channel: CH, method: str, serializer: Any, deserializer: Any,
                  registered: bool) -> None:
         self._channel = channel
         self._router = channel._router
@@ -595,12 +633,18 @@ class _MultiCallable:
         self._deserializer = deserializer
         self._registered = registered
 
-    def _begin(self, request: Request) -> tuple[Lease[_PodChannel], Any]:
-        endpoint = self._router.pick(request)
-        lease = self._channel._registry.lease(endpoint)
+    def _on(self, pod: _PodChannel) -> Any:
+        """The multicallable of this kind on *pod*'s own channel."""
+        return pod.callable(self.kind, self._method, self._serializer, self._deserializer, self._registered)
+
+
+class _MultiCallable(_OfKind["HeadlessChannel"]):
+    """What the four sync kinds share: the pick, the lease, the per-pod multicallable."""
+
+    def _begin(self, attempts: Attempts) -> tuple[Lease[_PodChannel], Any]:
+        lease = self._channel._registry.lease(self._router.pick(attempts))
         try:
-            call = lease.client.callable(self.kind, self._method, self._serializer, self._deserializer,
-                                         self._registered)
+            call = self._on(lease.client)
         except BaseException:
             lease.neutral()
             raise
@@ -613,15 +657,9 @@ class _MultiCallable:
 
     def _watched(self, request: Request, invoke: Callable[[Any], Any]) -> Any:
         """Start a call that settles when done (futures and response streams)."""
-        lease, multicallable = self._begin(request)
-        try:
+        lease, multicallable = self._begin(Attempts(request, 1))
+        with _settled_if_it_fails(self._router, lease):
             call = invoke(multicallable)
-        except grpc.RpcError as exc:
-            _settle(self._router, lease, _code_of(exc))
-            raise
-        except BaseException:
-            lease.neutral()
-            raise
         router = self._router
         call.add_done_callback(lambda done: _settle(router, lease, _code_of(done)))
         return call
@@ -632,22 +670,14 @@ class _MultiCallable:
         router = self._router
         attempts = router.attempts(self._method, routing)
         deadline = None if timeout is None else time.monotonic() + timeout
-        last: grpc.RpcError | None = None
-        for attempt in range(attempts):
-            try:
-                lease, multicallable = self._begin(routing)
-            except NoPodError:
-                if last is not None:
-                    raise last from None
-                raise
+        while True:  # bounded: every failure retried spends one of the attempts
+            lease, multicallable = self._begin(attempts)
             try:
                 result = invoke(multicallable, _remaining(deadline))
             except grpc.RpcError as exc:
                 code = _code_of(exc)
                 _settle(router, lease, code)
-                if code in router.failure_codes and attempt + 1 < attempts:
-                    routing = routing.excluding(lease.endpoint.identity)
-                    last = exc
+                if attempts.retry(lease.endpoint, exc, code in router.failure_codes):
                     continue
                 raise
             except BaseException:
@@ -655,8 +685,6 @@ class _MultiCallable:
                 raise
             lease.success()
             return result
-        assert last is not None  # pragma: no cover - the loop returns or raises
-        raise last
 
 
 def _code_of(call: Any) -> grpc.StatusCode | None:
@@ -721,16 +749,10 @@ class _StreamUnary(_MultiCallable, _StreamUnaryBase):
                   metadata: Metadata | None = None, credentials: Any = None,
                   wait_for_ready: bool | None = None, compression: Any = None) -> tuple[Any, grpc.Call]:
         routing, sent = self._router.request(self._method, None, metadata)
-        lease, multicallable = self._begin(routing)  # a stream of requests is sent once: no retry
-        try:
+        lease, multicallable = self._begin(Attempts(routing, 1))  # a stream of requests is sent once
+        with _settled_if_it_fails(self._router, lease):
             result: tuple[Any, grpc.Call] = multicallable.with_call(
                 request_iterator, **self._kwargs(timeout, sent, credentials, wait_for_ready, compression))
-        except grpc.RpcError as exc:
-            _settle(self._router, lease, _code_of(exc))
-            raise
-        except BaseException:
-            lease.neutral()
-            raise
         lease.success()
         return result
 
@@ -758,7 +780,7 @@ class _StreamStream(_MultiCallable, _StreamStreamBase):
 # --------------------------------------------------------------------------------------------
 
 
-class AsyncHeadlessChannel(grpc.aio.Channel):
+class AsyncHeadlessChannel(_Channel, grpc.aio.Channel):
     """A ``grpc.aio.Channel`` whose every call goes to a pod of an
     :class:`~headless_client.AsyncHeadlessService`; the arguments of
     :class:`HeadlessChannel`. Build it on the service's event loop.
@@ -768,25 +790,7 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
     they end.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        *,
-        credentials: grpc.ChannelCredentials | None = None,
-        options: Sequence[tuple[str, Any]] = (),
-        server_name: Literal["pod", "service"] = "pod",
-        key: KeyFunction | None = None,
-        key_metadata: str | None = None,
-        retryable: bool | Collection[str] | Callable[[str], bool] = False,
-        retries: int = 2,
-        failure_codes: Collection[grpc.StatusCode] = (grpc.StatusCode.UNAVAILABLE,),
-        compression: grpc.Compression | None = None,
-        grace: float = DEFAULT_GRACE,
-        preconnect: bool = True,
-    ) -> None:
-        self._router = _Router(service, credentials, options, server_name, key, key_metadata, retryable,
-                               retries, failure_codes, compression)
-        self._preconnect = bool(preconnect)
+    def _follow(self, service: Any, grace: float) -> None:
         self._close_grace: float | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._changed = asyncio.Event()
@@ -797,23 +801,12 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
         self._unsubscribe = service.subscribe(self._view_changed)
 
     @property
-    def service(self) -> Any:
-        """The service calls are routed over."""
-        return self._router.service
-
-    @property
     def registry(self) -> AsyncClientRegistry[_PodChannel]:
         """The per-pod channels (``registry.clients()``: endpoint -> pod channel)."""
         return self._registry
 
     def _open(self, endpoint: Endpoint) -> _PodChannel:
-        router = self._router
-        options = router.channel_options(endpoint)
-        if router.credentials is not None:
-            channel = grpc.aio.secure_channel(_target(endpoint), router.credentials, options,
-                                              router.compression)
-        else:
-            channel = grpc.aio.insecure_channel(_target(endpoint), options, router.compression)
+        channel = self._router.dial(endpoint, grpc.aio)
         if self._preconnect:
             channel.get_state(try_to_connect=True)
         return _PodChannel(endpoint, channel)
@@ -826,28 +819,10 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
 
     # -- multicallables ------------------------------------------------------------------------
 
-    def unary_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                    _registered_method: bool = False) -> grpc.aio.UnaryUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioUnaryUnary(self, method, request_serializer, response_deserializer, _registered_method)
-
-    def unary_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.aio.UnaryStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioUnaryStream(self, "unary_stream", method, request_serializer, response_deserializer,
-                               _registered_method)
-
-    def stream_unary(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                     _registered_method: bool = False) -> grpc.aio.StreamUnaryMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioStreamUnary(self, "stream_unary", method, request_serializer, response_deserializer,
-                               _registered_method)
-
-    def stream_stream(self, method: str, request_serializer: Any = None, response_deserializer: Any = None,
-                      _registered_method: bool = False) -> grpc.aio.StreamStreamMultiCallable[Any, Any]:
-        """A multicallable whose calls each go to a picked pod."""
-        return _AioStreamStream(self, "stream_stream", method, request_serializer, response_deserializer,
-                                _registered_method)
+    unary_unary = _multicallable(lambda: _AioUnaryUnary)
+    unary_stream = _multicallable(lambda: _AioUnaryStream)
+    stream_unary = _multicallable(lambda: _AioStreamUnary)
+    stream_stream = _multicallable(lambda: _AioStreamStream)
 
     # -- connectivity ----------------------------------------------------------------------------
 
@@ -925,26 +900,13 @@ class AsyncHeadlessChannel(grpc.aio.Channel):
         return f"<AsyncHeadlessChannel {self._registry!r}>"
 
 
-class _AioBase:
-    def __init__(self, channel: AsyncHeadlessChannel, kind: str, method: str, serializer: Any,
-                 deserializer: Any, registered: bool) -> None:
-        self._channel = channel
-        self._router = channel._router
-        self._kind = kind
-        self._method = method
-        self._serializer = serializer
-        self._deserializer = deserializer
-        self._registered = registered
-
+class _AioBase(_OfKind["AsyncHeadlessChannel"]):
     def _start(
-        self, routing: Request, args: tuple[Any, ...], kwargs: dict[str, Any]
+        self, attempts: Attempts, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> tuple[Lease[_PodChannel], Any]:
-        endpoint = self._router.pick(routing)
-        lease = self._channel._registry.lease_now(endpoint)
+        lease = self._channel._registry.lease_now(self._router.pick(attempts))
         try:
-            multicallable = lease.client.callable(self._kind, self._method, self._serializer,
-                                                  self._deserializer, self._registered)
-            call = multicallable(*args, **kwargs)
+            call = self._on(lease.client)(*args, **kwargs)
         except BaseException:
             lease.neutral()
             raise
@@ -957,40 +919,43 @@ class _AioStreaming(_AioBase):
 
     def _invoke(self, request: Any, timeout: float | None, metadata: Any, credentials: Any,
                 wait_for_ready: bool | None, compression: Any) -> Any:
-        unary = self._kind == "unary_stream"
+        unary = self.kind == "unary_stream"
         routing, sent = self._router.request(self._method, request if unary else None, metadata)
         kwargs = {"timeout": timeout, "metadata": sent, "credentials": credentials,
                   "wait_for_ready": wait_for_ready, "compression": compression}
         args = (request,) if unary or request is not None else ()
-        _, call = self._start(routing, args, kwargs)
+        _, call = self._start(Attempts(routing, 1), args, kwargs)
         return call
 
 
 class _AioUnaryStream(_AioStreaming, grpc.aio.UnaryStreamMultiCallable[Any, Any]):
+    kind = "unary_stream"
+
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         return self._invoke(request, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class _AioStreamUnary(_AioStreaming, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
+class _AioStreamsIn(_AioStreaming):
+    """``stream_unary`` and ``stream_stream``: called with an iterator of requests."""
+
     def __call__(self, request_iterator: Any = None, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
                  compression: Any = None) -> Any:
         return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
 
 
-class _AioStreamStream(_AioStreaming, grpc.aio.StreamStreamMultiCallable[Any, Any]):
-    def __call__(self, request_iterator: Any = None, timeout: float | None = None, metadata: Any = None,
-                 credentials: Any = None, wait_for_ready: bool | None = None,
-                 compression: Any = None) -> Any:
-        return self._invoke(request_iterator, timeout, metadata, credentials, wait_for_ready, compression)
+class _AioStreamUnary(_AioStreamsIn, grpc.aio.StreamUnaryMultiCallable[Any, Any]):
+    kind = "stream_unary"
+
+
+class _AioStreamStream(_AioStreamsIn, grpc.aio.StreamStreamMultiCallable[Any, Any]):
+    kind = "stream_stream"
 
 
 class _AioUnaryUnary(_AioBase, grpc.aio.UnaryUnaryMultiCallable[Any, Any]):
-    def __init__(self, channel: AsyncHeadlessChannel, method: str, serializer: Any, deserializer: Any,
-                 registered: bool) -> None:
-        super().__init__(channel, "unary_unary", method, serializer, deserializer, registered)
+    kind = "unary_unary"
 
     def __call__(self, request: Any, *, timeout: float | None = None, metadata: Any = None,
                  credentials: Any = None, wait_for_ready: bool | None = None,
@@ -1009,7 +974,6 @@ class _RetryingUnaryUnaryCall(grpc.aio.UnaryUnaryCall[Any, Any]):
                  compression: Any) -> None:
         self._owner = owner
         self._request = request
-        self._routing = routing
         self._deadline = None if timeout is None else time.monotonic() + timeout
         self._kwargs = {"metadata": metadata, "credentials": credentials, "wait_for_ready": wait_for_ready,
                         "compression": compression}
@@ -1018,22 +982,17 @@ class _RetryingUnaryUnaryCall(grpc.aio.UnaryUnaryCall[Any, Any]):
 
     def _attempt(self) -> tuple[Lease[_PodChannel], Any]:
         kwargs = dict(self._kwargs, timeout=_remaining(self._deadline))
-        return self._owner._start(self._routing, (self._request,), kwargs)
+        return self._owner._start(self._attempts, (self._request,), kwargs)
 
     async def _result(self) -> Any:
-        router = self._owner._router
-        for attempt in range(self._attempts):
+        failure_codes = self._owner._router.failure_codes
+        while True:  # bounded: every failure retried spends one of the attempts
             try:
                 return await self._call
             except grpc.aio.AioRpcError as exc:
-                if exc.code() not in router.failure_codes or attempt + 1 >= self._attempts:
+                if not self._attempts.retry(self._lease.endpoint, exc, exc.code() in failure_codes):
                     raise
-                self._routing = self._routing.excluding(self._lease.endpoint.identity)
-                try:
-                    self._lease, self._call = self._attempt()
-                except NoPodError:
-                    raise exc from None
-        raise AssertionError("unreachable")  # pragma: no cover
+            self._lease, self._call = self._attempt()  # with no pod left: the last failure
 
     def __await__(self) -> Generator[Any, None, Any]:
         return self._result().__await__()

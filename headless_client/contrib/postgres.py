@@ -44,12 +44,14 @@ The asyncio side (psycopg's ``AsyncConnectionPool``, asyncpg) is
 
 from __future__ import annotations
 
+import contextlib
+import importlib
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Generic, Literal, TypeVar
 
 from typing_extensions import Self
 
@@ -57,6 +59,7 @@ from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidArgument, InvalidName, NoEndpointsAvailable
 from ..request import READ, WRITE, Role
 from ..strategies.base import distinct_pods
+from ._extras import missing_extra
 
 if TYPE_CHECKING:
     import psycopg
@@ -88,17 +91,24 @@ _PROBE_DEFAULTS: Final = "connect_timeout=2 application_name=headless-client-tra
 Probe = Callable[[Endpoint], bool]
 """``probe(endpoint) -> in_recovery``: True for a standby, False for a primary; raises when
 the pod cannot tell (down, refusing, bad credentials)."""
+ProbeT = TypeVar("ProbeT")
+
+
+def _driver(module: str, what: str, needs: str) -> Any:
+    """The driver *module* (``psycopg``, ``psycopg_pool``, ``asyncpg``), imported when first
+    needed.
+
+    Raises:
+        ImportError: it is not installed: *what* needs *needs*, and the extra says how.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:  # pragma: no cover - the drivers are in the test extra
+        raise missing_extra(what, needs, "postgres") from exc
 
 
 def _need_psycopg() -> Any:
-    try:
-        import psycopg
-    except ImportError as exc:  # pragma: no cover - psycopg is in the test extra
-        raise ImportError(
-            "this part of headless_client.contrib.postgres needs psycopg 3: "
-            "pip install 'headless-client[postgres]'"
-        ) from exc
-    return psycopg
+    return _driver("psycopg", "this part of headless_client.contrib.postgres", "psycopg 3")
 
 
 # --------------------------------------------------------------------------------------------
@@ -487,7 +497,89 @@ def _probe_all(
     return {ep: done[ep] for ep in pods}
 
 
-class PrimaryTracker:
+class _Tracker(Generic[ProbeT]):
+    """What both primary trackers are without I/O: their arguments, the bookkeeping of a
+    check, and the pause between two checks; each twin asks the pods and waits its own way.
+    """
+
+    #: The probe used when none is given: ``default_probe(base, **params)``.
+    _default_probe: ClassVar[Callable[..., Any]]
+
+    def __init__(
+        self,
+        service: Any,
+        base: str = "",
+        *,
+        probe: ProbeT | None = None,
+        interval: float = 10.0,
+        min_interval: float = 1.0,
+        timeout: float = 5.0,
+        **params: object,
+    ) -> None:
+        self.service = service
+        self.strategy = _strategy_with_primary(service)
+        for name, value in (("interval", interval), ("min_interval", min_interval), ("timeout", timeout)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+                raise InvalidName(f"{name} must be a number of seconds > 0: {value!r}")
+        if probe is not None and not callable(probe):
+            raise InvalidArgument(f"probe must be callable: {probe!r}")
+        self.probe: ProbeT = probe if probe is not None else type(self)._default_probe(base, **params)
+        self.interval = float(interval)
+        self.min_interval = float(min_interval)
+        self.timeout = float(timeout)
+        self._last_started = float("-inf")
+        #: The latest check's findings (``None`` before the first).
+        self.last_check: RoleCheck | None = None
+        #: How many checks ran.
+        self.checks = 0
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The twin's own state (its wake-up, its lock), made last by the constructor."""
+        raise NotImplementedError
+
+    @property
+    def primary(self) -> Endpoint | None:
+        """The pod the latest check found primary (``None``: none found, or no check yet)."""
+        check = self.last_check
+        return check.primary if check is not None else None
+
+    def _pods_to_ask(self, now: float) -> tuple[Endpoint, ...]:
+        """A check starts at *now*: the pods it asks (one endpoint per pod)."""
+        self._last_started = now
+        return distinct_pods(self.service.endpoints)
+
+    def _found(self, answers: Mapping[Endpoint, bool | BaseException], began: float, now: float) -> RoleCheck:
+        """A check that began at *began* got *answers* at *now*: decide, record, apply."""
+        found = decide_primary(answers, self.strategy.primary_name)
+        found = RoleCheck(found.primaries, found.standbys, found.failed, found.primary, now - began)
+        # Recorded first: whoever sees the new primary named also sees this check.
+        self.last_check = found
+        self.checks += 1
+        _apply(self.service, self.strategy, found)
+        return found
+
+    def _pause(self, now: float) -> float:
+        """Seconds to wait before the next check may start: at most one check per
+        *min_interval*, however often failures ask."""
+        return self._last_started + self.min_interval - now
+
+    def _check_failed(self, error: Exception) -> None:
+        log.error("%s: checking the pods' roles failed", self.service.name, exc_info=error,
+                  extra={"service": self.service.name, "pod": None, "address": None,
+                         "reason": "role_check_failed"})
+
+    def __repr__(self) -> str:
+        state = "closed" if self.closed else f"primary {self.primary}"
+        return f"<{type(self).__name__} {self.service.name} {state}, {self.checks} checks>"
+
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        raise NotImplementedError
+
+
+class PrimaryTracker(_Tracker[Probe]):
     """Keeps a :class:`~headless_client.PrimaryReplica` naming the pod that really is
     the primary, by asking the servers.
 
@@ -514,47 +606,18 @@ class PrimaryTracker:
         InvalidName: a bad interval or timeout.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        base: str = "",
-        *,
-        probe: Probe | None = None,
-        interval: float = 10.0,
-        min_interval: float = 1.0,
-        timeout: float = 5.0,
-        **params: object,
-    ) -> None:
-        self.service = service
-        self.strategy = _strategy_with_primary(service)
-        for name, value in (("interval", interval), ("min_interval", min_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidName(f"{name} must be a number of seconds > 0: {value!r}")
-        if probe is not None and not callable(probe):
-            raise InvalidArgument(f"probe must be callable: {probe!r}")
-        self.probe: Probe = probe if probe is not None else psycopg_probe(base, **params)
-        self.interval = float(interval)
-        self.min_interval = float(min_interval)
-        self.timeout = float(timeout)
+    _default_probe = staticmethod(psycopg_probe)
+
+    def _prepare(self) -> None:
         self._wake = threading.Event()
         self._closed = threading.Event()
         self._check_lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._unsubscribe: Callable[[], None] | None = None
-        self._last_started = float("-inf")
-        #: The latest check's findings (``None`` before the first).
-        self.last_check: RoleCheck | None = None
-        #: How many checks ran.
-        self.checks = 0
-
-    @property
-    def primary(self) -> Endpoint | None:
-        """The pod the latest check found primary (``None``: none found, or no check yet)."""
-        check = self.last_check
-        return check.primary if check is not None else None
 
     @property
     def closed(self) -> bool:
+        """True once closed."""
         return self._closed.is_set()
 
     def start(self) -> None:
@@ -575,17 +638,8 @@ class PrimaryTracker:
         """
         with self._check_lock:
             began = time.monotonic()
-            self._last_started = began
-            pods = distinct_pods(self.service.endpoints)
-            results = _probe_all(pods, self.probe, self.timeout)
-            found = decide_primary(results, self.strategy.primary_name)
-            found = RoleCheck(found.primaries, found.standbys, found.failed, found.primary,
-                              time.monotonic() - began)
-            # Recorded first: whoever sees the new primary named also sees this check.
-            self.last_check = found
-            self.checks += 1
-            _apply(self.service, self.strategy, found)
-            return found
+            answers = _probe_all(self._pods_to_ask(began), self.probe, self.timeout)
+            return self._found(answers, began, time.monotonic())
 
     def check_soon(self) -> None:
         """Ask for a check on the background thread (within *min_interval*); returns at once."""
@@ -599,17 +653,14 @@ class PrimaryTracker:
             self._wake.wait(self.interval)
             if self.closed:
                 return
-            # At most one check per min_interval, however often failures ask.
-            wait = self._last_started + self.min_interval - time.monotonic()
+            wait = self._pause(time.monotonic())
             if wait > 0 and self._closed.wait(wait):
                 return
             self._wake.clear()
             try:
                 self.check()
-            except Exception:
-                log.exception("%s: checking the pods' roles failed", self.service.name,
-                              extra={"service": self.service.name, "pod": None, "address": None,
-                                     "reason": "role_check_failed"})
+            except Exception as exc:
+                self._check_failed(exc)
 
     def close(self) -> None:
         """Stop checking (waits briefly for the thread); harmless to call twice."""
@@ -628,10 +679,6 @@ class PrimaryTracker:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    def __repr__(self) -> str:
-        state = "closed" if self.closed else f"primary {self.primary}"
-        return f"<PrimaryTracker {self.service.name} {state}, {self.checks} checks>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -762,17 +809,28 @@ def _routed_class(base: type[Any], reporter: _Reporter) -> type[Any]:
     class RoutedConnection(base):  # type: ignore[misc]
         @classmethod
         def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            endpoint = reporter.route.endpoint_of(conninfo)
-            try:
-                conn = super().connect(conninfo, **kwargs)
-            except psycopg.OperationalError:
-                reporter.failed(endpoint)
-                raise
-            reporter.connected(endpoint)
-            return conn
+            with _reported(reporter, reporter.route.endpoint_of(conninfo), psycopg.OperationalError):
+                return super().connect(conninfo, **kwargs)
 
-    RoutedConnection.__qualname__ = RoutedConnection.__name__ = f"Routed{base.__name__}"
-    return RoutedConnection
+    return _routed_name(RoutedConnection, base)
+
+
+@contextlib.contextmanager
+def _reported(reporter: Any, endpoint: Endpoint | None, failures: type[BaseException]) -> Iterator[None]:
+    """Around opening a connection to *endpoint*: *failures* report the pod failed (and
+    propagate), a connection made reports it connected; both reporters have the methods."""
+    try:
+        yield
+    except failures:
+        reporter.failed(endpoint)
+        raise
+    reporter.connected(endpoint)
+
+
+def _routed_name(routed: type[Any], base: type[Any]) -> type[Any]:
+    """*routed* (a subclass of *base* whose ``connect`` reports), named after *base*."""
+    routed.__qualname__ = routed.__name__ = f"Routed{base.__name__}"
+    return routed
 
 
 def connection_pool(
@@ -808,36 +866,49 @@ def connection_pool(
         InvalidArgument: ``conninfo`` given (the route makes it), or a strategy without roles.
     """
     psycopg = _need_psycopg()
-    try:
-        from psycopg_pool import ConnectionPool
-    except ImportError as exc:  # pragma: no cover - psycopg_pool is in the test extra
-        raise ImportError(
-            "connection_pool needs psycopg_pool: pip install 'headless-client[postgres]'"
-        ) from exc
-    if "conninfo" in pool_kwargs:
-        raise InvalidArgument("connection_pool makes the conninfo from the route; pass base= instead")
-    strategy = _strategy_with_primary(service)
-    route = RoleConninfo(service, role, base)
+    pool_class = _psycopg_pool("ConnectionPool", "connection_pool")
+    strategy, route, user_configure = _pool_route("connection_pool", service, role, base, pool_kwargs)
     reporter = _Reporter(route, tracker)
-    user_configure = pool_kwargs.pop("configure", None)
 
     def configure(conn: Any) -> None:
-        if role == WRITE and check_role and _in_recovery(conn):
+        if route.role == WRITE and check_role and _in_recovery(conn):
             endpoint = route.endpoint_at(conn.info.hostaddr, conn.info.port)
             reporter.wrong_role(endpoint)
             raise _not_primary(psycopg, endpoint)
         if user_configure is not None:
             user_configure(conn)
 
-    pool_kwargs.setdefault("name", f"{service.name}/{role}")
-    pool_kwargs.setdefault("open", False)  # psycopg_pool's coming default: open with `with`
     connection_class = _routed_class(pool_kwargs.pop("connection_class", psycopg.Connection), reporter)
-    pool: psycopg_pool.ConnectionPool[Any] = ConnectionPool(
+    pool: psycopg_pool.ConnectionPool[Any] = pool_class(
         route, connection_class=connection_class, configure=configure, **pool_kwargs
     )
-    if role == WRITE:
+    if route.role == WRITE:
         _drain_on_primary_change(strategy, pool)
     return pool
+
+
+def _psycopg_pool(name: str, what: str) -> Any:
+    """psycopg_pool's pool class *name*, for the function *what*."""
+    return getattr(_driver("psycopg_pool", what, "psycopg_pool"), name)
+
+
+def _pool_route(
+    what: str, service: Any, role: Role, base: str, pool_kwargs: dict[str, Any]
+) -> tuple[Any, RoleConninfo, Callable[[Any], Any] | None]:
+    """What a psycopg pool of *role* needs (both pools): the strategy naming the primary,
+    the route (the pool's conninfo) and the user's ``configure``; *pool_kwargs* gets the
+    pool's name and ``open=False`` unless given.
+
+    Raises:
+        InvalidArgument: ``conninfo`` given, or a strategy without roles.
+    """
+    if "conninfo" in pool_kwargs:
+        raise InvalidArgument(f"{what} makes the conninfo from the route; pass base= instead")
+    strategy = _strategy_with_primary(service)
+    route = RoleConninfo(service, role, base)
+    pool_kwargs.setdefault("name", f"{service.name}/{route.role}")
+    pool_kwargs.setdefault("open", False)  # psycopg_pool's coming default: open with `with`
+    return strategy, route, pool_kwargs.pop("configure", None)
 
 
 def _drain_on_primary_change(strategy: Any, pool: Any) -> None:

@@ -38,21 +38,24 @@ from typing import TYPE_CHECKING, Any
 from typing_extensions import Self
 
 from ..endpoints import Endpoint, EndpointSet
-from ..errors import InvalidArgument, InvalidName
+from ..errors import InvalidArgument
 from ..request import WRITE, Role
-from ..strategies.base import distinct_pods
 from .postgres import (
     _PROBE_DEFAULTS,
     RoleCheck,
     RoleConninfo,
-    _apply,
     _base,
+    _driver,
     _need_psycopg,
     _not_primary,
+    _pool_route,
+    _psycopg_pool,
+    _reported,
+    _routed_name,
     _strategy_with_primary,
+    _Tracker,
     _words,
     conninfo,
-    decide_primary,
 )
 
 if TYPE_CHECKING:
@@ -78,14 +81,7 @@ SSLFactory = Callable[[Endpoint], ssl.SSLContext]
 
 
 def _need_asyncpg() -> Any:
-    try:
-        import asyncpg
-    except ImportError as exc:  # pragma: no cover - asyncpg is in the test extra
-        raise ImportError(
-            "this part of headless_client.contrib.postgres_async needs asyncpg: "
-            "pip install 'headless-client[postgres]'"
-        ) from exc
-    return asyncpg
+    return _driver("asyncpg", "this part of headless_client.contrib.postgres_async", "asyncpg")
 
 
 # --------------------------------------------------------------------------------------------
@@ -242,7 +238,7 @@ def _check_no_routing(kwargs: dict[str, Any]) -> None:
         raise InvalidArgument(f"{given} come from the picked pod; pass credentials and settings only")
 
 
-class AsyncPrimaryTracker:
+class AsyncPrimaryTracker(_Tracker[AsyncProbe]):
     """The asyncio twin of :class:`~headless_client.contrib.postgres.PrimaryTracker`: the
     checks run on the event loop (the pods asked concurrently), periodically on a task.
 
@@ -257,45 +253,18 @@ class AsyncPrimaryTracker:
         **params: more conninfo keywords for the default probe.
     """
 
-    def __init__(
-        self,
-        service: Any,
-        base: str = "",
-        *,
-        probe: AsyncProbe | None = None,
-        interval: float = 10.0,
-        min_interval: float = 1.0,
-        timeout: float = 5.0,
-        **params: object,
-    ) -> None:
-        self.service = service
-        self.strategy = _strategy_with_primary(service)
-        for name, value in (("interval", interval), ("min_interval", min_interval), ("timeout", timeout)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-                raise InvalidName(f"{name} must be a number of seconds > 0: {value!r}")
-        if probe is not None and not callable(probe):
-            raise InvalidArgument(f"probe must be callable: {probe!r}")
-        self.probe: AsyncProbe = probe if probe is not None else psycopg_async_probe(base, **params)
-        self.interval = float(interval)
-        self.min_interval = float(min_interval)
-        self.timeout = float(timeout)
+    _default_probe = staticmethod(psycopg_async_probe)
+
+    def _prepare(self) -> None:
         self._wake: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
         self._lock: asyncio.Lock | None = None
         self._unsubscribe: Callable[[], None] | None = None
         self._closed = False
-        self._last_started = float("-inf")
-        self.last_check: RoleCheck | None = None
-        self.checks = 0
-
-    @property
-    def primary(self) -> Endpoint | None:
-        """The pod the latest check found primary (``None``: none found, or no check yet)."""
-        check = self.last_check
-        return check.primary if check is not None else None
 
     @property
     def closed(self) -> bool:
+        """True once closed."""
         return self._closed
 
     async def start(self) -> None:
@@ -314,17 +283,9 @@ class AsyncPrimaryTracker:
             self._lock = asyncio.Lock()
         async with self._lock:
             began = time.monotonic()
-            self._last_started = began
-            pods = distinct_pods(self.service.endpoints)
+            pods = self._pods_to_ask(began)
             answers = await asyncio.gather(*(self._ask(ep) for ep in pods))
-            found = decide_primary(dict(zip(pods, answers, strict=True)), self.strategy.primary_name)
-            found = RoleCheck(found.primaries, found.standbys, found.failed, found.primary,
-                              time.monotonic() - began)
-            # Recorded first: whoever sees the new primary named also sees this check.
-            self.last_check = found
-            self.checks += 1
-            _apply(self.service, self.strategy, found)
-            return found
+            return self._found(dict(zip(pods, answers, strict=True)), began, time.monotonic())
 
     async def _ask(self, endpoint: Endpoint) -> bool | BaseException:
         try:
@@ -351,16 +312,14 @@ class AsyncPrimaryTracker:
                 await asyncio.wait_for(wake.wait(), self.interval)
             if self._closed:
                 return
-            wait = self._last_started + self.min_interval - time.monotonic()
+            wait = self._pause(time.monotonic())
             if wait > 0:
                 await asyncio.sleep(wait)
             wake.clear()
             try:
                 await self.check()
-            except Exception:
-                log.exception("%s: checking the pods' roles failed", self.service.name,
-                              extra={"service": self.service.name, "pod": None, "address": None,
-                                     "reason": "role_check_failed"})
+            except Exception as exc:
+                self._check_failed(exc)
 
     async def aclose(self) -> None:
         """Stop checking; harmless to call twice."""
@@ -380,10 +339,6 @@ class AsyncPrimaryTracker:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
-
-    def __repr__(self) -> str:
-        state = "closed" if self._closed else f"primary {self.primary}"
-        return f"<AsyncPrimaryTracker {self.service.name} {state}, {self.checks} checks>"
 
 
 # --------------------------------------------------------------------------------------------
@@ -484,17 +439,10 @@ def _routed_async_class(base: type[Any], route: RoleConninfo, reporter: _AsyncRe
     class RoutedAsyncConnection(base):  # type: ignore[misc]
         @classmethod
         async def connect(cls, conninfo: str = "", **kwargs: Any) -> Any:
-            endpoint = route.endpoint_of(conninfo)
-            try:
-                conn = await super().connect(conninfo, **kwargs)
-            except driver.OperationalError:
-                reporter.failed(endpoint)
-                raise
-            reporter.connected(endpoint)
-            return conn
+            with _reported(reporter, route.endpoint_of(conninfo), driver.OperationalError):
+                return await super().connect(conninfo, **kwargs)
 
-    RoutedAsyncConnection.__qualname__ = RoutedAsyncConnection.__name__ = f"Routed{base.__name__}"
-    return RoutedAsyncConnection
+    return _routed_name(RoutedAsyncConnection, base)
 
 
 def async_connection_pool(
@@ -516,18 +464,9 @@ def async_connection_pool(
         InvalidArgument: ``conninfo`` given, or a strategy without roles.
     """
     driver = _need_psycopg()
-    try:
-        from psycopg_pool import AsyncConnectionPool
-    except ImportError as exc:  # pragma: no cover - psycopg_pool is in the test extra
-        raise ImportError(
-            "async_connection_pool needs psycopg_pool: pip install 'headless-client[postgres]'"
-        ) from exc
-    if "conninfo" in pool_kwargs:
-        raise InvalidArgument("async_connection_pool makes the conninfo from the route; pass base= instead")
-    strategy = _strategy_with_primary(service)
-    route = RoleConninfo(service, role, base)
+    pool_class = _psycopg_pool("AsyncConnectionPool", "async_connection_pool")
+    strategy, route, user_configure = _pool_route("async_connection_pool", service, role, base, pool_kwargs)
     reporter = _AsyncReporter(service, route.role, tracker)
-    user_configure = pool_kwargs.pop("configure", None)
 
     async def configure(conn: Any) -> None:
         if route.role == WRITE and check_role and await _in_recovery(conn):
@@ -536,12 +475,10 @@ def async_connection_pool(
         if user_configure is not None:
             await user_configure(conn)
 
-    pool_kwargs.setdefault("name", f"{service.name}/{route.role}")
-    pool_kwargs.setdefault("open", False)
     connection_class = _routed_async_class(
         pool_kwargs.pop("connection_class", driver.AsyncConnection), route, reporter
     )
-    pool: psycopg_pool.AsyncConnectionPool[Any] = AsyncConnectionPool(
+    pool: psycopg_pool.AsyncConnectionPool[Any] = pool_class(
         route, connection_class=connection_class, configure=configure, **pool_kwargs
     )
     if route.role == WRITE:

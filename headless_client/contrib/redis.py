@@ -46,9 +46,11 @@ broken connection may have run once already: what redis-py's own retry does too.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from typing import Any, Generic, TypeVar
 
 from typing_extensions import Self
+
+from ._extras import missing_extra
 
 try:
     import redis
@@ -56,9 +58,7 @@ try:
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 except ImportError as exc:  # pragma: no cover - redis is in the test extra
-    raise ImportError(
-        "headless_client.contrib.redis needs redis-py: pip install 'headless-client[redis]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.redis", "redis-py", "redis") from exc
 
 from ..endpoints import Endpoint
 from ..errors import InvalidArgument, InvalidName
@@ -68,6 +68,7 @@ from ..strategies.sticky import Sticky
 __all__ = ["FAILURES", "AsyncRedisShards", "RedisShards", "shard_key"]
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 #: What means "this pod failed" in a call.
 FAILURES: tuple[type[BaseException], ...] = (redis.ConnectionError, redis.TimeoutError)
@@ -123,7 +124,44 @@ def _client_options(options: dict[str, Any]) -> dict[str, Any]:
     return options
 
 
-class RedisShards:
+class _Shards(Generic[R]):
+    """What both shard clients share: their arguments, the key rule and the owner of a key."""
+
+    def _setup(
+        self,
+        service: Any,
+        retries: int,
+        hash_tags: bool,
+        factory: Callable[[Endpoint], R] | None,
+        options: dict[str, Any],
+        client_class: Callable[..., R],
+    ) -> Callable[[Endpoint], R]:
+        """Check and keep the arguments; the factory of the pods' clients (the caller's, or
+        *client_class* with *options* at each pod's address)."""
+        self.retries = _checked(service, retries)
+        self.hash_tags = bool(hash_tags)
+        self.service = service
+        if factory is not None and options:
+            raise InvalidArgument(f"pass redis.Redis settings to your factory, not here: {sorted(options)}")
+        if factory is not None:
+            return factory
+        settings = _client_options(options)
+
+        def made(endpoint: Endpoint) -> R:
+            return client_class(host=endpoint.address, port=endpoint.port, **settings)
+
+        return made
+
+    def _key(self, key: str | bytes) -> str | bytes:
+        return shard_key(key, self.hash_tags)
+
+    def endpoint_for(self, key: str | bytes) -> Endpoint:
+        """The pod that owns *key* now (ejected pods skipped)."""
+        endpoint: Endpoint = self.service.pick(self._key(key))
+        return endpoint
+
+
+class RedisShards(_Shards[redis.Redis]):
     """Redis keys sharded over the pods of *service*, one ``redis.Redis`` per pod.
 
     See the module documentation for the hashing, the clients and what a dead pod does.
@@ -153,28 +191,10 @@ class RedisShards:
         grace: float = DEFAULT_GRACE,
         **options: Any,
     ) -> None:
-        self.retries = _checked(service, retries)
-        self.hash_tags = bool(hash_tags)
-        self.service = service
-        if factory is None:
-            settings = _client_options(options)
-
-            def factory(endpoint: Endpoint) -> redis.Redis:
-                return redis.Redis(host=endpoint.address, port=endpoint.port, **settings)
-
-        elif options:
-            raise InvalidArgument(f"pass redis.Redis settings to your factory, not here: {sorted(options)}")
+        made = self._setup(service, retries, hash_tags, factory, options, redis.Redis)
         self.registry: ClientRegistry[redis.Redis] = ClientRegistry(
-            service, factory, failures=FAILURES, grace=grace
+            service, made, failures=FAILURES, grace=grace
         )
-
-    def _key(self, key: str | bytes) -> str | bytes:
-        return shard_key(key, self.hash_tags)
-
-    def endpoint_for(self, key: str | bytes) -> Endpoint:
-        """The pod that owns *key* now (ejected pods skipped)."""
-        endpoint: Endpoint = self.service.pick(self._key(key))
-        return endpoint
 
     def for_key(self, key: str | bytes) -> redis.Redis:
         """The client of the pod that owns *key*, for work of your own on that pod
@@ -229,7 +249,7 @@ class RedisShards:
         return f"<RedisShards {self.service.name} {len(self.registry.clients())} pods>"
 
 
-class AsyncRedisShards:
+class AsyncRedisShards(_Shards[redis.asyncio.Redis]):
     """The asyncio twin of :class:`RedisShards`: one ``redis.asyncio.Redis`` per pod of an
     :class:`~headless_client.AsyncHeadlessService`, same arguments and rules. Use it on
     the service's loop: ``async with AsyncRedisShards(svc) as cache: await cache.get(k)``.
@@ -247,28 +267,10 @@ class AsyncRedisShards:
     ) -> None:
         from ..aio.registry import AsyncClientRegistry
 
-        self.retries = _checked(service, retries)
-        self.hash_tags = bool(hash_tags)
-        self.service = service
-        if factory is None:
-            settings = _client_options(options)
-
-            def factory(endpoint: Endpoint) -> redis.asyncio.Redis:
-                return redis.asyncio.Redis(host=endpoint.address, port=endpoint.port, **settings)
-
-        elif options:
-            raise InvalidArgument(f"pass redis.Redis settings to your factory, not here: {sorted(options)}")
+        made = self._setup(service, retries, hash_tags, factory, options, redis.asyncio.Redis)
         self.registry: AsyncClientRegistry[redis.asyncio.Redis] = AsyncClientRegistry(
-            service, factory, close=_aclose, failures=FAILURES, grace=grace
+            service, made, close=_aclose, failures=FAILURES, grace=grace
         )
-
-    def _key(self, key: str | bytes) -> str | bytes:
-        return shard_key(key, self.hash_tags)
-
-    def endpoint_for(self, key: str | bytes) -> Endpoint:
-        """The pod that owns *key* now."""
-        endpoint: Endpoint = self.service.pick(self._key(key))
-        return endpoint
 
     async def for_key(self, key: str | bytes) -> redis.asyncio.Redis:
         """The client of *key*'s pod, for work of your own (no reporting, no retry)."""

@@ -54,27 +54,27 @@ from collections.abc import Callable, Collection, Mapping
 from typing import Any, Literal
 from urllib.parse import urlsplit
 
+from ._extras import missing_extra
+
 try:
     import requests
     import requests.adapters
     import urllib3
     import urllib3.exceptions
 except ImportError as exc:  # pragma: no cover - exercised by a test with requests hidden
-    raise ImportError(
-        "headless_client.contrib.requests needs requests: pip install 'headless-client[requests]'"
-    ) from exc
+    raise missing_extra("headless_client.contrib.requests", "requests", "requests") from exc
 
+from ..attempts import Attempts
 from ..endpoints import Endpoint
-from ..errors import ForeignHost, HeadlessClientError, InvalidArgument, InvalidName
-from ..hosts import ServiceHosts, service_hosts
+from ..errors import InvalidArgument
+from ..hosts import ServiceHosts
 from ..registry import DEFAULT_GRACE, ClientRegistry
 from ..registry_core import Lease
 from ..request import Request
+from ._http_routing import IDEMPOTENT_METHODS, HttpRouting, foreign_host, service_scope
 
 __all__ = ["ENDPOINT_ATTRIBUTE", "IDEMPOTENT_METHODS", "HeadlessAdapter"]
 
-IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
-"""Methods retried after a broken connection (RFC 9110 section 9.2.2)."""
 ENDPOINT_ATTRIBUTE = "headless_endpoint"
 """The response attribute holding the :class:`~headless_client.Endpoint` that answered."""
 
@@ -158,16 +158,9 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
         pool_maxsize: int = requests.adapters.DEFAULT_POOLSIZE,
         pool_block: bool = requests.adapters.DEFAULT_POOLBLOCK,
     ) -> None:
-        if key is not None and header is not None:
-            raise InvalidName("pass key= or header=, not both")
-        if key is not None and not callable(key):
-            raise InvalidArgument(f"key must be a function of the request: {key!r}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise InvalidName(f"retries must be an int >= 0: {retries!r}")
-        if server_name not in ("pod", "service"):
-            raise InvalidName(f"server_name must be 'pod' or 'service': {server_name!r}")
-        if host_header not in ("url", "service", "pod"):
-            raise InvalidName(f"host_header must be 'url', 'service' or 'pod': {host_header!r}")
+        routing = HttpRouting.checked(
+            key, header, retries, server_name, host_header, failure_statuses, retry_methods
+        )
         if fallback is not None and not isinstance(fallback, requests.adapters.BaseAdapter):
             raise InvalidArgument(f"fallback must be a requests adapter: {fallback!r}")
         super().__init__(pool_connections=pool_connections, pool_maxsize=pool_maxsize,
@@ -179,14 +172,8 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
             service, self._open, close=_PodPools.close, failures=(), grace=grace,
         )
         self.service = service
-        self.hosts: ServiceHosts = service_hosts(service.name, service.resolver.qualify)
-        self._key = key
-        self._header = header
-        self._retries = retries
-        self._server_name = server_name
-        self._host_header = host_header
-        self._failure_statuses = frozenset(failure_statuses)
-        self._retry_methods = frozenset(m.upper() for m in retry_methods)
+        self.hosts: ServiceHosts = service_scope(service)
+        self._routing = routing
         self._fallback = fallback
 
     @property
@@ -214,24 +201,16 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
             if self._fallback is not None:
                 return self._fallback.send(request, stream=stream, timeout=timeout, verify=verify,
                                            cert=cert, proxies=proxies)
-            raise ForeignHost(
-                f"{host!r} is not {self.service.name} (accepted: {self.hosts.describe()}): this "
-                f"adapter sends only the service's requests to its pods; pass fallback="
-                f"requests.adapters.HTTPAdapter() for the other hosts"
-            )
-        wanted = Request(key=self._request_key(request))
+            raise foreign_host(host, self.service.name, self.hosts, "adapter",
+                               "pass fallback=requests.adapters.HTTPAdapter() for the other hosts")
+        routing = self._routing
         core = self.service.core
-        attempts = 1 if core.pins(wanted) else 1 + self._retries
-        last: requests.RequestException | None = None
-        for attempt in range(attempts):
-            try:
-                endpoint: Endpoint = core.pick(wanted)
-            except HeadlessClientError as exc:
-                if last is not None:  # every pod left was tried: the last real error says more
-                    raise last from None
-                raise requests.ConnectionError(
-                    f"no pod of {self.service.name} to send to: {exc}", request=request
-                ) from exc
+        wanted = Request(key=routing.key_of(request, request.headers))
+        attempts = Attempts.for_call(core, wanted, routing.retries)
+        while True:  # bounded: every failure retried spends one of the attempts
+            endpoint = attempts.pick(core, lambda exc: requests.ConnectionError(
+                f"no pod of {self.service.name} to send to: {exc}", request=request
+            ))
             lease = self._registry.lease(endpoint)
             sent = self._for_pod(request, lease)
             start = time.monotonic()
@@ -240,37 +219,29 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
                                         proxies=None)
             except (requests.ConnectionError, requests.Timeout) as exc:
                 lease.failure()
-                retry = attempt + 1 < attempts and (
-                    _nothing_sent(exc)
-                    or (isinstance(exc, requests.ConnectionError) and not isinstance(exc, requests.Timeout)
-                        and not isinstance(exc, requests.exceptions.SSLError)
-                        and (request.method or "").upper() in self._retry_methods
-                        and _replayable(request.body))
-                )
-                if not retry:
-                    raise
-                wanted = wanted.excluding(endpoint.identity)
-                last = exc
-                continue
+                if attempts.retry(endpoint, exc, _nothing_sent(exc) or self._may_resend(request, exc)):
+                    continue
+                raise
             except BaseException:
                 lease.neutral()
                 raise
-            if response.status_code in self._failure_statuses:
+            if response.status_code in routing.failure_statuses:
                 lease.failure()
             else:
                 lease.success(time.monotonic() - start)
             response.request = request
             setattr(response, ENDPOINT_ATTRIBUTE, endpoint)
             return response
-        assert last is not None  # pragma: no cover - the loop returns or raises
-        raise last
 
-    def _request_key(self, request: requests.PreparedRequest) -> object:
-        if self._key is not None:
-            return self._key(request)
-        if self._header is not None:
-            return request.headers.get(self._header)
-        return None
+    def _may_resend(self, request: requests.PreparedRequest, error: BaseException) -> bool:
+        """True when *request*, whose connection broke after sending (*error*), may be
+        sent again: not a timeout nor a TLS failure, an idempotent method, a body in memory."""
+        return (
+            isinstance(error, requests.ConnectionError)
+            and not isinstance(error, (requests.Timeout, requests.exceptions.SSLError))
+            and self._routing.may_resend(request.method or "")
+            and _replayable(request.body)
+        )
 
     def _for_pod(
         self, request: requests.PreparedRequest, lease: Lease[_PodPools]
@@ -281,11 +252,10 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
         if "Host" not in sent.headers:
             parts = urlsplit(sent.url or "")
             endpoint = lease.endpoint
-            if self._host_header == "url":
+            if self._routing.host_header == "url":
                 host = parts.netloc.rpartition("@")[2]
             else:
-                pod = self._host_header == "pod" and endpoint.hostname
-                name = endpoint.hostname if pod and endpoint.hostname else self.service.name
+                name = self._routing.host_name(endpoint, self.service.name)
                 host = name if parts.port is None else f"{name}:{parts.port}"
             sent.headers["Host"] = host
         return sent
@@ -307,8 +277,7 @@ class HeadlessAdapter(requests.adapters.HTTPAdapter):
         pool_kwargs: dict[str, Any] = dict(tls)
         endpoint = lease.endpoint
         if host_params["scheme"] == "https":
-            pod = self._server_name == "pod" and endpoint.hostname
-            name = endpoint.hostname if pod and endpoint.hostname else self.service.name
+            name = self._routing.tls_name(endpoint, self.service.name)
             pool_kwargs["server_hostname"] = name
             pool_kwargs["assert_hostname"] = name if pool_kwargs.get("cert_reqs") != "CERT_NONE" else False
         host_params["host"] = endpoint.address

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import collections
 import copy
+import inspect
 import ipaddress
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import TypeVar
+from typing import Concatenate, ParamSpec, TypeVar
 
+from .._resolve_methods import ResolveMethods
+from ..aio._resolve_methods import AsyncResolveMethods
 from ..endpoints import Endpoint, EndpointSet
 from ..errors import InvalidName, ResolutionError, ServiceNotFound
 from ..exchange import Lookup
@@ -23,6 +26,7 @@ from ..wire import Nameserver
 __all__ = ["AsyncStaticResolver", "EndpointLike", "StaticResolver", "statefulset_endpoints"]
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 EndpointLike = Endpoint | str
 """An :class:`~headless_client.Endpoint`, or ``"10.0.0.7"`` / ``"10.0.0.7:8080"`` /
@@ -80,9 +84,50 @@ class _Table:
         self.calls: collections.deque[tuple[str, str]] = collections.deque(maxlen=10_000)
 
 
+def _from_table(
+    builder: Callable[Concatenate[BaseResolver, P], Lookup[EndpointSet]], answer: str
+) -> Callable[Concatenate[_StaticBase, P], Lookup[EndpointSet]]:
+    """A static resolver's lookup builder: a plan that asks nothing and runs the real
+    *builder*'s checks (so a bad name fails exactly as it would against DNS), then answers
+    from the table with ``self.<answer>(**arguments)``, the builder's arguments by name."""
+    signature = inspect.signature(builder)
+
+    def lookup(self: _StaticBase, /, *args: P.args, **kwargs: P.kwargs) -> Lookup[EndpointSet]:
+        def answered() -> EndpointSet:
+            builder(self._names, *args, **kwargs).plan.close()
+            call = signature.bind(self._names, *args, **kwargs)
+            call.apply_defaults()
+            arguments = dict(call.arguments)
+            del arguments["self"]
+            found: EndpointSet = getattr(self, answer)(**arguments)
+            return found
+
+        return Lookup(_answered(answered), self._names.exchange_config)
+
+    lookup.__name__ = builder.__name__
+    lookup.__qualname__ = f"_StaticBase.{builder.__name__}"
+    lookup.__doc__ = (
+        f"The configured answer to :meth:`~headless_client.BaseResolver.{builder.__name__}`'s "
+        "arguments, as a lookup any driver runs at once."
+    )
+    lookup.__wrapped__ = builder  # type: ignore[attr-defined]  # its signature, for inspect
+    return lookup
+
+
+def _answer_now(lookup: Lookup[T]) -> T:
+    """The result of a lookup whose plan asks no question (the table's answer)."""
+    try:
+        next(lookup.plan)
+    except StopIteration as stop:
+        result: T = stop.value
+        return result
+    lookup.plan.close()
+    raise AssertionError("a static lookup asked a DNS question")  # pragma: no cover
+
+
 class _StaticBase:
     """The table, its controls and the answers, shared by :class:`StaticResolver` and
-    :class:`AsyncStaticResolver`; the twins only wrap the ``_answer_*`` methods.
+    :class:`AsyncStaticResolver`; the twins only add how a lookup is run.
 
     It implements the resolver protocol services need (``qualify``, ``timeout``, the
     resolve methods) itself, and the sans-I/O lookups too (``service_lookup``,
@@ -118,26 +163,12 @@ class _StaticBase:
         """The FQDN of *service*, as the real resolver qualifies it."""
         return self._names.qualify(service, namespace)
 
-    # -- sans-I/O lookups: plans that answer from the table and ask nothing ----------------
+    # -- sans-I/O lookups: a real resolver's checks, then the table; they ask nothing --------
 
-    def service_lookup(
-        self,
-        service: str,
-        port: int | str,
-        *,
-        protocol: str = "tcp",
-        namespace: str | None = None,
-        previous: EndpointSet | None = None,
-    ) -> Lookup[EndpointSet]:
-        """The configured endpoints of *service*, as a lookup any driver runs at once."""
-        return self._immediate(lambda: self._answer_resolve(service, port, protocol, namespace))
-
-    def host_lookup(self, hostname: str, port: int = 0) -> Lookup[EndpointSet]:
-        """The configured endpoints of one pod name, as a lookup any driver runs at once."""
-        return self._immediate(lambda: self._answer_host(hostname, port))
-
-    def _immediate(self, answer: Callable[[], EndpointSet]) -> Lookup[EndpointSet]:
-        return Lookup(_answered(answer), self._names.exchange_config)
+    service_lookup = _from_table(BaseResolver.service_lookup, "_answer_resolve")
+    pod_lookup = _from_table(BaseResolver.pod_lookup, "_answer_pod")
+    host_lookup = _from_table(BaseResolver.host_lookup, "_answer_host")
+    statefulset_lookup = _from_table(BaseResolver.statefulset_lookup, "_answer_statefulset")
 
     def _ns(self, namespace: str | None, what: str) -> str:
         ns = namespace or self.namespace
@@ -238,24 +269,16 @@ class _StaticBase:
                 # would share (and grow) one traceback.
                 raise copy.copy(error).with_traceback(None)
 
-    # -- answers: the same checks as the real lookups, then the table ------------------
+    # -- answers from the table, to arguments a real lookup builder has checked -------------
 
     def _answer_resolve(
-        self, service: str, port: int | str, protocol: str, namespace: str | None
+        self, service: str, port: int | str, protocol: str, namespace: str | None, previous: object
     ) -> EndpointSet:
-        self._names.service_lookup(service, port, protocol=protocol, namespace=namespace).plan.close()
         return self._service(self.qualify(service, namespace), port)
 
     def _answer_pod(
-        self,
-        statefulset: str,
-        ordinal: int,
-        namespace: str | None,
-        service: str | None,
-        port: int | None,
+        self, statefulset: str, ordinal: int, namespace: str | None, service: str | None, port: int | None
     ) -> EndpointSet:
-        lookup = self._names.pod_lookup(statefulset, ordinal, namespace=namespace, service=service, port=port)
-        lookup.plan.close()
         ns = self._ns(namespace, statefulset)
         fqdn = pod_fqdn(
             statefulset, ordinal, service=service, namespace=ns, cluster_domain=self.cluster_domain
@@ -263,7 +286,6 @@ class _StaticBase:
         return self._host("resolve_pod", fqdn, port or 0)
 
     def _answer_host(self, hostname: str, port: int) -> EndpointSet:
-        self._names.host_lookup(hostname, port).plan.close()
         return self._host("resolve_host", hostname, port)
 
     def _answer_statefulset(
@@ -276,10 +298,6 @@ class _StaticBase:
         replicas: int | None,
         max_gap: int,
     ) -> EndpointSet:
-        self._names.statefulset_lookup(
-            statefulset, namespace=namespace, service=service, port=port, start=start,
-            replicas=replicas, max_gap=max_gap,
-        ).plan.close()
         ns = self._ns(namespace, statefulset)
         svc = service_fqdn(service or statefulset, ns, cluster_domain=self.cluster_domain)
         return self._statefulset(statefulset, svc, port or 0, start, replicas, max_gap)
@@ -356,7 +374,7 @@ def _context(namespace: str | None, cluster_domain: str) -> KubernetesContext:
     return KubernetesContext((Nameserver("127.0.0.1", 53),), namespace, cluster_domain)
 
 
-class StaticResolver(_StaticBase):
+class StaticResolver(ResolveMethods, _StaticBase):
     """A :class:`~headless_client.Resolver` answering from a table, without DNS.
 
     Use it wherever a resolver is taken (``HeadlessService(..., resolver=StaticResolver(...))``)
@@ -390,111 +408,13 @@ class StaticResolver(_StaticBase):
             _table=self._table,
         )
 
-    def resolve(
-        self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
-    ) -> EndpointSet:
-        """The configured endpoints of *service* (see the class docs)."""
-        return self._answer_resolve(service, port, protocol, namespace)
-
-    # resolve() is the lookup's answer: a service may drive the lookup itself (no thread).
-    _RESOLVE_RUNS_LOOKUPS = resolve
-
-    def resolve_pod(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> Endpoint:
-        """The configured endpoint whose hostname is the pod's FQDN."""
-        return self._answer_pod(statefulset, ordinal, namespace, service, port)[0]
-
-    def resolve_pod_all(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> EndpointSet:
-        """Every configured endpoint whose hostname is the pod's FQDN."""
-        return self._answer_pod(statefulset, ordinal, namespace, service, port)
-
-    def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
-        """The configured endpoints whose hostname is *hostname*."""
-        return self._answer_host(hostname, port)
-
-    def resolve_statefulset(
-        self,
-        statefulset: str,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-        start: int = 0,
-        replicas: int | None = None,
-        max_gap: int = 8,
-    ) -> EndpointSet:
-        """Configured endpoints named ``<statefulset>-<n>.<service>...``, walked like the
-        real lookup (from *start*, up to *replicas*, stopping after *max_gap* missing)."""
-        return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
+    def _run_lookup(self, lookup: Lookup[T]) -> T:
+        return _answer_now(lookup)
 
 
-
-class AsyncStaticResolver(_StaticBase):
+class AsyncStaticResolver(AsyncResolveMethods, _StaticBase):
     """:class:`StaticResolver` for asyncio (for ``AsyncHeadlessService``): the same
     arguments, table controls and answers, with the resolving methods awaited."""
 
-    async def resolve(
-        self, service: str, port: int | str, *, protocol: str = "tcp", namespace: str | None = None
-    ) -> EndpointSet:
-        """See :meth:`StaticResolver.resolve`."""
-        return self._answer_resolve(service, port, protocol, namespace)
-
-    _RESOLVE_RUNS_LOOKUPS = resolve
-
-    async def resolve_pod(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> Endpoint:
-        """See :meth:`StaticResolver.resolve_pod`."""
-        return self._answer_pod(statefulset, ordinal, namespace, service, port)[0]
-
-    async def resolve_pod_all(
-        self,
-        statefulset: str,
-        ordinal: int,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-    ) -> EndpointSet:
-        """See :meth:`StaticResolver.resolve_pod_all`."""
-        return self._answer_pod(statefulset, ordinal, namespace, service, port)
-
-    async def resolve_host(self, hostname: str, port: int = 0) -> EndpointSet:
-        """See :meth:`StaticResolver.resolve_host`."""
-        return self._answer_host(hostname, port)
-
-    async def resolve_statefulset(
-        self,
-        statefulset: str,
-        *,
-        namespace: str | None = None,
-        service: str | None = None,
-        port: int | None = None,
-        start: int = 0,
-        replicas: int | None = None,
-        max_gap: int = 8,
-    ) -> EndpointSet:
-        """See :meth:`StaticResolver.resolve_statefulset`."""
-        return self._answer_statefulset(statefulset, namespace, service, port, start, replicas, max_gap)
-
+    async def _run_lookup(self, lookup: Lookup[T]) -> T:
+        return _answer_now(lookup)

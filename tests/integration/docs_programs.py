@@ -1,16 +1,17 @@
 """The complete programs of the recipe pages, run against real servers.
 
-A recipe page shows a program that needs a server the docs run cannot give in a titled
-```` ```py title="...: needs ..." ```` block (tests/test_docs.py shows it without running
-it). The integration tests run the very same text: :func:`program` reads the block by the
-start of its title, :func:`as_in_a_pod` makes the library resolve as in a pod of the
-cluster (``kubernetes_context()`` answers with a fake cluster DNS, as tests/test_docs.py
-does), and :func:`run_program` executes it as ``__main__``.
+A recipe page includes its program from ``examples/`` (``--8<-- "examples/x.py"``, by
+pymdownx.snippets), so the site shows exactly the file :func:`run_example` runs: as a
+process, with every warning an error, told the cluster DNS's address with ``--nameserver``
+(in a pod it reads resolv.conf instead). :func:`as_in_a_pod` makes the library resolve in
+this process as in a pod of the cluster (``kubernetes_context()`` answers with a fake
+cluster DNS, as tests/test_docs.py does).
 """
 
 from __future__ import annotations
 
-import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -21,19 +22,23 @@ from headless_client.resolver import KubernetesContext
 from headless_client.testing import FakeClusterDNS
 from headless_client.wire import parse_nameserver
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
-_FENCE = re.compile(r'^```py title="(?P<title>[^"]*)"\s*$')
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLES = ROOT / "examples"
 
 
-def program(page: str, title_start: str) -> str:
-    """The text of the titled ``py`` block of ``docs/<page>`` whose title starts so."""
-    lines = (DOCS / page).read_text(encoding="utf-8").splitlines()
-    for i, line in enumerate(lines):
-        match = _FENCE.match(line)
-        if match and match["title"].startswith(title_start):
-            end = lines.index("```", i + 1)
-            return "\n".join(lines[i + 1 : end]) + "\n"
-    raise LookupError(f"no block titled {title_start!r}... in docs/{page}")
+def run_example(script: str, *args: str, env: dict[str, str] | None = None,
+                python: tuple[str, ...] = (), timeout: float = 60) -> str:
+    """Run ``examples/<script>`` with *args* (and the interpreter's options *python*, after
+    ``-W error``), in a bare environment plus *env*; its stdout. It must exit 0 and write
+    nothing on stderr (no warning, no traceback of a thread)."""
+    proc = subprocess.run(
+        [sys.executable, "-W", "error", *python, str(EXAMPLES / script), *args],
+        capture_output=True, text=True, timeout=timeout, check=False, cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT), **(env or {})},
+    )
+    assert proc.returncode == 0, f"{script} exited {proc.returncode}\n{proc.stdout}\n{proc.stderr}"
+    assert proc.stderr == "", proc.stderr
+    return proc.stdout
 
 
 def as_in_a_pod(monkeypatch: pytest.MonkeyPatch, dns: FakeClusterDNS, namespace: str = "prod") -> None:
@@ -45,10 +50,3 @@ def as_in_a_pod(monkeypatch: pytest.MonkeyPatch, dns: FakeClusterDNS, namespace:
 
     monkeypatch.setattr(headless_client.resolver, "kubernetes_context", pod_context)
     monkeypatch.setattr(headless_client, "kubernetes_context", pod_context)
-
-
-def run_program(code: str, name: str) -> dict[str, object]:
-    """Execute *code* as the main module (its ``if __name__ == "__main__"`` runs); its globals."""
-    namespace: dict[str, object] = {"__name__": "__main__", "__file__": name}
-    exec(compile(code, name, "exec"), namespace)
-    return namespace

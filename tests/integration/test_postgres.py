@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
+import re
 import time
 from collections.abc import Iterator
 
@@ -33,7 +33,7 @@ from headless_client.contrib.postgres_async import (  # noqa: E402
     pod_tls,
 )
 from headless_client.testing import FakeClusterDNS  # noqa: E402
-from tests.integration.docs_programs import as_in_a_pod, program, run_program  # noqa: E402
+from tests.integration.docs_programs import run_example  # noqa: E402
 from tests.integration.servers.postgres import PostgresCluster  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.postgres]
@@ -307,38 +307,42 @@ def test_psycopg_async_pool_routes_reads(dns, base, postgres_cluster) -> None:
 
 
 @pytest.fixture
-def pod_environment(dns, postgres_cluster, monkeypatch) -> None:
-    """What a pod of the application has: its cluster DNS, and libpq's settings in the
-    environment (from a Secret, typically)."""
-    as_in_a_pod(monkeypatch, dns)
+def pod_environment(postgres_cluster) -> dict[str, str]:
+    """libpq's settings, as a pod of the application has them in its environment (from a
+    Secret, typically)."""
     c = postgres_cluster
-    for name, value in {"PGDATABASE": c.dbname, "PGUSER": c.user, "PGPASSWORD": c.password,
-                        "PGSSLROOTCERT": str(c.ca_path)}.items():
-        monkeypatch.setenv(name, value)
-    assert os.environ["PGUSER"] == c.user
+    return {"PGDATABASE": c.dbname, "PGUSER": c.user, "PGPASSWORD": c.password, "PGSSLROOTCERT": str(c.ca_path)}
 
 
-def test_the_recipe_program_runs(pod_environment, capsys) -> None:
-    """docs/postgres.md's app.py: the primary named, the write on it, the reads on standbys."""
-    run_program(program("postgres.md", "app.py"), "app.py")
-    out = capsys.readouterr().out.splitlines()
-    assert out[0] == "primary: pg-0.pg.prod.svc.cluster.local"
-    assert out[1].startswith("write served by a primary: True visits: ")
-    assert out[2:] == ["read served by a standby: True"] * 4
+def assert_standby_reads(out: str, cluster: PostgresCluster, count: int) -> None:
+    """*out* has *count* lines ``read served by a standby: True | at <a standby's address>``."""
+    reads = re.findall(r"^read served by a standby: (\w+) \| at (\S+)$", out, re.M)
+    standbys = {str(pod.address) for pod in cluster.standbys}
+    assert len(reads) == count and all(s == "True" and at in standbys for s, at in reads), out
 
 
-def test_the_asyncpg_recipe_program_runs(pod_environment, capsys) -> None:
-    """docs/postgres.md's app_async.py over asyncpg, TLS by pod name."""
-    run_program(program("postgres.md", "app_async.py"), "app_async.py")
-    assert capsys.readouterr().out.splitlines() == [
-        "write served by a primary: True",
-        "read served by a standby: True",
-        "over TLS: True",
-    ]
+def test_the_psycopg_recipe_runs(dns, pod_environment, postgres_cluster) -> None:
+    """examples/postgres_psycopg.py (docs/postgres.md): the primary named, the write on it,
+    the reads on the standbys."""
+    out = run_example("postgres_psycopg.py", "--nameserver", dns.nameserver, env=pod_environment)
+    assert re.search(r"^primary: pg-0\.pg\.prod\.svc\.cluster\.local$", out, re.M), out
+    assert re.search(r"^write served by the primary: True \| visits: \d+$", out, re.M), out
+    assert_standby_reads(out, postgres_cluster, 4)
 
 
-def test_the_sqlalchemy_recipe_runs(pod_environment, capsys) -> None:
-    """docs/postgres.md's SQLAlchemy engines: writes through one, reads through the other."""
+def test_the_asyncpg_recipe_runs(dns, pod_environment, postgres_cluster) -> None:
+    """examples/postgres_asyncpg.py (docs/postgres.md) over asyncpg, TLS by pod name."""
+    out = run_example("postgres_asyncpg.py", "--nameserver", dns.nameserver, env=pod_environment)
+    assert re.search(r"^primary: pg-0\.pg\.prod\.svc\.cluster\.local$", out, re.M), out
+    assert re.search(r"^write served by the primary: True$", out, re.M), out
+    assert_standby_reads(out, postgres_cluster, 1)
+    assert re.search(r"^over TLS: True$", out, re.M), out
+
+
+def test_the_sqlalchemy_recipe_runs(dns, pod_environment, postgres_cluster) -> None:
+    """examples/postgres_sqlalchemy.py (docs/postgres.md): writes through one engine, reads
+    through the other."""
     pytest.importorskip("sqlalchemy", reason="SQLAlchemy is in the test extra")
-    run_program(program("postgres.md", "SQLAlchemy"), "sqlalchemy_recipe.py")
-    assert capsys.readouterr().out.splitlines() == ["standby: True"]
+    out = run_example("postgres_sqlalchemy.py", "--nameserver", dns.nameserver, env=pod_environment)
+    assert re.search(r"^write served by the primary: True$", out, re.M), out
+    assert_standby_reads(out, postgres_cluster, 1)

@@ -6,6 +6,7 @@ asyncio twin, and the recipe page's program."""
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections import defaultdict
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ redis = pytest.importorskip("redis", reason="redis is in the test extra")
 from headless_client import AsyncHeadlessService, Endpoint, HeadlessService, Sticky  # noqa: E402
 from headless_client.contrib.redis import AsyncRedisShards, RedisShards  # noqa: E402
 from headless_client.testing import FakeClusterDNS  # noqa: E402
-from tests.integration.docs_programs import as_in_a_pod, program, run_program  # noqa: E402
+from tests.integration.docs_programs import run_example  # noqa: E402
 from tests.integration.servers.redis import RedisPods  # noqa: E402
 
 pytestmark = [pytest.mark.integration, pytest.mark.redis]
@@ -194,11 +195,17 @@ def test_the_async_shards(dns, redis_pods) -> None:
             assert key in on_pods[ordinal]
 
 
-def test_the_recipe_program_runs(dns, monkeypatch, capsys) -> None:
-    """docs/redis.md's cache.py: misses then hits, each user on one pod, the cart beside."""
-    as_in_a_pod(monkeypatch, dns)
-    run_program(program("redis.md", "cache.py"), "cache.py")
-    lines = capsys.readouterr().out.splitlines()
-    assert [line.split(": ")[1] for line in lines[:4]] == ["miss", "miss", "hit", "hit"]
-    assert lines[0].startswith("user 7 on redis-") and lines[2].startswith(lines[0].split(":")[0])
-    assert lines[4] == "cart: ['book', 'pen']"
+def test_the_recipe_program_runs(dns, redis_pods) -> None:
+    """examples/redis_sharded_cache.py (docs/redis.md): misses then hits, each user's keys on
+    the pod the program names, the cart beside the profile."""
+    out = run_example("redis_sharded_cache.py", "--nameserver", dns.nameserver)
+    assert re.search(r"^pods: redis-0 redis-1 redis-2$", out, re.M), out
+    found = re.findall(r"^user (\d+) on redis-(\d): (miss|hit): profile of user \1$", out, re.M)
+    assert [(user, outcome) for user, _, outcome in found] == [
+        ("7", "miss"), ("42", "miss"), ("7", "hit"), ("42", "hit")], out
+    assert re.search(r"^cart: \['book', 'pen'\]$", out, re.M), out
+    for user, ordinal, _ in found:  # stored where the program said
+        with direct(redis_pods, int(ordinal)) as r:
+            assert r.get(f"{{user:{user}}}:profile") == f"profile of user {user}".encode()
+            if user == "42":
+                assert r.lrange("{user:42}:cart", 0, -1) == [b"book", b"pen"]

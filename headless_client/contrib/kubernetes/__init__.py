@@ -15,7 +15,7 @@ API?").
 from __future__ import annotations
 
 from .config import KubernetesConfig, auto_config, in_cluster_config, load_kubeconfig
-from .resolver import AsyncEndpointSliceResolver, EndpointSliceResolver
+from .resolver import AsyncEndpointSliceResolver, EndpointSliceResolver, ZoneSources
 from .slices import SERVICE_NAME_LABEL, build_endpoints, parse_slice
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "AsyncEndpointSliceResolver",
     "EndpointSliceResolver",
     "KubernetesConfig",
+    "ZoneSources",
     "auto_config",
     "build_endpoints",
     "in_cluster_config",

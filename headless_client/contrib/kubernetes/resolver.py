@@ -30,9 +30,9 @@ import threading
 import urllib.parse
 from collections.abc import Callable, Coroutine, Mapping
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypedDict
 
-from typing_extensions import Self
+from typing_extensions import Self, Unpack
 
 from ... import _forksafe
 from ..._validate import seconds
@@ -49,7 +49,7 @@ from .config import KubernetesConfig, auto_config
 from .slices import build_endpoints
 from .watch import KubeAPI, SliceWatch
 
-__all__ = ["AsyncEndpointSliceResolver", "EndpointSliceResolver"]
+__all__ = ["AsyncEndpointSliceResolver", "EndpointSliceResolver", "ZoneSources"]
 
 log = logging.getLogger("headless_client.contrib.kubernetes")
 
@@ -57,6 +57,17 @@ LOOP_THREAD: Final = "headless-client-kube"
 ZONE_LABELS: Final = ("topology.kubernetes.io/zone", "failure-domain.beta.kubernetes.io/zone")
 ZONE_ENV: Final = "POD_ZONE"
 NODE_ENV: Final = "NODE_NAME"
+
+
+class ZoneSources(TypedDict, total=False):
+    """Where ``own_zone()`` looks for this pod's zone, in this order: the variable
+    ``zone_env`` of ``environ``, the file ``zone_file``, then the node named by the
+    variable ``node_env`` (read through the API)."""
+
+    environ: Mapping[str, str] | None
+    zone_env: str
+    zone_file: str | os.PathLike[str] | None
+    node_env: str
 
 
 class _Entry:
@@ -112,6 +123,11 @@ class _SliceSource:
         self._entries: dict[tuple[str, str], _Entry] = {}
         self._lock = threading.Lock()
         self._closed = False
+        self._prepare()
+
+    def _prepare(self) -> None:
+        """The twin's own state (how it waits and where its watches run), made last."""
+        raise NotImplementedError
 
     def __repr__(self) -> str:
         return (
@@ -227,6 +243,22 @@ class _SliceSource:
         log.warning("node %r has no %s label", name, ZONE_LABELS[0],
                     extra={"service": None, "pod": None, "address": None, "reason": "node_zone_missing"})
         return None
+
+    @classmethod
+    def _zone_or_node(
+        cls,
+        *,
+        environ: Mapping[str, str] | None = None,
+        zone_env: str = ZONE_ENV,
+        zone_file: str | os.PathLike[str] | None = None,
+        node_env: str = NODE_ENV,
+    ) -> tuple[str | None, str | None]:
+        """``own_zone()`` without I/O to the API: the zone when the environment gives it,
+        else the node whose zone label must be read (None when there is none)."""
+        zone = cls._zone_from_environment(environ, zone_env, zone_file)
+        if zone is not None:
+            return zone, None
+        return None, (os.environ if environ is None else environ).get(node_env) or None
 
     @staticmethod
     def _zone_from_environment(
@@ -347,28 +379,7 @@ class EndpointSliceResolver(_SliceSource):
     (``discovery.k8s.io``) in the Services' namespaces.
     """
 
-    def __init__(
-        self,
-        config: KubernetesConfig | None = None,
-        *,
-        namespace: str | None = None,
-        cluster_domain: str | None = None,
-        timeout: float = 5.0,
-        terminating: bool = True,
-        watch_timeout: float = 300.0,
-        backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
-    ) -> None:
-        super().__init__(
-            config,
-            namespace=namespace,
-            cluster_domain=cluster_domain,
-            timeout=timeout,
-            terminating=terminating,
-            watch_timeout=watch_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
-        )
+    def _prepare(self) -> None:
         self._cond = threading.Condition(self._lock)
         self._loop = _LoopThread()
         self._fork_order = 1
@@ -452,26 +463,21 @@ class EndpointSliceResolver(_SliceSource):
         body = self._run(self._api.get_json(_node_path(node), {}))
         return self._zone_of(body, node)
 
-    def own_zone(
-        self,
-        *,
-        environ: Mapping[str, str] | None = None,
-        zone_env: str = ZONE_ENV,
-        zone_file: str | os.PathLike[str] | None = None,
-        node_env: str = NODE_ENV,
-    ) -> str | None:
+    def own_zone(self, **sources: Unpack[ZoneSources]) -> str | None:
         """This pod's zone: ``$POD_ZONE`` (the downward API), else the content of
         *zone_file* (a downward API volume), else the zone label of the node named by
         ``$NODE_NAME`` (read through the API); None when none of them is there.
 
+        Args:
+            **sources: where to look (:class:`ZoneSources`): ``environ`` (default
+                ``os.environ``), ``zone_env`` (``POD_ZONE``), ``zone_file`` (none) and
+                ``node_env`` (``NODE_NAME``).
+
         Raises:
             KubernetesForbidden: reading the node was refused (RBAC ``get nodes``).
         """
-        zone = self._zone_from_environment(environ, zone_env, zone_file)
-        if zone is not None:
-            return zone
-        node = (os.environ if environ is None else environ).get(node_env)
-        return self.node_zone(node) if node else None
+        zone, node = self._zone_or_node(**sources)
+        return self.node_zone(node) if node else zone
 
     def _run(self, coro: Coroutine[Any, Any, Any]) -> Any:
         with self._lock:
@@ -508,28 +514,7 @@ class AsyncEndpointSliceResolver(_SliceSource):
     (use the resolver on one loop). ``async with`` it, or ``await aclose()``. Same
     arguments and errors."""
 
-    def __init__(
-        self,
-        config: KubernetesConfig | None = None,
-        *,
-        namespace: str | None = None,
-        cluster_domain: str | None = None,
-        timeout: float = 5.0,
-        terminating: bool = True,
-        watch_timeout: float = 300.0,
-        backoff_min: float = 0.5,
-        backoff_max: float = 30.0,
-    ) -> None:
-        super().__init__(
-            config,
-            namespace=namespace,
-            cluster_domain=cluster_domain,
-            timeout=timeout,
-            terminating=terminating,
-            watch_timeout=watch_timeout,
-            backoff_min=backoff_min,
-            backoff_max=backoff_max,
-        )
+    def _prepare(self) -> None:
         self._event: asyncio.Event | None = None
 
     def _wake(self) -> None:
@@ -586,20 +571,10 @@ class AsyncEndpointSliceResolver(_SliceSource):
         """As :meth:`EndpointSliceResolver.node_zone`, awaited."""
         return self._zone_of(await self._api.get_json(_node_path(node), {}), node)
 
-    async def own_zone(
-        self,
-        *,
-        environ: Mapping[str, str] | None = None,
-        zone_env: str = ZONE_ENV,
-        zone_file: str | os.PathLike[str] | None = None,
-        node_env: str = NODE_ENV,
-    ) -> str | None:
+    async def own_zone(self, **sources: Unpack[ZoneSources]) -> str | None:
         """As :meth:`EndpointSliceResolver.own_zone`, awaited."""
-        zone = self._zone_from_environment(environ, zone_env, zone_file)
-        if zone is not None:
-            return zone
-        node = (os.environ if environ is None else environ).get(node_env)
-        return await self.node_zone(node) if node else None
+        zone, node = self._zone_or_node(**sources)
+        return await self.node_zone(node) if node else zone
 
     async def aclose(self) -> None:
         """Cancel every watch and wait for them to end; harmless twice."""
