@@ -9,7 +9,8 @@ call back at :meth:`Exchange.next_timer`). The selectors driver
 (:mod:`headless_client.aio.transport`) only move bytes, so the policy below exists once:
 
 - Small batches (at most :attr:`ExchangePolicy.udp_batch` questions) go out as datagrams,
-  retransmitted on a schedule; bigger ones start on TCP, pipelined.
+  retransmitted on a schedule; bigger ones start on TCP, pipelined, and so does a
+  :class:`~headless_client.lookup.StreamBatch` (a plan knows its answers are large).
 - A truncated UDP answer is asked again over TCP; so are questions still unanswered after
   :attr:`ExchangePolicy.udp_share` of a server's budget (on a lossy path TCP's own
   retransmission does better than more datagrams).
@@ -38,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Generic, TypeAlias, TypeVar
 
 from .errors import InvalidName, ResolutionError
-from .lookup import Plan
+from .lookup import Plan, StreamBatch
 from .wire import (
     Answer,
     Failure,
@@ -292,6 +293,7 @@ class Exchange:
         self.config = config
         self.policy = config.policy
         self._pending = build_queries(batch)
+        self._stream = isinstance(batch, StreamBatch)
         count = len(batch)
         self._answers: list[Answer | None] = [None] * count
         self._reasons: list[list[str]] = [[] for _ in range(count)]
@@ -441,7 +443,7 @@ class Exchange:
         self._tried += 1
         att = _Attempt(server, now, now + (self._deadline - now) / left, self.policy)
         self._attempt = att
-        if len(indexes) <= self.policy.udp_batch:
+        if len(indexes) <= self.policy.udp_batch and not self._stream:
             for i in indexes:
                 att.udp_queue[i] = None
                 att.where[i] = _UDP_QUEUED
@@ -663,6 +665,14 @@ def _answers_complete(reply: Reply) -> bool:
     additional records while they fit; so an additional record (glue) that survived proves
     every answer did. Without one, the answers may have been cut: the reply is refused.
     """
+    wire = reply.wire
+    additional = int.from_bytes(wire[10:12], "big")
+    if additional >= 2:
+        # Beside at most one OPT record, one glue record at least (two OPT records make
+        # the message malformed, which reading it reports).
+        return True
+    if not additional:
+        return False
     try:
         return bool(reply.message.additional)
     except ResolutionError:

@@ -11,7 +11,7 @@ logic exists once.
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Generator, Mapping
 from dataclasses import dataclass, field
 from typing import Literal, TypeAlias, TypeVar
 
@@ -20,7 +20,8 @@ import dns.rdatatype
 
 from .endpoints import Endpoint, EndpointSet
 from .errors import NotGoverningService, NotHeadless, ResolutionError, ServiceNotFound
-from .names import absolute, try_parse_pod_fqdn
+from .fastwire import read_addresses, read_srv
+from .names import absolute, pod_ordinal
 from .records import (
     DEFAULT_MAX_RECORDS,
     AddressAnswer,
@@ -35,7 +36,7 @@ from .records import (
     srv_targets,
     unsafe_address,
 )
-from .wire import Answer, Failure, Reply, encode_name
+from .wire import Answer, Failure, Reply
 
 __all__ = [
     "AAAA",
@@ -45,6 +46,7 @@ __all__ = [
     "LookupOptions",
     "Plan",
     "Question",
+    "StreamBatch",
     "plan_addresses",
     "plan_pod",
     "plan_srv",
@@ -59,6 +61,24 @@ Question = tuple[str, dns.rdatatype.RdataType]
 Batch = list[Question]
 T = TypeVar("T")
 Plan: TypeAlias = Generator[Batch, list[Answer], T]
+
+
+class StreamBatch(list[Question]):
+    """A batch whose answers will not fit in a datagram (the last answers for these names
+    did not): the exchange sends it over TCP at once, its questions pipelined on one
+    connection, instead of learning it from truncated UDP answers, one connection each."""
+
+    __slots__ = ()
+
+
+#: Records of each type that fit in a 1232-octet answer, compressed, with room to spare:
+#: above these the previous answer says the next one goes over TCP.
+_DATAGRAM_RECORDS = {A: 64, AAAA: 36, SRV: 16}
+
+
+def _sized(questions: Batch, large: bool) -> Batch:
+    """*questions* as a :class:`StreamBatch` when their answers are *large*."""
+    return StreamBatch(questions) if large else questions
 
 
 @dataclass(frozen=True, slots=True)
@@ -203,33 +223,59 @@ def _one_family(
 def _addresses(
     reply: Reply, name: str, rdtype: dns.rdatatype.RdataType, options: LookupOptions
 ) -> AddressAnswer:
-    """Addresses of one answer; none for NXDOMAIN (a pod that went away meanwhile)."""
+    """Addresses of one answer, screened; none for NXDOMAIN (a pod that went away meanwhile).
+
+    Raises:
+        ResolutionError: a malformed answer, a server failure, a CNAME leaving the
+            cluster domain, more records than ``max_records``.
+    """
+    return _screen(_unscreened(reply, name, rdtype, options), name, options, rdtype)
+
+
+def _unscreened(
+    reply: Reply, name: str, rdtype: dns.rdatatype.RdataType, options: LookupOptions
+) -> AddressAnswer:
+    """:func:`_addresses` before the address screen."""
     if _is_nxdomain(reply):
         return AddressAnswer((), None)
-    fast = reply.fast_addresses(len(encode_name(absolute(name))) + 4)
-    if fast is not None:
-        if len(fast[0]) > options.max_records:
-            raise ResolutionError(
-                f"answer for {name!r} has {len(fast[0])} records, more than max_records={options.max_records}"
-            )
-        suspect = reply.suspect or (reply.loopback and not options.allow_loopback)
-        return _screen(AddressAnswer(*fast), name, options, suspect=suspect)
-    found = addresses_from_answer(
-        reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
-    )
-    return _screen(found, name, options)
+    # The wire reader gives exactly what dnspython's path gives, or None for the shapes it
+    # does not read (CNAMEs, errors, too many records), which that path then handles.
+    found = read_addresses(reply.wire, name, rdtype, max_records=options.max_records)
+    if found is None:
+        found = addresses_from_answer(
+            reply.message, name, rdtype, allowed_domain=options.cname_domain, max_records=options.max_records
+        )
+    return found
+
+
+def _admitted(address: str, options: LookupOptions) -> bool:
+    """True if :func:`_screen` keeps *address* (nothing is noted for the log)."""
+    if options.screen_addresses and unsafe_address(address, allow_loopback=options.allow_loopback):
+        return False
+    networks = options.allowed_networks
+    return networks is None or address_allowed(address, networks)
+
+
+#: First octets (as text) of the IPv4 addresses the default screen may refuse: 0/8, 127/8,
+#: 169.254/16, 224/4, 255.255.255.255. An A answer with none of them needs no closer look.
+_SUSPECT_FIRST = frozenset({"0", "127", "169", "255", *map(str, range(224, 240))})
+_SUSPECT_FIRST_LOOPBACK_ALLOWED = _SUSPECT_FIRST - {"127"}
 
 
 def _screen(
-    answer: AddressAnswer, name: str, options: LookupOptions, *, suspect: bool = True
+    answer: AddressAnswer, name: str, options: LookupOptions, rdtype: int | None = None
 ) -> AddressAnswer:
     """*answer* without unsafe addresses and those outside ``allowed_networks`` (noted
-    for the log). ``suspect=False``: the wire showed no address that could be unsafe."""
+    for the log). *rdtype* ``A``: every address is IPv4 text."""
     networks = options.allowed_networks
-    screen = options.screen_addresses and suspect
+    screen = options.screen_addresses
     if (networks is None and not screen) or not answer.addresses:
         return answer
     loopback = options.allow_loopback
+    if rdtype == A and networks is None:
+        suspect = _SUSPECT_FIRST_LOOPBACK_ALLOWED if loopback else _SUSPECT_FIRST
+        if suspect.isdisjoint({address[: address.find(".")] for address in answer.addresses}):
+            return answer
     kept: list[str] = []
     for address in answer.addresses:
         why = unsafe_address(address, allow_loopback=loopback) if screen else None
@@ -245,16 +291,25 @@ def _screen(
 
 
 def plan_addresses(
-    fqdn: str, port: int, options: LookupOptions
+    fqdn: str, port: int, options: LookupOptions, previous: EndpointSet | None = None
 ) -> Plan[EndpointSet]:
-    """A and AAAA of the service name: every ready pod address, all with *port*."""
+    """A and AAAA of the service name: every ready pod address, all with *port*.
+
+    *previous*, the last set this lookup gave: when its answers did not fit in a datagram,
+    both questions go over one TCP connection at once; its endpoints (and the set itself)
+    are used again where nothing differs.
+    """
     qname = absolute(fqdn)
-    answers = yield [(qname, A), (qname, AAAA)]
+    large = False
+    if previous is not None and len(previous) > _DATAGRAM_RECORDS[AAAA]:
+        v6 = sum(1 for ep in previous if ":" in ep.address)
+        large = v6 > _DATAGRAM_RECORDS[AAAA] or len(previous) - v6 > _DATAGRAM_RECORDS[A]
+    answers = yield _sized([(qname, A), (qname, AAAA)], large)
     found = _both_families(fqdn, answers, options)
     if found is None:
         raise ServiceNotFound(f"service {fqdn!r} does not exist or has no ready pods (NXDOMAIN)")
     yield from _check_headless(fqdn, found, options)
-    return address_endpoints(found, port, name=fqdn)
+    return address_endpoints(found, port, name=fqdn, previous=previous)
 
 
 def _merge(a: AddressAnswer, b: AddressAnswer) -> AddressAnswer:
@@ -263,23 +318,32 @@ def _merge(a: AddressAnswer, b: AddressAnswer) -> AddressAnswer:
 
 
 def plan_srv(
-    srv_qname: str, service_fqdn: str, options: LookupOptions
+    srv_qname: str, service_fqdn: str, options: LookupOptions, previous: EndpointSet | None = None
 ) -> Plan[EndpointSet]:
-    """SRV of a named port, then the targets' addresses: glue first, lookups for the rest.
+    """SRV of a named port, then the targets' addresses: glue first, then what the last
+    answer proves, lookups for the rest.
 
-    BIND drops glue that does not fit (without setting TC), and sends none for large
-    answers; the missing addresses are asked in one concurrent batch. Which families to
-    ask is learned from the first target, so an IPv4-only service of 1000 pods costs
+    BIND drops glue that does not fit (without setting TC), and sends none for more than
+    13 targets; CoreDNS keeps what fits in 64 KiB (584 of 1000 targets). The missing
+    addresses are asked in one concurrent batch. Which families to ask is learned from
+    *previous* or else from the first target, so an IPv4-only service of 1000 pods costs
     1000 questions, not 2000.
+
+    With *previous* (the last set this lookup gave), the service name's own A/AAAA
+    (every ready pod's address, one question per family it had) is asked with the SRV,
+    pipelined on one TCP connection when the answers are large. A target of *previous*
+    keeps its addresses without a question while they are all still in that set and the
+    answers account for it exactly (:func:`_accounted`); targets that are new or whose
+    address left the set are asked. A refresh in which nothing changed asks 2 questions
+    (3 for a dual-stack service).
     """
-    (answer,) = yield [(absolute(srv_qname), SRV)]
-    message = _reply(answer, service_fqdn, _WAY_OUT_SRV).message
-    kept, dropped = srv_targets(
-        message,
-        srv_qname,
-        allowed_domain=service_fqdn if options.check_targets else options.cname_domain,
-        max_records=options.max_records,
-    )
+    known = _previous_addresses(previous)
+    families = _families(previous) if known else ()
+    service = absolute(service_fqdn)
+    batch: Batch = [(absolute(srv_qname), SRV), *((service, family) for family in families)]
+    answers = yield _sized(batch, previous is not None and len(previous) > _DATAGRAM_RECORDS[SRV])
+    reply = _reply(answers[0], service_fqdn, _WAY_OUT_SRV)
+    kept, dropped, glue = _srv_records(reply, srv_qname, service_fqdn, options)
     options.dropped.extend(dropped)
     own = service_fqdn.lower().rstrip(".")
     if any(t.target == own for t in kept):  # a ClusterIP Service's SRV names the Service
@@ -288,7 +352,6 @@ def plan_srv(
         # Port 0 is no service; a connect there fails or reaches something unintended.
         options.port_zero.extend(t for t in kept if t.port == 0)
         kept = [t for t in kept if t.port != 0]
-    glue = glue_from_message(message)
     addresses: dict[str, AddressAnswer] = {}
     for t in kept:
         if t.target in glue and t.target not in addresses:
@@ -297,25 +360,168 @@ def plan_srv(
             if screened.addresses:
                 addresses[t.target] = screened
     missing = list(dict.fromkeys(t.target for t in kept if t.target not in addresses))
-    if missing:
-        first = absolute(missing[0])
-        probe = yield [(first, A), (first, AAAA)]
-        both = _both_families(missing[0], probe, options)
-        families = [A, AAAA]
-        if both is not None and (both[0].addresses or both[1].addresses):
-            addresses[missing[0]] = _merge(*both)
-            families = [rt for rt, ans in zip((A, AAAA), both, strict=True) if ans.addresses]
-        rest = missing[1:]
-        for family in families:
-            yield from _ask_family(rest, family, addresses, options, service_fqdn)
-        # A pod that lacks the family its peers have (mixed-family services) is asked
-        # for the other family once; a name gone NXDOMAIN meanwhile simply drops out, and
-        # so does one whose other family fails (its first family had nothing).
-        if len(families) == 1:
-            other = AAAA if families[0] == A else A
-            leftovers = [t for t in rest if t not in addresses]
-            yield from _ask_family(leftovers, other, addresses, options, service_fqdn, strict=False)
-    return srv_endpoints(kept, addresses, name=service_fqdn)
+    reused: dict[str, AddressAnswer] = {}
+    seen: frozenset[str] = frozenset()
+    if missing and known:
+        found = _service_addresses(answers[1:], families, service_fqdn, options)
+        if found is not None:
+            seen, ttl = found
+            for target in missing:
+                had = known.get(target)
+                if had is not None and all(address in seen for address in had):
+                    reused[target] = AddressAnswer(had, ttl)
+    ask = [t for t in missing if t not in reused] if reused else missing
+    if ask:
+        if families:
+            yield from _ask_targets(ask, families, addresses, options, service_fqdn)
+        else:
+            yield from _probe_targets(ask, addresses, options, service_fqdn)
+    if reused:
+        if _accounted(reused, addresses, seen):
+            addresses.update(reused)
+        else:
+            # Another target holds one of the addresses now, or an address of the service
+            # has no target: some pods moved, and which ones only their own names say.
+            yield from _ask_targets(list(reused), families, addresses, options, service_fqdn)
+    return srv_endpoints(kept, addresses, name=service_fqdn, previous=previous)
+
+
+def _srv_records(
+    reply: Reply, srv_qname: str, service_fqdn: str, options: LookupOptions
+) -> tuple[list[SrvTarget], list[SrvTarget], Mapping[str, AddressAnswer]]:
+    """The SRV answer split as :func:`~headless_client.records.srv_targets` splits it, and
+    its glue: read from the wire, or by dnspython for the shapes the wire reader leaves."""
+    allowed = service_fqdn if options.check_targets else options.cname_domain
+    fast = read_srv(reply.wire, srv_qname, allowed_domain=allowed, max_records=options.max_records)
+    if fast is not None:
+        return list(fast.kept), list(fast.dropped), fast.glue
+    message = reply.message
+    kept, dropped = srv_targets(message, srv_qname, allowed_domain=allowed, max_records=options.max_records)
+    return kept, dropped, glue_from_message(message)
+
+
+def _previous_addresses(previous: EndpointSet | None) -> dict[str, tuple[str, ...]]:
+    """Pod name -> its addresses in *previous*; names that shared an address with another
+    name are left out (which of them holds it now cannot be told from the sets)."""
+    if not previous:
+        return {}
+    by_name: dict[str, list[str]] = {}
+    holder: dict[str, str] = {}
+    shared: set[str] = set()
+    for ep in previous:
+        name = ep.hostname
+        if name is None:
+            continue
+        address = ep.address
+        had = by_name.get(name)
+        if had is None:
+            by_name[name] = [address]
+        elif address not in had:
+            had.append(address)
+        other = holder.setdefault(address, name)
+        if other != name:
+            shared.update((name, other))
+    return {name: tuple(had) for name, had in by_name.items() if name not in shared}
+
+
+def _families(previous: EndpointSet | None) -> tuple[dns.rdatatype.RdataType, ...]:
+    """The address types *previous* had: (A,), (AAAA,) or both."""
+    if not previous:
+        return ()
+    v6 = any(":" in ep.address for ep in previous)
+    v4 = not v6 or any(":" not in ep.address for ep in previous)
+    return tuple(family for family, present in ((A, v4), (AAAA, v6)) if present)
+
+
+def _service_addresses(
+    answers: list[Answer],
+    families: tuple[dns.rdatatype.RdataType, ...],
+    service_fqdn: str,
+    options: LookupOptions,
+) -> tuple[frozenset[str], int | None] | None:
+    """The addresses the service name answered (those the screen keeps) and their smallest
+    TTL; None when a family did not answer usably (then nothing is taken from them)."""
+    found: set[str] = set()
+    ttls: list[int] = []
+    for family, answer in zip(families, answers, strict=True):
+        if isinstance(answer, Failure) or _is_nxdomain(answer):
+            return None
+        try:
+            got = _unscreened(answer, service_fqdn, family, options)
+        except ResolutionError:
+            return None
+        found.update(address for address in got.addresses if _admitted(address, options))
+        if got.ttl is not None:
+            ttls.append(got.ttl)
+    return frozenset(found), (min(ttls) if ttls else None)
+
+
+def _accounted(
+    reused: dict[str, AddressAnswer], addresses: dict[str, AddressAnswer], seen: frozenset[str]
+) -> bool:
+    """True when the answers account for the service's addresses exactly: no target read
+    from glue or asked now holds an address a reused target had, and every address the
+    service name answered belongs to some target.
+
+    A pod that restarted elsewhere leaves its old address (its name is then asked), or
+    hands it to another pod (which then has two claimants), or takes an address no
+    target claims. What this cannot see is a set of pods that, between two refreshes,
+    all restarted and took each other's addresses: no answer read here changes then.
+    """
+    claimed = {address for answer in addresses.values() for address in answer.addresses}
+    held: set[str] = set()
+    for answer in reused.values():
+        for address in answer.addresses:
+            if address in claimed:
+                return False
+            held.add(address)
+    return not seen.difference(held, claimed)
+
+
+def _ask_targets(
+    targets: list[str],
+    families: tuple[dns.rdatatype.RdataType, ...],
+    addresses: dict[str, AddressAnswer],
+    options: LookupOptions,
+    service_fqdn: str,
+) -> Generator[Batch, list[Answer], None]:
+    """Ask every target each of *families* in one batch; a target without any address
+    there is asked the other family once (mixed-family services)."""
+    answers = yield [(absolute(t), family) for t in targets for family in families]
+    count = len(families)
+    for index, target in enumerate(targets):
+        for family, answer in zip(families, answers[index * count : index * count + count], strict=True):
+            got = _addresses(_reply(answer, service_fqdn, _WAY_OUT_SRV), target, family, options)
+            if got.addresses:
+                old = addresses.get(target)
+                addresses[target] = got if old is None else _merge(old, got)
+    others = [family for family in (A, AAAA) if family not in families]
+    leftovers = [t for t in targets if t not in addresses]
+    if others and leftovers:
+        yield from _ask_family(leftovers, others[0], addresses, options, service_fqdn, strict=False)
+
+
+def _probe_targets(
+    missing: list[str], addresses: dict[str, AddressAnswer], options: LookupOptions, service_fqdn: str
+) -> Generator[Batch, list[Answer], None]:
+    """Ask the first target both families, then the rest only the families it had."""
+    first = absolute(missing[0])
+    probe = yield [(first, A), (first, AAAA)]
+    both = _both_families(missing[0], probe, options)
+    families = [A, AAAA]
+    if both is not None and (both[0].addresses or both[1].addresses):
+        addresses[missing[0]] = _merge(*both)
+        families = [rt for rt, ans in zip((A, AAAA), both, strict=True) if ans.addresses]
+    rest = missing[1:]
+    for family in families:
+        yield from _ask_family(rest, family, addresses, options, service_fqdn)
+    # A pod that lacks the family its peers have (mixed-family services) is asked
+    # for the other family once; a name gone NXDOMAIN meanwhile simply drops out, and
+    # so does one whose other family fails (its first family had nothing).
+    if len(families) == 1:
+        other = AAAA if families[0] == A else A
+        leftovers = [t for t in rest if t not in addresses]
+        yield from _ask_family(leftovers, other, addresses, options, service_fqdn, strict=False)
 
 
 def _ask_family(
@@ -343,13 +549,13 @@ def _ask_family(
 def _pod_endpoints(
     fqdn: str, found: tuple[AddressAnswer, AddressAnswer], port: int
 ) -> list[Endpoint]:
-    pod = try_parse_pod_fqdn(fqdn)
+    ordinal = pod_ordinal(fqdn)
     return [
         Endpoint(
             address=addr,
             port=port,
             hostname=fqdn,
-            ordinal=pod.ordinal if pod is not None else None,
+            ordinal=ordinal,
             ttl=ans.ttl,
         )
         for ans in found

@@ -29,6 +29,7 @@ __all__ = [
     "parse_pod_fqdn",
     "parse_resolv_conf",
     "pod_fqdn",
+    "pod_ordinal",
     "service_fqdn",
     "srv_name",
     "try_parse_pod_fqdn",
@@ -43,6 +44,20 @@ MAX_LABEL_LENGTH: Final = 63
 _LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?\Z")
 _PORT_NAME = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,13}[a-z0-9])?\Z")
 _ORDINAL_HOST = re.compile(r"(?P<sts>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)-(?P<ordinal>0|[1-9][0-9]*)\Z")
+_LABEL_TEXT = r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?"
+#: ``<sts>-<ordinal>.<service>.<namespace>.svc.<domain>``, lower case, every label valid:
+#: what :func:`parse_pod_fqdn` accepts, in one match (the host label's length checked by
+#: the lookahead). The generated dashed-IP hostnames it also matches are refused after.
+_POD_FQDN = re.compile(
+    rf"(?=[-a-z0-9]{{1,63}}\.)(?P<sts>[a-z0-9](?:[-a-z0-9]*[a-z0-9])?)-(?P<ordinal>0|[1-9][0-9]*)"
+    rf"\.(?P<service>{_LABEL_TEXT})\.(?P<namespace>{_LABEL_TEXT})\.svc"
+    rf"\.(?P<domain>{_LABEL_TEXT}(?:\.{_LABEL_TEXT})*)\Z"
+)
+#: Name -> :func:`try_parse_pod_fqdn` of it, and name -> :func:`pod_ordinal` of it: SRV
+#: answers repeat the same targets at every refresh. Bounded: cleared when full.
+_POD_NAMES: dict[str, PodName | None] = {}
+_ORDINALS: dict[str, int | None] = {}
+_MEMO_MAX = 8192
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,10 +297,49 @@ def parse_pod_fqdn(name: str) -> PodName:
 
 def try_parse_pod_fqdn(name: str) -> PodName | None:
     """Like :func:`parse_pod_fqdn`, but ``None`` for names that are not StatefulSet pods."""
-    try:
-        return parse_pod_fqdn(name)
-    except InvalidName:
+    known = _POD_NAMES.get(name, _POD_NAMES) if isinstance(name, str) else None
+    if known is not _POD_NAMES:
+        return known  # type: ignore[return-value]
+    match = _pod_match(name)
+    found = None
+    if match is not None:
+        statefulset, ordinal, service, namespace, domain = match.group(
+            "sts", "ordinal", "service", "namespace", "domain"
+        )
+        found = PodName(statefulset, int(ordinal), service, namespace, domain)
+    if len(_POD_NAMES) >= _MEMO_MAX:
+        _POD_NAMES.clear()
+    _POD_NAMES[name] = found
+    return found
+
+
+def pod_ordinal(name: str) -> int | None:
+    """The StatefulSet ordinal of the pod name *name* (``web-2.web.prod.svc.cluster.local``
+    gives 2), or ``None`` when it is not one; ``try_parse_pod_fqdn(name).ordinal``,
+    remembered for the names of the last few thousand pods."""
+    known = _ORDINALS.get(name, -1)
+    if known != -1:
+        return known
+    match = _pod_match(name)
+    ordinal = None if match is None else int(match["ordinal"])
+    if len(_ORDINALS) >= _MEMO_MAX:
+        _ORDINALS.clear()
+    _ORDINALS[name] = ordinal
+    return ordinal
+
+
+def _pod_match(name: str) -> re.Match[str] | None:
+    """The :data:`_POD_FQDN` match of *name* folded, when it is a StatefulSet pod name;
+    ``None`` when :func:`parse_pod_fqdn` refuses it."""
+    if not isinstance(name, str):
         return None
+    folded = name.lower()
+    match = _POD_FQDN.match(folded[:-1] if folded.endswith(".") else folded)
+    if match is None or match.end() > MAX_NAME_LENGTH:
+        return None
+    if is_generated_hostname(folded[: folded.index(".")]):
+        return None
+    return match
 
 
 def srv_name(port: str, protocol: str, fqdn: str) -> str:

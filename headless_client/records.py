@@ -20,9 +20,9 @@ import dns.rdataclass
 import dns.rdatatype
 import dns.rdtypes.IN.SRV
 
-from .endpoints import Endpoint, EndpointSet
+from .endpoints import Endpoint, EndpointSet, dns_endpoint
 from .errors import InvalidName, ResolutionError, ServiceNotFound
-from .names import is_generated_hostname, try_parse_pod_fqdn
+from .names import pod_ordinal
 
 __all__ = [
     "DEFAULT_MAX_RECORDS",
@@ -258,17 +258,69 @@ def addresses_from_answer(
     return AddressAnswer(tuple(r.address for r in rdatas), ttl)  # type: ignore[attr-defined]
 
 
+class _Reuse:
+    """The endpoints of a previous set, to use again where a new one would equal them in
+    every field (TTL, priority and weight included), and the set itself when nothing
+    differs: a refresh in which nothing changed builds no endpoint."""
+
+    __slots__ = ("index", "previous", "used")
+
+    def __init__(self, previous: EndpointSet | None) -> None:
+        self.previous = previous
+        self.index = {} if not previous else {(ep.hostname, ep.port, ep.address): ep for ep in previous}
+        self.used: set[int] = set()
+
+    def endpoint(
+        self, address: str, port: int, hostname: str | None, ordinal: int | None, priority: int, weight: int,
+        ttl: int | None,
+    ) -> Endpoint:
+        old = self.index.get((hostname, port, address))
+        if (
+            old is not None
+            and old.ttl == ttl
+            and old.ordinal == ordinal
+            and old.priority == priority
+            and old.weight == weight
+            and old.zone is None
+            and old.node is None
+            and not old.terminating
+            and old.pod is None
+            and not old.zone_hints
+        ):
+            self.used.add(id(old))
+            return old
+        return dns_endpoint(address, port, hostname, ordinal, priority, weight, ttl)
+
+    def endpoint_set(self, eps: list[Endpoint], name: str | None, ttl: int | None) -> EndpointSet:
+        """The set of *eps*: the previous one itself when *eps* are exactly its endpoints
+        (each used again, none twice) and its name and TTL are these."""
+        previous = self.previous
+        if (
+            previous is not None
+            and len(self.used) == len(eps) == len(previous)
+            and previous.name == name
+            and previous.ttl == ttl
+        ):
+            return previous
+        return EndpointSet(eps, name=name, ttl=ttl)
+
+
 def address_endpoints(
-    answers: Iterable[AddressAnswer], port: int, *, name: str | None = None
+    answers: Iterable[AddressAnswer],
+    port: int,
+    *,
+    name: str | None = None,
+    previous: EndpointSet | None = None,
 ) -> EndpointSet:
-    """Every address of *answers* with *port*: the A/AAAA view of a headless service."""
-    eps = [
-        Endpoint(address=addr, port=port, ttl=ans.ttl)
-        for ans in answers
-        for addr in ans.addresses
-    ]
+    """Every address of *answers* with *port*: the A/AAAA view of a headless service.
+
+    *previous*: the last set for the same name; its endpoints (and the set itself) are used
+    again where nothing differs.
+    """
+    reuse = _Reuse(previous)
+    eps = [reuse.endpoint(addr, port, None, None, 0, 0, ans.ttl) for ans in answers for addr in ans.addresses]
     ttls = [a.ttl for a in answers if a.ttl is not None and a.addresses]
-    return EndpointSet(eps, name=name, ttl=min(ttls) if ttls else None)
+    return reuse.endpoint_set(eps, name, min(ttls) if ttls else None)
 
 
 def srv_targets(
@@ -342,32 +394,24 @@ def srv_endpoints(
     addresses: Mapping[str, AddressAnswer],
     *,
     name: str | None = None,
+    previous: EndpointSet | None = None,
 ) -> EndpointSet:
     """One endpoint per (SRV target, address); targets without any address are left out.
 
     The ordinal comes from a StatefulSet hostname (``web-2``); generated dashed-IP
-    hostnames and other names get ``ordinal=None``.
+    hostnames and other names get ``ordinal=None``. *previous*: the last set for the same
+    SRV name; its endpoints (and the set itself) are used again where nothing differs.
     """
+    reuse = _Reuse(previous)
     eps: list[Endpoint] = []
     ttl: int | None = None
     for t in targets:
         found = addresses.get(t.target)
         if found is None or not found.addresses:
             continue
-        label = t.target.split(".", 1)[0]
-        pod = None if is_generated_hostname(label) else try_parse_pod_fqdn(t.target)
+        ordinal = pod_ordinal(t.target)
         rr_ttl = t.ttl if found.ttl is None else min(t.ttl, found.ttl)
         ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
         for addr in found.addresses:
-            eps.append(
-                Endpoint(
-                    address=addr,
-                    port=t.port,
-                    hostname=t.target,
-                    ordinal=pod.ordinal if pod is not None else None,
-                    priority=t.priority,
-                    weight=t.weight,
-                    ttl=rr_ttl,
-                )
-            )
-    return EndpointSet(eps, name=name, ttl=ttl)
+            eps.append(reuse.endpoint(addr, t.port, t.target, ordinal, t.priority, t.weight, rr_ttl))
+    return reuse.endpoint_set(eps, name, ttl)

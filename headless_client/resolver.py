@@ -232,13 +232,13 @@ class BaseResolver:
         """The lookup behind :meth:`Resolver.resolve`, for a driver to run.
 
         Args:
-            previous: the last set this service resolved to (reserved for cheaper steady
-                refreshes; not used yet).
+            previous: the last set this service resolved to: a refresh then asks only what
+                may have changed (see :func:`headless_client.lookup.plan_srv`).
 
         Raises:
             InvalidName: a bad service name, port or protocol.
         """
-        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace)
+        plan, _, fqdn = self._resolve_plan(service, port, protocol, namespace, previous)
         return Lookup(plan, self.exchange_config, fqdn)
 
     def pod_lookup(
@@ -306,7 +306,12 @@ class BaseResolver:
     # -- plans --------------------------------------------------------------------
 
     def _resolve_plan(
-        self, service: str, port: int | str, protocol: str, namespace: str | None
+        self,
+        service: str,
+        port: int | str,
+        protocol: str,
+        namespace: str | None,
+        previous: EndpointSet | None = None,
     ) -> tuple[Plan[EndpointSet], LookupOptions, str]:
         fqdn = self.qualify(service, namespace)
         options = self._options()
@@ -314,8 +319,9 @@ class BaseResolver:
             raise InvalidName(f"port must be an int or a port name, not {type(port).__name__}: {port!r}")
         if isinstance(port, int):
             _check_port(port)
-            return self._logged(plan_addresses(fqdn, port, options), options, fqdn, "A"), options, fqdn
-        plan = plan_srv(srv_name(port, protocol, fqdn), fqdn, options)
+            plan = plan_addresses(fqdn, port, options, previous)
+            return self._logged(plan, options, fqdn, "A"), options, fqdn
+        plan = plan_srv(srv_name(port, protocol, fqdn), fqdn, options, previous)
         return self._logged(plan, options, fqdn, f"SRV {port}/{protocol}"), options, fqdn
 
     def _pod_plan(

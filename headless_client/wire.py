@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
-import socket
-import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TypeAlias
@@ -96,16 +94,30 @@ _FLAG_TC = 0x0200
 _OPCODE_MASK = 0x7800
 # EDNS0 OPT pseudo-record: root owner, type 41, our UDP payload size, no flags, no options.
 _OPT = b"\x00\x00\x29" + EDNS_PAYLOAD.to_bytes(2, "big") + b"\x00\x00\x00\x00\x00\x00"
-_RR_FIXED = struct.Struct("!HHIH")
-# First octets of the addresses the default screen may refuse: 0/8, 127/8, 169.254/16,
-# 224/4 multicast, 255.255.255.255; ::/8 (unspecified, loopback, IPv4-mapped), fe80::/10,
-# ff00::/8. Others need no closer look.
-_SUSPECT_V4 = frozenset({0, 127, 169, *range(224, 240), 255})
-_SUSPECT_V6 = frozenset({0x00, 0xFE, 0xFF})
+
+
+#: Name -> its wire form: a lookup asks the same names at every refresh. Bounded.
+_ENCODED: dict[str, bytes] = {}
+_ENCODED_MAX = 8192
 
 
 def encode_name(qname: str) -> bytes:
-    """Uncompressed wire form of an absolute name (ASCII labels of 1..63 octets)."""
+    """Uncompressed wire form of an absolute name (ASCII labels of 1..63 octets).
+
+    Raises:
+        InvalidName: an empty, non-ASCII or over-long label, or a name over 255 octets.
+    """
+    known = _ENCODED.get(qname)
+    if known is not None:
+        return known
+    encoded = _encode_name(qname)
+    if len(_ENCODED) >= _ENCODED_MAX:
+        _ENCODED.clear()
+    _ENCODED[qname] = encoded
+    return encoded
+
+
+def _encode_name(qname: str) -> bytes:
     labels = qname.rstrip(".").split(".") if qname.strip(".") else []
     out = bytearray()
     for label in labels:
@@ -123,12 +135,13 @@ def encode_name(qname: str) -> bytes:
 class Reply:
     """One validated answer to one question; parsed fully only when needed.
 
-    Most answers a resolver needs are "the A (or AAAA) records of the name I asked", and
-    for those :meth:`fast_addresses` reads the records straight from the wire. Anything
-    of another shape (CNAMEs, other owners) goes through dnspython's parser.
+    Most answers a resolver needs have one shape ("the A records of the name I asked",
+    "the SRV records and their glue"), and :mod:`headless_client.fastwire` reads those
+    straight from :attr:`wire`. Anything else (CNAMEs, other owners) goes through
+    dnspython's parser, :attr:`message`.
     """
 
-    __slots__ = ("_message", "loopback", "qname", "rcode", "rdtype", "suspect", "truncated", "wire")
+    __slots__ = ("_message", "qname", "rcode", "rdtype", "truncated", "wire")
 
     def __init__(self, wire: bytes, qname: str, rdtype: int) -> None:
         self.wire = wire
@@ -138,12 +151,6 @@ class Reply:
         self.rcode = flags & 0x000F
         self.truncated = bool(flags & _FLAG_TC)
         self._message: dns.message.Message | None = None
-        self.suspect = True
-        """False once :meth:`fast_addresses` found no address in a range the default
-        address screen refuses (see :func:`headless_client.records.unsafe_address`),
-        IPv4 loopback aside."""
-        self.loopback = True
-        """False once :meth:`fast_addresses` found no IPv4 loopback address."""
 
     @property
     def message(self) -> dns.message.Message:
@@ -158,59 +165,6 @@ class Reply:
             except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
                 raise ResolutionError(f"malformed answer for {self.qname!r}: {exc}") from exc
         return self._message
-
-    def fast_addresses(self, question_length: int) -> tuple[tuple[str, ...], int | None] | None:
-        """``(addresses, ttl)`` if every answer record is our type owned by our name.
-
-        The owner is either the compression pointer to the question (offset 12), as BIND
-        and dnspython write it, or the question name written out again, as CoreDNS sends
-        answers that fit uncompressed (compared case-insensitively: CoreDNS echoes the
-        question's case). ``None`` means "take the slow path", never "no data".
-        """
-        wire = self.wire
-        count = int.from_bytes(wire[6:8], "big")
-        offset = 12 + question_length
-        size = 4 if self.rdtype == 1 else 16
-        addresses: list[str] = []
-        ttl: int | None = None
-        end = len(wire)
-        name_length = question_length - 4
-        owner: bytes | None = None
-        suspects = _SUSPECT_V4 if size == 4 else _SUSPECT_V6
-        suspect = loopback = False
-        for _ in range(count):
-            if offset + 12 > end:
-                return None
-            if wire[offset] == 0xC0 and wire[offset + 1] == 12:
-                offset += 2
-            else:
-                if owner is None:
-                    owner = wire[12 : 12 + name_length].lower()
-                if wire[offset : offset + name_length].lower() != owner:
-                    return None
-                offset += name_length
-                if offset + 10 > end:
-                    return None
-            rdtype, rdclass, rr_ttl, rdlen = _RR_FIXED.unpack_from(wire, offset)
-            offset += 10
-            if rdtype != self.rdtype or rdclass != 1 or rdlen != size or offset + size > end:
-                return None
-            if wire[offset] in suspects:
-                # Loopback is kept for local nameservers: told apart, so a test ground
-                # on 127/8 does not send every answer through the screen.
-                if size == 4 and wire[offset] == 127:
-                    loopback = True
-                else:
-                    suspect = True
-            if size == 4:
-                addresses.append("%d.%d.%d.%d" % tuple(wire[offset : offset + 4]))  # noqa: UP031
-            else:
-                addresses.append(socket.inet_ntop(socket.AF_INET6, wire[offset : offset + 16]))
-            offset += size
-            ttl = rr_ttl if ttl is None else min(ttl, rr_ttl)
-        self.suspect = suspect
-        self.loopback = loopback
-        return tuple(addresses), ttl
 
 
 @dataclass(frozen=True, slots=True)

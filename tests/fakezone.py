@@ -16,8 +16,10 @@ from headless_client.wire import build_queries, match_response
 class FakeZone:
     """``records[(name, type)] = [rdata text, ...]``; names absolute, lower case."""
 
-    def __init__(self, records: dict[tuple[str, str], list[str]], *, glue: bool = True, ttl: int = 5,
+    def __init__(self, records: dict[tuple[str, str], list[str]], *, glue: bool | int = True, ttl: int = 5,
                  shuffle: random.Random | None = None, upper: bool = False) -> None:
+        """*glue*: add the SRV targets' addresses (True), none (False), or those of the
+        first *glue* targets only (an int: what fits, as CoreDNS cuts a 64 KiB answer)."""
         self.records = records
         self.glue = glue
         self.ttl = ttl
@@ -46,8 +48,9 @@ class FakeZone:
                 self.shuffle.shuffle(datas)
             owner = name.upper() if self.upper else name
             response.answer.append(dns.rrset.from_text(owner, self.ttl, "IN", tname, *datas))
-            if tname == "SRV" and self.glue:
-                for data in datas:
+            if tname == "SRV" and self.glue is not False:
+                limit = len(datas) if self.glue is True else self.glue
+                for data in datas[:limit]:
                     target = data.split()[-1].lower()
                     for fam in ("A", "AAAA"):
                         if (target, fam) in self.records:

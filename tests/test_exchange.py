@@ -8,6 +8,8 @@ import pytest
 
 from headless_client.errors import InvalidName
 from headless_client.exchange import Close, Exchange, ExchangeConfig, ExchangePolicy, Lookup, Open, Send
+from headless_client.fastwire import read_addresses
+from headless_client.lookup import StreamBatch
 from headless_client.wire import Failure, Nameserver, Reply, take_frames
 from tests.faults import packets
 
@@ -24,6 +26,12 @@ def answer(query_wire: bytes, *, rcode: int = 0, tc: bool = False, address: str 
     assert query is not None
     records = [] if rcode or tc else [packets.a_record(address)]
     return packets.respond(query, records, rcode=rcode, tc=tc)
+
+
+def addresses_of(reply: Reply) -> tuple[str, ...]:
+    found = read_addresses(reply.wire, reply.qname, reply.rdtype)
+    assert found is not None
+    return found.addresses
 
 
 class Net:
@@ -195,7 +203,7 @@ def test_truncated_datagram_is_asked_again_over_tcp():
     assert net.asked(tcp) == ["web-0"]
     net.stream(tcp, answer(net.queries(tcp)[0], address="10.0.0.9"))
     a, b = net.result()
-    assert isinstance(a, Reply) and not a.truncated and a.fast_addresses(len(first) - 12 - 11)[0] == ("10.0.0.9",)
+    assert isinstance(a, Reply) and not a.truncated and addresses_of(a) == ("10.0.0.9",)
     assert isinstance(b, Reply)
 
 
@@ -345,6 +353,63 @@ def test_truncated_over_tcp_is_a_failure_not_retried():
     assert isinstance(replies[0], Failure) and replies[0].truncated and "64 KiB" in replies[0].reason
     assert all(isinstance(r, Reply) for r in replies[1:])
     assert {o.server for o in net.channels.values()} == {SERVERS[0]}
+
+
+def _srv_with_glue(query_wire: bytes, *, targets: int, glue: int, opt: bool, tc: bool) -> bytes:
+    """An SRV answer of *targets* records with *glue* A records (and an OPT record)."""
+    query = packets.parse_query(query_wire)
+    pointer = packets._service_pointer(query)
+    answers = [packets.srv_record(f"web-{i}".encode(), pointer) for i in range(targets)]
+    extra = [packets.a_record(f"10.0.0.{i + 1}", owner=f"\x05web-{i}".encode() + pointer) for i in range(glue)]
+    if opt:
+        extra.append(b"\x00\x00\x29\x04\xd0\x00\x00\x00\x00\x00\x00")
+    head = packets._header(query, tc=tc, an=len(answers), ar=len(extra))
+    return head + query.question + b"".join(answers) + b"".join(extra)
+
+
+@pytest.mark.parametrize(("glue", "opt", "accepted"), [(0, True, False), (0, False, False), (1, False, True),
+                                                       (1, True, True), (5, True, True)])
+def test_tc_over_tcp_is_accepted_when_glue_survived(glue, opt, accepted):
+    """TC over TCP with a glue record left means only glue was cut (CoreDNS keeps every
+    answer first): the reply is taken; with none left it is a truncated failure."""
+    net = Net([("_http._tcp.web.prod.svc.cluster.local.", 33)] * 1 + names(16))
+    (tcp,) = net.open_channels(stream=True)
+    net.opened(tcp)
+    queries = net.queries(tcp)
+    srv = _srv_with_glue(queries[0], targets=6, glue=glue, opt=opt, tc=True)
+    net.stream(tcp, srv, *(answer(q) for q in queries[1:]))
+    first = net.result()[0]
+    if accepted:
+        assert isinstance(first, Reply) and first.truncated and len(first.message.answer[0]) == 6
+    else:
+        assert isinstance(first, Failure) and first.truncated
+
+
+def test_a_stream_batch_goes_over_one_tcp_connection_at_once():
+    """A StreamBatch (answers known to be large) of three questions: no datagram, one TCP
+    connection carrying all three, pipelined."""
+    batch = StreamBatch([("_http._tcp.web.prod.svc.cluster.local.", 33), *names(2)])
+    net = Net(batch)
+    assert net.open_channels(stream=False) == []
+    (tcp,) = net.open_channels(stream=True)
+    net.opened(tcp)
+    queries = net.queries(tcp)
+    assert len(queries) == 3
+    net.stream(tcp, *(answer(q) for q in queries))
+    assert all(isinstance(r, Reply) for r in net.result())
+    assert len(net.channels) == 1
+
+
+def test_a_stream_batch_falls_back_to_datagrams_when_tcp_is_refused():
+    """TCP refused: the StreamBatch's questions go by UDP like any batch's."""
+    net = Net(StreamBatch(names(2)))
+    (tcp,) = net.open_channels(stream=True)
+    net.ex.channel_failed(tcp, "Connection refused", net.now)
+    net.pump()
+    udp = net.udp()
+    for query in net.queries(udp):
+        net.datagram(udp, answer(query))
+    assert all(isinstance(r, Reply) for r in net.result())
 
 
 # -- servers and budgets -------------------------------------------------------------------------
@@ -498,7 +563,7 @@ def test_duplicate_and_late_truncated_answers_change_nothing():
     net.opened(tcp)
     net.stream(tcp, answer(net.queries(tcp)[0]))
     a, b = net.result()
-    assert a.fast_addresses(len(first) - 12 - 11)[0] == ("10.0.0.5",)
+    assert addresses_of(a) == ("10.0.0.5",)
     assert isinstance(b, Reply) and not b.truncated
 
 

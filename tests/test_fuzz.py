@@ -8,7 +8,8 @@ Two halves:
   quote the offending value.
 * Answers: real BIND answers (tests/faults/seeds.py), dnspython-built ones and the fault
   proxy's hostile ones, mutated (bytes flipped or set, counts and pointers rewritten,
-  cut, extended, spliced), fed to ``wire.match_response``, ``Reply.fast_addresses``,
+  cut, extended, spliced), fed to ``wire.match_response``, the wire readers of
+  :mod:`headless_client.fastwire` (which must agree with dnspython's path or decline),
   ``Reply.message`` and to every lookup plan driven with such replies. Allowed:
   ``ResolutionError`` (``ServiceNotFound`` included) and ``InvalidName``; anything else is
   a crash.
@@ -33,8 +34,16 @@ from hypothesis import strategies as st
 import headless_client as hc
 from headless_client.errors import HeadlessClientError, InvalidName, ResolutionError
 from headless_client.exchange import Exchange, ExchangeConfig, Open
+from headless_client.fastwire import read_addresses, read_srv
 from headless_client.lookup import LookupOptions, plan_srv
-from headless_client.records import glue_from_message, in_domain, is_host_name, parse_networks, srv_targets
+from headless_client.records import (
+    addresses_from_answer,
+    glue_from_message,
+    in_domain,
+    is_host_name,
+    parse_networks,
+    srv_targets,
+)
 from headless_client.testing import StaticResolver
 from headless_client.wire import (
     Nameserver,
@@ -364,19 +373,25 @@ def test_mutated_answers_through_the_wire_layer(seed, ops, keep_id):
         return
     index, reply = matched
     assert index == 0
-    question_length = len(encode_name(qname)) + 4
-    fast = reply.fast_addresses(question_length)  # never raises
-    if fast is not None:
-        addresses, ttl = fast
-        family = 4 if rdtype == 1 else 6
-        for address in addresses:
-            assert ipaddress.ip_address(address).version == family
-        assert ttl is None or 0 <= ttl < 2**32
+    # The wire readers never raise, and what they read is what dnspython's path reads.
+    fast_addresses = read_addresses(reply.wire, qname, rdtype)
+    domain = qname.split(".", 2)[-1]
+    fast_srv = read_srv(reply.wire, qname, allowed_domain=domain)
     try:
         message = reply.message
     except ResolutionError:
+        assert fast_addresses is None and fast_srv is None
         return
     assert isinstance(message, dns.message.Message)
+    if fast_addresses is not None:
+        family = 4 if rdtype == 1 else 6
+        for address in fast_addresses.addresses:
+            assert ipaddress.ip_address(address).version == family
+        assert fast_addresses == addresses_from_answer(message, qname, rdtype)
+    if fast_srv is not None:
+        kept, dropped = srv_targets(message, qname, allowed_domain=domain)
+        assert (list(fast_srv.kept), list(fast_srv.dropped)) == (kept, dropped)
+        assert fast_srv.glue == glue_from_message(message)
     try:
         screen(reply, Nameserver("127.0.0.1"))
     except ResolutionError:
@@ -512,8 +527,6 @@ def test_cname_to_an_escaped_dot_name_is_out_of_the_cluster():
     response.answer.append(dns.rrset.from_text("alias.prod.svc.cluster.local.", 5, "IN", "CNAME", "x\\.cluster.local."))
     response.answer.append(dns.rrset.from_text("x\\.cluster.local.", 5, "IN", "A", "192.0.2.1"))
     message = dns.message.from_wire(response.to_wire())
-    from headless_client.records import addresses_from_answer
-
     with pytest.raises(ResolutionError, match="not followed"):
         addresses_from_answer(message, "alias.prod.svc.cluster.local", dns.rdatatype.A,
                               allowed_domain="cluster.local")

@@ -10,6 +10,8 @@ from headless_client.errors import ResolutionError, ServiceNotFound
 from headless_client.lookup import (
     AAAA,
     LookupOptions,
+    StreamBatch,
+    _addresses,
     _ask_family,
     plan_addresses,
     plan_pod,
@@ -17,7 +19,7 @@ from headless_client.lookup import (
     plan_statefulset,
 )
 from headless_client.names import ordinal_hostnames
-from headless_client.wire import Failure, build_queries, match_response
+from headless_client.wire import Failure, build_queries, encode_name, match_response
 from tests.fakezone import FakeZone, statefulset
 
 SVC = "web.prod.svc.cluster.local"
@@ -396,3 +398,252 @@ def test_a_failure_in_the_other_family_pass_only_drops_that_target():
         run_with(plan, zone, {(targets[0] + ".", 28): failure})
         assert list(addresses) == [targets[1]]
         assert opts.partial == [(targets[0], failure)]
+
+
+# -- reading address answers: the wire reader, and dnspython for other shapes ----------------
+
+
+def _reply_to(qname, rdtype, build):
+    """The Reply matched to a query for (*qname*, *rdtype*) whose answer *build* writes
+    from the query's header and question."""
+    pending = build_queries([(qname, rdtype)])
+    query = pending.wires[0]
+    question = query[12 : 12 + len(encode_name(qname)) + 4]
+    matched = match_response(pending, build(query[:2], question))
+    assert matched is not None
+    return matched[1]
+
+
+def test_addresses_read_answers_owned_in_full_in_any_case():
+    """CoreDNS writes the owner out in full when the answer fits, in the question's case
+    (which may differ from ours); BIND points at the question: both read alike."""
+    qname = SVC + "."
+    name = encode_name(qname)
+    for echoed, rdtype, rdata, address in (
+        (name, 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
+        (name.upper(), 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
+        (name, 28, b"\xfd" + bytes(14) + b"\x01", "fd00::1"),
+    ):
+        fixed = rdtype.to_bytes(2, "big") + b"\x00\x01" + (5).to_bytes(4, "big") + len(rdata).to_bytes(2, "big")
+
+        def build(head, question, echoed=echoed, fixed=fixed, rdata=rdata):
+            records = echoed + fixed + rdata + b"\xc0\x0c" + fixed + rdata
+            return head + b"\x84\x00\x00\x01\x00\x02\x00\x00\x00\x00" + question + records
+
+        got = _addresses(_reply_to(qname, rdtype, build), SVC, rdtype, LookupOptions(**OPTS))
+        assert (got.addresses, got.ttl) == ((address,), 5)
+
+
+def test_addresses_follow_a_cname_the_wire_reader_leaves():
+    """A CNAME inside the cluster is another shape: dnspython's path follows it."""
+    zone = FakeZone({("alias.prod.svc.cluster.local.", "CNAME"): [SVC + "."], (SVC + ".", "A"): ["10.0.0.1"]})
+    wire = zone.answer("alias.prod.svc.cluster.local.", 1)
+    reply = _reply_to("alias.prod.svc.cluster.local.", 1, lambda head, question: head + wire[2:])
+    got = _addresses(reply, "alias.prod.svc.cluster.local", 1, LookupOptions(**OPTS))
+    assert got.addresses == ("10.0.0.1",)
+
+
+def test_addresses_of_a_record_cut_short_is_an_error():
+    """A record cut short after its owner is malformed: ResolutionError, not 'no data'."""
+    qname = SVC + "."
+    reply = _reply_to(qname, 1, lambda head, question: (
+        head + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00" + question + encode_name(qname) + b"\x00\x01\x00"
+    ))
+    with pytest.raises(ResolutionError, match="malformed"):
+        _addresses(reply, SVC, 1, LookupOptions(**OPTS))
+
+
+# -- a refresh given the previous set: the SRV and the service's addresses, targets only if needed --
+
+
+def pods(count, *, base="10.1", skip=()):
+    """Addresses of *count* pods ``web-0..``: 10.1.x.y by default."""
+    return [f"{base}.{i // 250}.{i % 250 + 1}" for i in range(count) if i not in skip]
+
+
+def refresh(zone, previous, **options):
+    """The SRV lookup of the web service given *previous*; the zone records what it asked."""
+    zone.asked.clear()
+    return zone.run(plan_srv(SRV, SVC, LookupOptions(**OPTS, **options), previous))
+
+
+def mapping(result):
+    return sorted((e.hostname.split(".")[0], e.address) for e in result)
+
+
+def truth(addresses):
+    """The mapping a full lookup of a zone of these pod addresses gives."""
+    return srv(FakeZone(statefulset("web", "prod", addresses), glue=False))
+
+
+@pytest.mark.parametrize("glue", [False, True, 40])
+def test_an_unchanged_refresh_asks_the_srv_and_the_service_addresses_once(glue):
+    """Nothing changed: two questions in one batch, over TCP at once (the answers are large),
+    and the same set as a full lookup, whether the server sends all, some or no glue."""
+    zone = FakeZone(statefulset("web", "prod", pods(100)), glue=glue)
+    previous = srv(zone)
+    result = refresh(zone, previous)
+    assert result == previous and mapping(result) == mapping(truth(pods(100)))
+    assert zone.asked == [[("_http._tcp." + SVC + ".", 33), (SVC + ".", 1)]]
+    assert isinstance(zone.asked[0], StreamBatch)
+
+
+def test_a_small_service_refreshes_over_datagrams():
+    """A few pods: the refresh's answers fit in datagrams, so the batch is a plain one."""
+    zone = FakeZone(WEB, glue=False)
+    previous = srv(zone)
+    assert refresh(zone, previous) == previous
+    assert [len(b) for b in zone.asked] == [2] and not isinstance(zone.asked[0], StreamBatch)
+
+
+def test_a_dual_stack_service_asks_both_families_of_the_service():
+    """Pods with IPv4 and IPv6 addresses: SRV, A and AAAA, three questions."""
+    records = statefulset("web", "prod", pods(30))
+    for i in range(30):
+        host = f"web-{i}.{SVC}."
+        records.setdefault((host, "AAAA"), []).append(f"fd00::{i + 1:x}")
+        records.setdefault((SVC + ".", "AAAA"), []).append(f"fd00::{i + 1:x}")
+    zone = FakeZone(records, glue=False)
+    previous = srv(zone)
+    assert len(previous) == 60
+    assert refresh(zone, previous) == previous
+    assert zone.asked == [[("_http._tcp." + SVC + ".", 33), (SVC + ".", 1), (SVC + ".", 28)]]
+
+
+def test_a_new_pod_is_the_only_target_asked():
+    """A pod added: its name alone is asked, once, in the family the service has."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    zone = FakeZone(statefulset("web", "prod", pods(101)), glue=False)
+    result = refresh(zone, previous)
+    assert mapping(result) == mapping(truth(pods(101)))
+    assert zone.asked[1:] == [[(f"web-100.{SVC}.", 1)]]
+
+
+def test_a_removed_pod_costs_no_question():
+    """A pod gone (the last ordinal, or one in the middle): nothing more is asked."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    zone = FakeZone(statefulset("web", "prod", pods(99)), glue=False)
+    assert mapping(refresh(zone, previous)) == mapping(truth(pods(99)))
+    assert len(zone.asked) == 1
+    gone = dict(statefulset("web", "prod", pods(100)))
+    gone[("_http._tcp." + SVC + ".", "SRV")] = [r for r in gone[("_http._tcp." + SVC + ".", "SRV")] if "web-7." not in r]
+    gone[(SVC + ".", "A")] = [a for a in gone[(SVC + ".", "A")] if a != pods(100)[7]]
+    result = refresh(FakeZone(gone, glue=False), previous)
+    assert len(result) == 99 and result.by_ordinal(7) is None
+
+
+def test_a_pod_restarted_with_a_new_address_is_asked_and_seen():
+    """Same name, new address: its old address left the service's set, so it is asked."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    moved = pods(100)
+    moved[42] = "10.9.9.9"
+    zone = FakeZone(statefulset("web", "prod", moved), glue=False)
+    result = refresh(zone, previous)
+    assert result.by_ordinal(42).address == "10.9.9.9"
+    assert mapping(result) == mapping(truth(moved))
+    assert zone.asked[1:] == [[(f"web-42.{SVC}.", 1)]]
+
+
+def test_a_pod_taking_the_old_address_of_a_moved_pod_is_seen():
+    """web-1 moved to a new address and web-2 took web-1's old one: web-2's previous
+    address is still in the set (web-3 took it), but the answers no longer add up, so every
+    target is asked and the result is right."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(50)), glue=False))
+    moved = pods(50)
+    moved[1], moved[2], moved[3] = "10.9.9.9", moved[1], moved[2]
+    zone = FakeZone(statefulset("web", "prod", moved), glue=False)
+    result = refresh(zone, previous)
+    assert mapping(result) == mapping(truth(moved))
+    assert [len(b) for b in zone.asked] == [2, 1, 49]  # web-3's old address left; then all the rest
+
+
+def test_an_address_without_a_target_makes_every_target_asked():
+    """A new address in the service's set that no SRV target claims (web-5 moved to it and
+    a pod without the named port took web-5's old one): the targets are all asked."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(40)), glue=False))
+    moved = pods(40)
+    old, moved[5] = moved[5], "10.9.9.9"
+    records = statefulset("web", "prod", moved)
+    records[(SVC + ".", "A")].append(old)  # an A record with no SRV record (no named port)
+    zone = FakeZone(records, glue=False)
+    result = refresh(zone, previous)
+    assert result.by_ordinal(5).address == "10.9.9.9"
+    assert [len(b) for b in zone.asked] == [2, 40]
+
+
+def test_two_pods_that_swapped_addresses_are_seen_through_glue():
+    """web-0 and web-50 swapped addresses; web-0's glue is in the answer (CoreDNS keeps
+    the first targets' glue), so its new address is claimed by the wrong previous holder:
+    every target without glue is asked."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    swapped = pods(100)
+    swapped[0], swapped[50] = swapped[50], swapped[0]
+    zone = FakeZone(statefulset("web", "prod", swapped), glue=10)
+    result = refresh(zone, previous)
+    assert mapping(result) == mapping(truth(swapped))
+    assert [len(b) for b in zone.asked] == [2, 90]
+
+
+def test_names_that_shared_an_address_are_asked_every_time():
+    """Two targets with one address in the previous set: which holds it now cannot be told
+    from the sets, so both are asked; the others are not."""
+    records = statefulset("web", "prod", pods(20))
+    records[(f"web-19.{SVC}.", "A")] = [pods(20)[18]]
+    records[(SVC + ".", "A")].remove(pods(20)[19])
+    zone = FakeZone(records, glue=False)
+    previous = srv(zone)
+    assert refresh(zone, previous) == previous
+    assert sorted(zone.asked[1]) == [(f"web-18.{SVC}.", 1), (f"web-19.{SVC}.", 1)]
+
+
+def test_a_failed_service_address_question_falls_back_to_asking_the_targets():
+    """The service's A question failed: nothing is taken from it; every target is asked."""
+    zone = FakeZone(statefulset("web", "prod", pods(30)), glue=False)
+    previous = srv(zone)
+    got = run_with(plan_srv(SRV, SVC, LookupOptions(**OPTS), previous), zone, {(SVC + ".", 1): servfail(SVC + ".", 1)})
+    assert got == previous
+
+
+def test_the_service_set_is_screened_silently():
+    """A pod with an unsafe address: its target is asked (and its address dropped and noted
+    for that target only), the others keep theirs without a question."""
+    zone = FakeZone(statefulset("web", "prod", [*pods(30), "169.254.169.254"]), glue=False)
+    previous = srv(zone)
+    assert len(previous) == 30
+    opts = LookupOptions(**OPTS)
+    assert zone.run(plan_srv(SRV, SVC, opts, previous)) == previous
+    assert [name for name, _, _ in opts.unsafe] == [f"web-30.{SVC}"]
+
+
+def test_an_unchanged_refresh_gives_the_previous_set_itself():
+    """Nothing differs (TTLs included): no endpoint is built, the previous set comes back;
+    on both paths."""
+    zone = FakeZone(statefulset("web", "prod", pods(100)), glue=False)
+    previous = srv(zone)
+    assert refresh(zone, previous) is previous
+    options = LookupOptions(**OPTS)
+    first = zone.run(plan_addresses(SVC, 80, options))
+    assert zone.run(plan_addresses(SVC, 80, options, first)) is first
+
+
+def test_a_refresh_with_other_ttls_gives_endpoints_with_the_new_ttls():
+    """A caching server counting TTLs down: equal sets, but the new endpoints carry the
+    new TTLs (no stale value is kept)."""
+    records = statefulset("web", "prod", pods(100))
+    previous = srv(FakeZone(records, glue=False, ttl=30))
+    result = refresh(FakeZone(records, glue=False, ttl=12), previous)
+    assert result == previous and result is not previous
+    assert {e.ttl for e in result} == {12} and result.ttl == 12
+    first = FakeZone(records, ttl=30).run(plan_addresses(SVC, 80, LookupOptions(**OPTS)))
+    again = FakeZone(records, ttl=12).run(plan_addresses(SVC, 80, LookupOptions(**OPTS), first))
+    assert again == first and {e.ttl for e in again} == {12}
+
+
+def test_a_refresh_after_a_change_keeps_the_unchanged_endpoints():
+    """One pod moved: the other endpoints are the previous objects, the moved one is new."""
+    previous = srv(FakeZone(statefulset("web", "prod", pods(100)), glue=False))
+    moved = pods(100)
+    moved[9] = "10.9.9.9"
+    result = refresh(FakeZone(statefulset("web", "prod", moved), glue=False), previous)
+    kept = {id(e) for e in previous}
+    assert [e.ordinal for e in result if id(e) not in kept] == [9]

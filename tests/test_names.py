@@ -10,7 +10,9 @@ import headless_client as hc
 from headless_client.errors import InvalidName
 from headless_client.names import (
     is_generated_hostname,
+    parse_pod_fqdn,
     parse_resolv_conf,
+    pod_ordinal,
     srv_name,
     try_parse_pod_fqdn,
     validate_label,
@@ -211,3 +213,39 @@ def test_service_fqdn_fuzz(name, namespace):
         return
     assert len(result) <= 253
     assert not result.endswith(".")
+
+
+def _full_rules(name):
+    """:func:`parse_pod_fqdn` as a value: the PodName, or None where it raises."""
+    try:
+        return parse_pod_fqdn(name)
+    except InvalidName:
+        return None
+
+
+_PIECES = ["web", "web-0", "web-12", "Web-3", "db-007", "10-1-2-3", "10-1-2-300", "fd00--1", "a" * 61 + "-1",
+           "a" * 62 + "-1", "svc", "prod", "cluster", "local", "x", "-a", "a-", "a_b", "", "0", "web-0-1", "é-1"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), min_size=1, max_size=8), st.booleans())
+def test_quick_pod_name_reading_agrees_with_the_full_rules(labels, dot):
+    """try_parse_pod_fqdn and pod_ordinal (one match, remembered) give what the full rules
+    give, for names of every shape, asked twice."""
+    name = ".".join(labels) + ("." if dot else "")
+    for _ in range(2):
+        expected = _full_rules(name)
+        assert try_parse_pod_fqdn(name) == expected
+        assert pod_ordinal(name) == (None if expected is None else expected.ordinal)
+
+
+@pytest.mark.parametrize("name", [
+    "web-3.web.prod.svc.cluster.local", "WEB-3.Web.Prod.SVC.cluster.local.", "web-3.web.prod.svc.a.b.c",
+    "10-1-2-3.web.prod.svc.cluster.local", "10-1-2-300.web.prod.svc.cluster.local",
+    "web-3.web.prod.cluster.local", "web-3.web.prod.svc", "web.web.prod.svc.cluster.local",
+    "web-3." + "a" * 63 + ".prod.svc.cluster.local", "web-3.web.prod.svc." + ".".join(["a" * 60] * 4),
+])
+def test_quick_pod_name_reading_on_the_usual_and_edge_shapes(name):
+    """Case, trailing dot, long domains, dashed-IP hostnames, names past 253 octets."""
+    expected = _full_rules(name)
+    assert try_parse_pod_fqdn(name) == expected
+    assert pod_ordinal(name) == (None if expected is None else expected.ordinal)

@@ -1,4 +1,4 @@
-"""wire.py: query building, reply matching and the fast address path."""
+"""wire.py: query building, reply matching, screening and TCP framing."""
 
 from __future__ import annotations
 
@@ -75,86 +75,16 @@ def test_encode_name_rejects():
             encode_name(bad)
 
 
-def test_match_and_fast_path():
-    """A matching reply is accepted and its A records read without dnspython."""
+def test_match_accepts_a_reply_to_our_question():
+    """A matching reply is accepted as the reply to its question, rcode read from the header."""
     pending = build_queries([(QNAME, 1)])
     wire = answer_for(pending, 0, (QNAME, 30, "IN", "A", "10.0.0.1", "10.0.0.2"))
     matched = match_response(pending, wire)
     assert matched is not None
     index, reply = matched
     assert index == 0
-    assert reply.rcode == 0
-    assert reply.suspect  # unknown until read
-    addresses, ttl = reply.fast_addresses(len(encode_name(QNAME)) + 4)
-    assert sorted(addresses) == ["10.0.0.1", "10.0.0.2"]
-    assert ttl == 30
-    assert not reply.suspect  # nothing the address screen needs to look at
-
-
-@pytest.mark.parametrize(
-    ("rdtype", "address", "suspect"),
-    [("A", "0.0.0.0", True), ("A", "127.0.0.1", False), ("A", "169.254.169.254", True),
-     ("A", "224.0.0.1", True), ("A", "255.255.255.255", True), ("A", "169.1.0.1", True),
-     ("A", "172.16.0.1", False), ("AAAA", "::ffff:169.254.169.254", True), ("AAAA", "fe80::1", True),
-     ("AAAA", "ff02::1", True), ("AAAA", "fd00::1", False), ("AAAA", "2001:db8::1", False)],
-)
-def test_fast_path_flags_answers_the_address_screen_must_read(rdtype, address, suspect):
-    """The wire pass marks answers holding an address in a range the screen may refuse,
-    so the usual answer is not parsed twice."""
-    pending = build_queries([(QNAME, 1 if rdtype == "A" else 28)])
-    wire = answer_for(pending, 0, (QNAME, 30, "IN", rdtype, "10.0.0.9" if rdtype == "A" else "fd00::9", address))
-    _, reply = match_response(pending, wire)
-    assert reply.fast_addresses(len(encode_name(QNAME)) + 4) is not None
-    assert reply.suspect is suspect
-    assert reply.loopback is address.startswith("127.")
-
-
-def test_fast_path_declines_cnames():
-    """An answer of another shape goes to the slow path (None), never to 'no data'."""
-    pending = build_queries([(QNAME, 1)])
-    wire = answer_for(
-        pending, 0, (QNAME, 30, "IN", "CNAME", "other.prod.svc.cluster.local."),
-        ("other.prod.svc.cluster.local.", 30, "IN", "A", "10.0.0.1"),
-    )
-    _, reply = match_response(pending, wire)
-    assert reply.fast_addresses(len(encode_name(QNAME)) + 4) is None
-    assert len(reply.message.answer) == 2
-
-
-def test_fast_path_reads_uncompressed_answers_like_coredns_sends():
-    """CoreDNS writes the owner out in full when the answer fits (in the question's case,
-    which may differ from ours): the fast path reads it; another owner goes the slow way."""
-    qname_wire = encode_name(QNAME)
-    for echoed, rdtype, rdata, address in (
-        (qname_wire, 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
-        (qname_wire.upper(), 1, bytes([10, 0, 0, 7]), "10.0.0.7"),
-        (qname_wire, 28, bytes(15) + b"\x01", "::1"),
-    ):
-        pending = build_queries([(QNAME, rdtype)])
-        query = pending.wires[0]
-        header = query[:2] + b"\x84\x00\x00\x01\x00\x02\x00\x00\x00\x00"
-        question = query[12 : 12 + len(qname_wire) + 4]
-        record = echoed + rdtype.to_bytes(2, "big") + b"\x00\x01" + (5).to_bytes(4, "big")
-        record += len(rdata).to_bytes(2, "big") + rdata
-        pointer = b"\xc0\x0c" + record[len(echoed) :]
-        wire = header + question + record + pointer
-        _, reply = match_response(pending, wire)
-        assert reply.fast_addresses(len(qname_wire) + 4) == ((address, address), 5)
-        assert [r.to_text() for r in reply.message.answer[0]] == [address]  # dnspython agrees
-        other = encode_name("web-0.web.prod.svc.cluster.local.")
-        wire = header + question + other + record[len(echoed) :] + pointer
-        _, reply = match_response(pending, wire)
-        assert reply.fast_addresses(len(qname_wire) + 4) is None
-
-
-def test_fast_path_declines_truncated_records():
-    """A record cut short after an uncompressed owner is the slow path's to judge."""
-    pending = build_queries([(QNAME, 1)])
-    qname_wire = encode_name(QNAME)
-    header = pending.wires[0][:2] + b"\x84\x00\x00\x01\x00\x01\x00\x00\x00\x00"
-    question = pending.wires[0][12 : 12 + len(qname_wire) + 4]
-    _, reply = match_response(pending, header + question + qname_wire + b"\x00\x01\x00")
-    assert reply.fast_addresses(len(qname_wire) + 4) is None
+    assert (reply.rcode, reply.qname, reply.rdtype, reply.truncated) == (0, QNAME, 1, False)
+    assert sorted(r.address for r in reply.message.answer[0]) == ["10.0.0.1", "10.0.0.2"]
 
 
 def test_take_frames_and_stream_frame():
@@ -217,7 +147,6 @@ def test_garbage_never_crashes(data):
     if matched is None:
         return
     _, reply = matched
-    reply.fast_addresses(len(encode_name(QNAME)) + 4)
     try:
         reply.message  # noqa: B018
     except ResolutionError:

@@ -298,7 +298,8 @@ class FaultProxy:
         """A copy of the counters: udp_queries, tcp_queries, forwarded, answered,
         dropped_queries, dropped_answers, blackholed, synthesised, spoofed, delayed,
         tcp_connections, tcp_closed, timed_out, overflow, over_cap (TCP questions past
-        tcp_max_questions), capped_connections, tcp_truncated."""
+        tcp_max_questions), capped_connections, tcp_truncated, query_bytes and
+        answer_bytes (DNS messages received and sent, without TCP length prefixes)."""
         with self._cond:
             return Counter(self._stats)
 
@@ -477,6 +478,7 @@ class FaultProxy:
                 return
             for data in out:
                 send(data)
+                self._count("answer_bytes", len(data))
             self._count("answered")
 
         self._later(faults.delay, send_all)
@@ -496,6 +498,7 @@ class FaultProxy:
     def _udp_query(self, data: bytes, addr: tuple[str, int]) -> None:
         faults = self._faults
         self._count("udp_queries")
+        self._count("query_bytes", len(data))
         if faults.blackhole:
             self._count("blackholed")
             return
@@ -562,6 +565,7 @@ class FaultProxy:
     def _tcp_query(self, client: _TcpClient, frame: bytes) -> None:
         faults = self._faults
         self._count("tcp_queries")
+        self._count("query_bytes", len(frame))
         client.questions += 1
         if faults.tcp_max_questions and client.questions > faults.tcp_max_questions:
             self._count("over_cap")  # a capped server never reads past its cap
