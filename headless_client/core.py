@@ -28,7 +28,7 @@ import math
 import threading
 import weakref
 from collections.abc import Callable, Collection, Hashable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from types import MethodType
 from typing import Any, Final, Literal
 
@@ -81,9 +81,12 @@ class View:
 
 @dataclass(frozen=True, slots=True)
 class Resolve:
-    """Resolve the service now; *previous* is the view it replaces (for cheap refreshes)."""
+    """Resolve the service now; *previous* is the view it replaces. *reuse* is what the
+    lookup may take as proven by unchanged answers (cheap refreshes): *previous*, or None
+    for a full lookup that asks every pod's name again (``RefreshPolicy.full_refresh_every``)."""
 
     previous: EndpointSet
+    reuse: EndpointSet | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,6 +165,8 @@ class ServiceCore:
         self._ticket_in_flight = 0
         # When the resolution in flight began (None: not timed).
         self._resolve_started: float | None = None
+        self._last_full: float | None = None  # when the last full lookup answered
+        self._full_in_flight = False
         self._wanted = 0
         self._served = 0
         self.last_error: BaseException | None = None
@@ -342,7 +347,14 @@ class ServiceCore:
         self._in_flight = True
         self._early = False
         self._ticket_in_flight = self._wanted
-        return Resolve(self.view.snapshot)
+        snapshot = self.view.snapshot
+        # Between full lookups a refresh reuses the addresses its answers prove; two pods
+        # that swapped addresses are only seen by asking their names, so now and then, ask.
+        full = now is None or self._last_full is None or (
+            now - self._last_full >= self.refresh_policy.full_refresh_every
+        )
+        self._full_in_flight = full
+        return Resolve(snapshot, None if full or not snapshot else snapshot)
 
     def resolved(self, now: float, answer: EndpointSet | None, error: BaseException | None) -> None:
         """The resolution begun by :meth:`next_action` (or :meth:`begin_resolve`) ended.
@@ -365,6 +377,8 @@ class ServiceCore:
                 return
             first = not self._resolved_once
             self._resolved_once = True
+            if self._full_in_flight and error is None:
+                self._last_full = now
             schedule = self._schedule
             if error is None and answer is not None:
                 decision = schedule.on_answer(answer, now)

@@ -48,6 +48,10 @@ class RefreshPolicy:
         jitter: share of randomisation around each delay (0.1 = +-10 %).
         empty_grace: how long an empty answer must persist before it empties a non-empty
             view (0 applies it at once).
+        full_refresh_every: how often at most a refresh asks every pod's name again
+            (SRV services). The refreshes between reuse the addresses that unchanged
+            answers prove, which misses only two pods swapping addresses; a full one
+            catches that. Default 300 s.
         backoff: a tenacity wait object (or any callable taking a
             ``tenacity.RetryCallState``) for failure ``n`` (``attempt_number = n``);
             default: exponential from ``min_refresh`` doubling, plus up to
@@ -65,12 +69,14 @@ class RefreshPolicy:
     max_refresh: float = 30.0
     jitter: float = 0.1
     empty_grace: float = 5.0
+    full_refresh_every: float = 300.0
     backoff: Callable[[tenacity.RetryCallState], float] | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         minimum = seconds("min_refresh", self.min_refresh, minimum=MIN_REFRESH_FLOOR, allow_minimum=True)
         maximum = seconds("max_refresh", self.max_refresh)
         grace = seconds("empty_grace", self.empty_grace, allow_minimum=True)
+        full = seconds("full_refresh_every", self.full_refresh_every, allow_minimum=True)
         jitter = self.jitter
         if isinstance(jitter, bool) or not isinstance(jitter, (int, float)):
             raise InvalidArgument(f"jitter must be a number in [0, 1): {jitter!r}")
@@ -84,7 +90,10 @@ class RefreshPolicy:
             raise InvalidArgument(
                 f"backoff must be a tenacity wait object or a callable of a RetryCallState: {self.backoff!r}"
             )
-        for name, value in (("min_refresh", minimum), ("max_refresh", maximum), ("empty_grace", grace)):
+        for name, value in (
+            ("min_refresh", minimum), ("max_refresh", maximum), ("empty_grace", grace),
+            ("full_refresh_every", full),
+        ):
             object.__setattr__(self, name, value)
         object.__setattr__(self, "jitter", float(jitter))
 

@@ -254,7 +254,7 @@ class Refresher:
         mux = self._mux
         assert mux is not None
 
-        lookup = runner.lookup(action.previous)
+        lookup = runner.lookup(action.reuse)
         if lookup is not None:
             lane = self._lanes.setdefault(lookup.config.nameservers, _Lane())
             if lane.active >= LOOKUPS_PER_NAMESERVERS:

@@ -688,6 +688,45 @@ def test_refresh_before_start_resolves_once_and_picks_work() -> None:
 # -- the refresh loop ----------------------------------------------------------------------------
 
 
+def test_refreshes_reuse_the_view_between_full_lookups() -> None:
+    """A refresh may reuse the addresses its answers prove (reuse is the view), except the
+    first and one at least every full_refresh_every, which ask every pod's name (reuse None):
+    the only way to see two pods that swapped addresses."""
+    policy = RefreshPolicy(min_refresh=1.0, max_refresh=30.0, jitter=0.0, full_refresh_every=60.0)
+    core = running(pods(0, 1, ttl=5), refresh=policy)  # the first resolution was a full one at T0
+    reused = []
+    now = T0
+    for _ in range(30):  # 150 s of refreshes every 5 s
+        now += 5
+        action = core.next_action(now)
+        assert isinstance(action, Resolve)
+        reused.append(action.reuse is core.view.snapshot)
+        assert action.reuse is None or reused[-1]
+        core.resolved(now, pods(0, 1, ttl=5), None)
+    full_at = [T0 + 5 * (i + 1) for i, was in enumerate(reused) if not was]
+    assert full_at == [T0 + 60, T0 + 120]
+
+
+def test_a_failed_full_lookup_is_retried_full_and_zero_makes_every_refresh_full() -> None:
+    """A full lookup that failed does not count: the next refresh is full again;
+    full_refresh_every=0 asks every name on every refresh (0.1.0's behaviour)."""
+    policy = RefreshPolicy(min_refresh=1.0, max_refresh=30.0, jitter=0.0, full_refresh_every=10.0)
+    core = running(pods(0, 1, ttl=5), refresh=policy)
+    action = core.next_action(T0 + 5)
+    assert isinstance(action, Resolve) and action.reuse is not None
+    core.resolved(T0 + 5, pods(0, 1, ttl=5), None)
+    action = core.next_action(T0 + 10)
+    assert isinstance(action, Resolve) and action.reuse is None
+    core.resolved(T0 + 10, None, ResolutionError("timed out"))
+    action = core.next_action(T0 + 12)
+    assert isinstance(action, Resolve) and action.reuse is None
+    every = running(pods(0, 1, ttl=5), refresh=RefreshPolicy(jitter=0.0, full_refresh_every=0))
+    for now in (T0 + 5, T0 + 10, T0 + 15):
+        action = every.next_action(now)
+        assert isinstance(action, Resolve) and action.reuse is None
+        every.resolved(now, pods(0, 1, ttl=5), None)
+
+
 def test_next_action_resolves_when_due_and_waits_otherwise() -> None:
     """After an answer with TTL 5 the core waits until then, asks for one resolution, and waits again."""
     core = running(pods(0, 1, ttl=5))

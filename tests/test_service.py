@@ -19,6 +19,7 @@ from headless_client import (
     HealthPolicy,
     InvalidName,
     NoEndpointsAvailable,
+    RefreshPolicy,
     ResolutionError,
     Resolver,
     ServiceNotFound,
@@ -471,3 +472,25 @@ def test_close_stops_a_connect_in_progress():
     assert not worker.is_alive()
     assert time.monotonic() - start < 3
     assert len(errors[0].attempts) < 50
+
+
+@pytest.mark.parametrize("full_refresh_every", [0.0, 3600.0])
+def test_two_pods_swapping_addresses_are_seen_by_a_full_refresh(full_refresh_every: float) -> None:
+    """Between full lookups a refresh reuses the addresses its answers prove, so two pods
+    that swapped addresses (the service's address set unchanged, no glue) keep their old
+    pairing; a full refresh (here every one, full_refresh_every=0) asks their names."""
+    from headless_client.testing import FakeClusterDNS
+
+    with FakeClusterDNS() as cluster:
+        cluster.glue = False
+        cluster.add_statefulset("web", "prod", 20)
+        policy = RefreshPolicy(min_refresh=60, max_refresh=60, full_refresh_every=full_refresh_every)
+        with HeadlessService("web.prod", port="http", resolver=cluster.resolver(), refresh=policy) as svc:
+            one, two = svc.endpoint(ordinal=1).address, svc.endpoint(ordinal=2).address
+            cluster.reip_pod("web", "prod", 1, address="10.99.0.1")  # the swap, between refreshes
+            cluster.reip_pod("web", "prod", 2, address=one)
+            cluster.reip_pod("web", "prod", 1, address=two)
+            view = svc.refresh()
+            assert {ep.address for ep in view} == {ep.address for ep in svc.endpoints}
+            seen = (view.by_ordinal(1).address, view.by_ordinal(2).address)
+            assert seen == ((two, one) if full_refresh_every == 0 else (one, two))

@@ -164,7 +164,7 @@ async def _step(
         answer: EndpointSet | None = None
         error: BaseException | None = None
         try:
-            answer = await runner.resolve_async(action.previous)
+            answer = await runner.resolve_async(action.reuse)
         except Exception as exc:  # the core logs what is not a ResolutionError
             error = exc
         core = core_ref()
@@ -263,7 +263,7 @@ class AsyncHeadlessService(ServiceFace):
         answer: EndpointSet | None = None
         error: BaseException | None = None
         try:
-            answer = await self._runner.resolve_async(action.previous)
+            answer = await self._runner.resolve_async(action.reuse)
         except Exception as exc:
             error = exc
         except BaseException:
