@@ -10,19 +10,22 @@ import ipaddress
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import dns.exception
-import dns.message
-import dns.name
 import dns.rcode
 import dns.rdataclass
 import dns.rdatatype
-import dns.rdtypes.IN.SRV
 
 from .endpoints import Endpoint, EndpointSet, dns_endpoint
 from .errors import InvalidName, ResolutionError, ServiceNotFound
 from .names import pod_ordinal
+
+if TYPE_CHECKING:
+    # Loaded where a function needs them: answers are read from the wire (fastwire), and
+    # dns.name alone costs about 25 ms of import (it loads importlib.metadata).
+    import dns.message
+    import dns.name
 
 __all__ = [
     "DEFAULT_MAX_RECORDS",
@@ -158,10 +161,12 @@ def in_domain(name: str | dns.name.Name, domain: str) -> bool:
     (``evil\\.web.prod...``, text ``evil\\.web``) is *not* under ``web.prod...``, although
     its text ends with it.
     """
-    if not isinstance(name, dns.name.Name):
+    if isinstance(name, str):
         n = name.lower().rstrip(".")
         d = domain.lower().rstrip(".")
         return n == d or n.endswith("." + d)
+    import dns.name
+
     try:
         return name.is_subdomain(dns.name.from_text(domain))
     except dns.exception.DNSException:
@@ -199,6 +204,8 @@ def _follow_chain(
     A CNAME that leaves *allowed_domain* is not followed: the data behind it would come
     from outside the cluster, which a service name must not silently turn into.
     """
+    import dns.name
+
     name = dns.name.from_text(qname)
     ttl: int | None = None
     for _ in range(_MAX_CNAME_HOPS):
@@ -335,6 +342,8 @@ def srv_targets(
     With *allowed_domain* set, a target outside it is dropped: a compromised or
     misconfigured record must not send traffic (and TLS server names) elsewhere.
     """
+    import dns.rdtypes.IN.SRV
+
     check_rcode(message, qname)
     rdatas, ttl = _rrset(message, qname, dns.rdatatype.SRV, allowed_domain, max_records)
     kept: list[SrvTarget] = []

@@ -12,13 +12,15 @@ import ipaddress
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 import dns.exception
-import dns.message
 import dns.rcode
 
 from .errors import InvalidName, ResolutionError
+
+if TYPE_CHECKING:
+    import dns.message  # loaded by Reply.message, for the answers the wire readers leave
 
 __all__ = [
     "EDNS_PAYLOAD",
@@ -160,6 +162,8 @@ class Reply:
             ResolutionError: the answer is malformed.
         """
         if self._message is None:
+            import dns.message
+
             try:
                 self._message = dns.message.from_wire(self.wire)
             except (dns.exception.DNSException, ValueError, IndexError, UnicodeError) as exc:
