@@ -71,6 +71,8 @@ KEY_PAGES: dict[str, tuple[str, ...]] = {
     "postgres/": (),
     "redis/": (),
     "kafka/": (),
+    "performance/": (),
+    "kubernetes/": (),
 }
 WINDOW = (1280, 900)
 #: Characters of code a code block shows at that width before it scrolls.

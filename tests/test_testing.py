@@ -4,12 +4,14 @@ HeadlessService) and the pytest plugin."""
 from __future__ import annotations
 
 import asyncio
+import gc
 import http.client
 import json
 import queue
 import socket
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 
 import dns.flags
@@ -662,3 +664,15 @@ class TestCoreDNSShapes:
             with pytest.raises(ResolutionError, match="SERVFAIL"):
                 r.resolve("db.prod", 5432)
             assert raw(twin, "cluster.local.", "SOA").rcode() == dns.rcode.NOERROR
+
+
+def test_an_unstarted_fake_cluster_dns_leaves_no_socket_behind() -> None:
+    """Closed or dropped without start(), a FakeClusterDNS opened no socket that could leak
+    into a later test's ResourceWarning."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        FakeClusterDNS().close()
+        dropped = FakeClusterDNS()
+        del dropped
+        gc.collect()
+    assert [str(w.message) for w in caught if issubclass(w.category, ResourceWarning)] == []

@@ -110,7 +110,9 @@ class Loop:
         self.max_tcp_queries: int | None = None
         self.queries: collections.deque[tuple[str, str, str]] = collections.deque(maxlen=10_000)
         self._sel = selectors.DefaultSelector()
-        self._wake_r, self._wake_w = socket.socketpair()
+        # Made by start(): a server constructed and dropped (or closed) unstarted holds no socket.
+        self._wake_r: socket.socket | None = None
+        self._wake_w: socket.socket | None = None
         self._calls: list[tuple[Callable[[], object], threading.Event, list[object]]] = []
         self._calls_lock = threading.Lock()
         self._conns: set[_Conn] = set()
@@ -144,8 +146,8 @@ class Loop:
         else:  # pragma: no cover - 20 ports in a row taken for TCP but free for UDP
             pass
         if self.udp is None or self.tcp is None:
-            self._close_wakers()
             raise OSError(f"fake cluster DNS could not bind {self.host}:{port or '<free port>'}: {last}")
+        self._wake_r, self._wake_w = socket.socketpair()
         self._wake_r.setblocking(False)
         self._wake_w.setblocking(False)
         self._sel.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -158,6 +160,7 @@ class Loop:
         """Close every socket and stop the thread (bounded by *timeout*)."""
         thread = self._thread
         if thread is None:
+            self._sel.close()  # never started (or already stopped): nothing else is open
             return
         self._stopping = True
         self._wake()
@@ -187,12 +190,14 @@ class Loop:
         self._close_wakers()
 
     def _close_wakers(self) -> None:
-        self._wake_r.close()
-        self._wake_w.close()
+        for sock in (self._wake_r, self._wake_w):
+            if sock is not None:
+                sock.close()
 
     def _wake(self) -> None:
-        with contextlib.suppress(OSError):
-            self._wake_w.send(b"x")
+        if self._wake_w is not None:
+            with contextlib.suppress(OSError):
+                self._wake_w.send(b"x")
 
     def call(self, fn: Callable[[], object], timeout: float = _CALL_TIMEOUT) -> object:
         """Run *fn* on the loop thread and return its result (re-raising its error)."""
@@ -263,6 +268,7 @@ class Loop:
 
     def _dispatch(self, data: object, mask: int) -> None:
         if data == "wake":
+            assert self._wake_r is not None
             with contextlib.suppress(OSError):
                 self._wake_r.recv(4096)
         elif data == "udp":
