@@ -76,18 +76,14 @@ def serve_fake(pods: int) -> None:
     with FakeClusterDNS(ttl=0, namespace="prod") as cluster:
         cluster.add_statefulset("web", "prod", pods)
         print(cluster.nameserver, "web.prod", flush=True)
-        step = 0
-        for line in sys.stdin:
-            command = line.strip()
-            if command == "quit":
-                break
-            if command == "churn":
-                if step % 2 == 0:
-                    cluster.remove_pod("web", "prod", ordinal=(step * 37) % pods)
-                else:
-                    cluster.scale("web", "prod", pods)  # recreates the pod removed
-                step += 1
-            print("ok", flush=True)
+
+        def churn(step: int) -> None:
+            if step % 2 == 0:
+                cluster.remove_pod("web", "prod", ordinal=(step * 37) % pods)
+            else:
+                cluster.scale("web", "prod", pods)  # recreates the pod removed
+
+        answer_commands(churn)
 
 
 def serve_bind() -> None:
@@ -100,19 +96,29 @@ def serve_bind() -> None:
     big = GROUND["big"]
     with tempfile.TemporaryDirectory() as tmp, BindServer(tmp) as server:
         print(server.nameserver, "big.prod", flush=True)
-        step = 0
-        for line in sys.stdin:
-            command = line.strip()
-            if command == "quit":
-                break
-            if command == "churn":
-                ordinal = big.ordinals[(step // 2 * 37) % len(big.ordinals)]
-                if step % 2 == 0:
-                    server.zone.remove_pod("big", "prod", ordinal)
-                else:
-                    server.zone.add_pod("big", "prod", ordinal, big.pod(ordinal).ipv4[0])
-                step += 1
-            print("ok", flush=True)
+
+        def churn(step: int) -> None:
+            ordinal = big.ordinals[(step // 2 * 37) % len(big.ordinals)]
+            if step % 2 == 0:
+                server.zone.remove_pod("big", "prod", ordinal)
+            else:
+                server.zone.add_pod("big", "prod", ordinal, big.pod(ordinal).ipv4[0])
+
+        answer_commands(churn)
+
+
+def answer_commands(churn: Callable[[int], None]) -> None:
+    """Read commands from the parent until ``quit``: ``churn`` calls *churn* with the step
+    number; every command is answered ``ok``."""
+    step = 0
+    for line in sys.stdin:
+        command = line.strip()
+        if command == "quit":
+            break
+        if command == "churn":
+            churn(step)
+            step += 1
+        print("ok", flush=True)
 
 
 class Server:

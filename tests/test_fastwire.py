@@ -46,6 +46,7 @@ from headless_client.wire import Reply
 from tests.faults import packets
 from tests.faults.figures import size
 from tests.faults.seeds import BIND_ANSWERS
+from tests.mangle import mangle
 
 T = TypeVar("T")
 
@@ -725,33 +726,6 @@ OP = st.one_of(
 )
 
 
-def mangle(wire: bytes, ops) -> bytes:
-    """*wire* with each of *ops* applied: bytes flipped or set, pointers written (to any
-    offset, to their own or nearby, making loops and forward pointers), counts and
-    lengths changed, the message cut, bytes inserted or deleted."""
-    data = bytearray(wire)
-    for op, where, arg in ops:
-        at = where % (len(data) + 1)
-        if op == "flip" and at < len(data):
-            data[at] ^= arg
-        elif op == "set" and at < len(data):
-            data[at] = arg
-        elif op in ("u16", "pointer", "self") and at + 2 <= len(data):
-            value = {"u16": arg, "pointer": 0xC000 | arg, "self": 0xC000 | max(at + arg, 0) & 0x3FFF}[op]
-            data[at : at + 2] = value.to_bytes(2, "big")
-        elif op == "count" and len(data) >= 12:
-            data[4 + 2 * where : 6 + 2 * where] = arg.to_bytes(2, "big")
-        elif op == "cut":
-            del data[at:]
-        elif op == "insert":
-            data[at:at] = arg
-        elif op == "delete":
-            del data[at : at + arg]
-        elif op == "rdlen" and at + 2 <= len(data):
-            # Nudge a 16-bit field (an RDLENGTH when it lands on one) up or down.
-            value = (int.from_bytes(data[at : at + 2], "big") + arg) & 0xFFFF
-            data[at : at + 2] = value.to_bytes(2, "big")
-    return bytes(data)
 
 
 SEED_WIRES = st.one_of(

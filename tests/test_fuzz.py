@@ -58,6 +58,7 @@ from tests.fakezone import FakeZone, statefulset
 from tests.faults import packets
 from tests.faults.figures import size
 from tests.faults.seeds import BIND_ANSWERS
+from tests.mangle import mangle
 
 FUZZ = settings(
     max_examples=size(300, 20_000),
@@ -325,30 +326,6 @@ OP = st.one_of(
 )
 
 
-def mutate(wire: bytes, ops) -> bytes:
-    data = bytearray(wire)
-    for op, where, arg in ops:
-        at = where % (len(data) + 1)
-        if op == "flip" and at < len(data):
-            data[at] ^= arg
-        elif op == "set" and at < len(data):
-            data[at] = arg
-        elif op in ("u16", "pointer") and at + 2 <= len(data):
-            value = arg if op == "u16" else 0xC000 | arg
-            data[at : at + 2] = value.to_bytes(2, "big")
-        elif op == "count" and len(data) >= 12:
-            data[4 + 2 * where : 6 + 2 * where] = arg.to_bytes(2, "big")
-        elif op == "cut":
-            del data[at:]
-        elif op == "extend":
-            data += arg
-        elif op == "insert":
-            data[at:at] = arg
-        elif op == "delete":
-            del data[at : at + arg]
-        elif op == "dup":
-            data += data[at : at + arg]
-    return bytes(data)
 
 
 def with_id(pending: Pending, index: int, wire: bytes) -> bytes:
@@ -365,7 +342,7 @@ def with_id(pending: Pending, index: int, wire: bytes) -> bytes:
 def test_mutated_answers_through_the_wire_layer(seed, ops, keep_id):
     qname, rdtype, wire = seed
     pending = build_queries([(qname, rdtype)])
-    mutated = mutate(wire, ops)
+    mutated = mangle(wire, ops)
     if keep_id:
         mutated = with_id(pending, 0, mutated)
     matched = match_response(pending, mutated)
@@ -440,7 +417,7 @@ def drive(plan, zone: FakeZone, data) -> object:
         for i, (qname, rdtype) in enumerate(batch):
             wire = zone.answer(qname, rdtype)
             if data.draw(st.integers(0, 9), label="mutate?") < 3:
-                wire = mutate(wire, data.draw(st.lists(OP, min_size=1, max_size=3), label="ops"))
+                wire = mangle(wire, data.draw(st.lists(OP, min_size=1, max_size=3), label="ops"))
             matched = match_response(pending, with_id(pending, i, wire))
             if matched is None:
                 raise ResolutionError("no matching answer (the transport would time out)")

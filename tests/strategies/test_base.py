@@ -24,6 +24,7 @@ from headless_client.strategies import (
     Strategy,
 )
 from headless_client.strategies.base import SnapshotCache, distinct_pods, untried
+from tests.threads import run_in_threads
 
 from ._helpers import dual_stack, pods
 
@@ -138,11 +139,7 @@ def test_snapshot_cache_builds_once_per_snapshot_across_threads() -> None:
                 derived = cache.derive(eps)
             results.append(derived)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 8)
     assert calls == [eps]
     assert results == [3] * 800
 

@@ -13,6 +13,7 @@ from headless_client.endpoints import EndpointSet
 from headless_client.errors import NoEndpointsAvailable
 from headless_client.request import Request
 from headless_client.strategies import HealthPooling, Pinning, RoundRobin, Watching, round_robin
+from tests.threads import run_in_threads
 
 from ._helpers import dual_stack, pods
 
@@ -50,11 +51,7 @@ def test_rotation_is_exact_across_eight_threads() -> None:
             mine[rr.pick(eps).ordinal] += 1
         counts.append(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 8)
     total = sum(counts, Counter())
     assert total == {0: 1000, 1: 1000, 2: 1000}
 
@@ -105,11 +102,7 @@ def test_free_threaded_rotation_is_the_same_exact_rotation(monkeypatch: pytest.M
         with lock:
             counts.update(mine)
 
-    threads = [threading.Thread(target=worker) for _ in range(4)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    run_in_threads(worker, 4)
     assert counts == {i: 400 for i in range(5)}
 
 
