@@ -176,13 +176,20 @@ def test_dynamic_update_seen(resolver, fresh_service):
 def silent_server():
     """A DNS port that never answers: UDP bound but never read, TCP listening but never
     accepting (the kernel completes the handshake; no reply ever comes)."""
-    udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    udp.bind(("127.0.0.1", 0))
-    port = udp.getsockname()[1]
-    tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    tcp.bind(("127.0.0.1", port))
-    tcp.listen(16)
-    return udp, tcp, port
+    for _ in range(20):  # the UDP port's TCP twin may be taken: try another (bounded)
+        udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        udp.bind(("127.0.0.1", 0))
+        port = udp.getsockname()[1]
+        tcp = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            tcp.bind(("127.0.0.1", port))
+        except OSError:
+            tcp.close()
+            udp.close()
+            continue
+        tcp.listen(16)
+        return udp, tcp, port
+    raise AssertionError("no loopback port free for both UDP and TCP in 20 tries")
 
 
 def test_unreachable_nameserver_fails_within_timeout():
