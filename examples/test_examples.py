@@ -76,6 +76,7 @@ EXPECTED = {
         r"web-1\.web\.demo\.svc\.cluster\.local .* terminating$",
     ],
     "tls_pods.py": [
+        r"^socket: \(\('DNS', 'web-0\.web\.demo\.svc\.cluster\.local'\),\)$",
         r"^requests: \['web-0', 'web-1', 'web-2'\]$",
         r"^httpx: \['web-0', 'web-1', 'web-2'\]$",
         r"^checked against the service's name instead: refused$",

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""TLS to every pod: each pod proves its own name, with requests, httpx, aiohttp and gRPC.
+"""TLS to every pod: each pod proves its own name, with a socket, requests, httpx, aiohttp and gRPC.
 
 Needs: pip install 'headless-client[requests,httpx,aiohttp,grpc]' trustme. HTTPS pods (web)
 and gRPC pods (greeter) on loopback addresses, named by a fake cluster DNS, each with a
@@ -75,6 +75,17 @@ def serve_grpc(pod: FakePod, ca: trustme.CA) -> grpc.Server:
     return server
 
 
+def with_socket(cluster: FakeClusterDNS, ca_file: str) -> None:
+    # --8<-- [start:socket]
+    # ca_file: the CA's PEM file (in a pod: the mounted secret's ca.crt)
+    ctx = ssl.create_default_context(cafile=ca_file)      # check_hostname=True, CERT_REQUIRED
+    # ctx.load_cert_chain("/etc/tls/tls.crt", "/etc/tls/tls.key")   # optional: mutual TLS
+    with hc.HeadlessService("web.demo", port="http", resolver=cluster.resolver()) as svc, \
+            svc.connection(ordinal=0, ssl_context=ctx) as tls:
+        print("socket:", tls.getpeercert()["subjectAltName"])   # web-0's own name
+    # --8<-- [end:socket]
+
+
 def with_requests(cluster: FakeClusterDNS, url: str, ca_file: str) -> None:
     # --8<-- [start:requests]
     # url: https://web.demo:<port>/ (the service's name); ca_file: the CA's PEM file
@@ -137,6 +148,7 @@ def main() -> None:
                                                                           port=port)]
         try:
             url = f"https://web.demo:{port}/"
+            with_socket(cluster, ca_file)
             with_requests(cluster, url, ca_file)
             with_httpx(cluster, url, ca_file)
             asyncio.run(with_aiohttp(cluster, url, ca_file))
