@@ -30,7 +30,9 @@ CUSTOMERS = (7, 42, 3, 11, 8, 99)
 
 def produce(servers: str, brokers: hc.HeadlessService, topic: str) -> int:
     """Send the orders by customer key; the topic's partition count."""
+    # --8<-- [start:producer]
     producer = KafkaProducer(bootstrap_servers=servers, acks="all", max_block_ms=30_000)
+    # --8<-- [end:producer]
     try:
         partitions = len(producer.partitions_for(topic))
         for customer in CUSTOMERS:
@@ -49,7 +51,9 @@ def produce(servers: str, brokers: hc.HeadlessService, topic: str) -> int:
 
 def consume(servers: str, topic: str, partitions: int) -> int:
     """Read the topic from the beginning until every order is back (30 s at most); how many."""
+    # --8<-- [start:consumer]
     consumer = KafkaConsumer(bootstrap_servers=servers, enable_auto_commit=False)
+    # --8<-- [end:consumer]
     try:
         consumer.assign([TopicPartition(topic, p) for p in range(partitions)])
         consumer.seek_to_beginning()
