@@ -69,6 +69,7 @@ class Metadata:
         return {int(p): int(o) for p, o in (item.split("=") for item in reply.split())}
 
 
+# --8<-- [start:produce]
 def produce(svc: hc.HeadlessService, strategy: hc.PartitionLeader[int], key: bytes) -> str:
     """Send one record for *key* to its partition's leader: follow a NOT_LEADER hint, and
     re-read the metadata when the leader cannot be reached."""
@@ -89,6 +90,7 @@ def produce(svc: hc.HeadlessService, strategy: hc.PartitionLeader[int], key: byt
             print(f"  the leader of partition {partition} is unreachable ({type(exc).__name__}): re-read")
             strategy.refresh_leaders(force=True)
     return f"{key.decode()}: gave up"
+# --8<-- [end:produce]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -118,10 +120,13 @@ def main(argv: list[str] | None = None) -> int:
             cluster.set_handler(broker)
             resolver = cluster.resolver()
 
-        # The client's copy of the map, re-read (at most once a second) on NOT_LEADER.
-        strategy: hc.PartitionLeader[int] = hc.PartitionLeader(source)
+        # --8<-- [start:service]
+        # The client's copy of the map (source: () -> {partition: ordinal}), re-read at most
+        # once a second on NOT_LEADER.
+        strategy: hc.PartitionLeader[int] = hc.PartitionLeader(source, min_reread_interval=1.0)
         svc = stack.enter_context(hc.HeadlessService(args.service, port=args.port, resolver=resolver,
                                                      strategy=strategy))
+        # --8<-- [end:service]
         svc.wait_for(1, timeout=10)
         if cluster is not None:
             metadata.service = svc
