@@ -20,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 import headless_client as hc
-from headless_client.contrib.postgres import PrimaryTracker, connection_pool
+from headless_client.contrib.postgres import PrimaryTracker, conninfo, connection_pool
 
 SERVICE = "pg.prod"                              # the primary pg-0, standbys pg-1, pg-2
 BASE = "sslmode=verify-full connect_timeout=3"   # and PGDATABASE, PGUSER... from the environment
@@ -65,6 +65,20 @@ def main(nameservers: list[str] | None) -> None:
                 "SELECT pg_is_in_recovery(), inet_server_addr()").fetchone())
             assert served is not None
             print("read served by a standby:", served[0], "| at", served[1])
+
+        # Without a pool: pick a pod per connection, hand libpq its name and address.
+        # --8<-- [start:direct]
+        writer_dsn = conninfo(pg.pick("write"), BASE)   # the primary: host=pg-0... hostaddr=...
+        reader_dsn = conninfo(pg.pick(), BASE)          # a standby
+        with psycopg.connect(writer_dsn) as conn:
+            conn.execute("INSERT INTO visits (page) VALUES (%s)", ("/direct",))
+            wrote_on_standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        with psycopg.connect(reader_dsn) as conn:
+            read_on_standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        # --8<-- [end:direct]
+        assert wrote_on_standby is not None and read_on_standby is not None
+        print("direct: write on a standby:", wrote_on_standby[0],
+              "| read on a standby:", read_on_standby[0])
 
 
 if __name__ == "__main__":
