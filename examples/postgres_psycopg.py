@@ -20,7 +20,7 @@ import psycopg
 from psycopg_pool import ConnectionPool
 
 import headless_client as hc
-from headless_client.contrib.postgres import PrimaryTracker, conninfo, connection_pool
+from headless_client.contrib.postgres import PrimaryTracker, connection_pool, conninfo
 
 SERVICE = "pg.prod"                              # the primary pg-0, standbys pg-1, pg-2
 BASE = "sslmode=verify-full connect_timeout=3"   # and PGDATABASE, PGUSER... from the environment
@@ -76,7 +76,8 @@ def main(nameservers: list[str] | None) -> None:
         with psycopg.connect(reader_dsn) as conn:
             read_on_standby = conn.execute("SELECT pg_is_in_recovery()").fetchone()
         # --8<-- [end:direct]
-        assert wrote_on_standby is not None and read_on_standby is not None
+        assert wrote_on_standby is not None
+        assert read_on_standby is not None
         print("direct: write on a standby:", wrote_on_standby[0],
               "| read on a standby:", read_on_standby[0])
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import argparse
 
+import redis
+
 import headless_client as hc
 from headless_client.contrib.redis import RedisShards
 
@@ -53,6 +55,17 @@ def main(nameservers: list[str] | None) -> None:
             pipe.rpush("{user:42}:cart", "book", "pen")
             pipe.lrange("{user:42}:cart", 0, -1)
             print("cart:", [item.decode() for item in pipe.execute()[-1]])
+
+        # The generic registry does the same for any client: one redis.Redis per pod.
+        # --8<-- [start:registry]
+        def redis_for(ep: hc.Endpoint) -> redis.Redis:
+            return redis.Redis(host=ep.address, port=ep.port, socket_timeout=1)
+
+        with hc.ClientRegistry(svc, redis_for, failures=redis.ConnectionError) as caches, \
+                caches.client(key="user-42") as (endpoint, r):    # always the same pod for user-42
+            visits = r.incr("visits:user-42")
+        # --8<-- [end:registry]
+        print(f"visits of user 42 on {(endpoint.hostname or '?').split('.')[0]}: {visits}")
 
 
 if __name__ == "__main__":

@@ -197,7 +197,7 @@ def test_the_async_shards(dns, redis_pods) -> None:
 
 def test_the_recipe_program_runs(dns, redis_pods) -> None:
     """examples/redis_sharded_cache.py (docs/redis.md): misses then hits, each user's keys on
-    the pod the program names, the cart beside the profile."""
+    the pod the program names, the cart beside the profile, the registry's counter too."""
     out = run_example("redis_sharded_cache.py", "--nameserver", dns.nameserver)
     assert re.search(r"^pods: redis-0 redis-1 redis-2$", out, re.M), out
     found = re.findall(r"^user (\d+) on redis-(\d): (miss|hit): profile of user \1$", out, re.M)
@@ -209,3 +209,7 @@ def test_the_recipe_program_runs(dns, redis_pods) -> None:
             assert r.get(f"{{user:{user}}}:profile") == f"profile of user {user}".encode()
             if user == "42":
                 assert r.lrange("{user:42}:cart", 0, -1) == [b"book", b"pen"]
+    # The ClientRegistry excerpt of docs/registry.md: the counter is on the pod it names.
+    (ordinal, visits), = re.findall(r"^visits of user 42 on redis-(\d): (\d+)$", out, re.M)
+    with direct(redis_pods, int(ordinal)) as r:
+        assert r.get("visits:user-42") == visits.encode()
