@@ -81,6 +81,20 @@ def main(nameservers: list[str] | None) -> None:
         print("direct: write on a standby:", wrote_on_standby[0],
               "| read on a standby:", read_on_standby[0])
 
+        # The generic registry, for a pool per pod (the read pools above, by hand).
+        # --8<-- [start:registry]
+        def pool_for(ep: hc.Endpoint) -> ConnectionPool[Any]:    # connects in the background
+            return ConnectionPool(conninfo(ep, BASE), min_size=1, open=True)
+
+        with hc.ClientRegistry(pg, pool_for, failures=psycopg.OperationalError) as pools, \
+                pools.client(role="read") as (endpoint, pool), \
+                pool.connection(timeout=10) as conn:                       # a standby
+            in_recovery = conn.execute("SELECT pg_is_in_recovery()").fetchone()
+        # --8<-- [end:registry]
+        assert in_recovery is not None
+        print(f"registry: read on {(endpoint.hostname or '?').split('.')[0]}, "
+              f"a standby: {in_recovery[0]}")
+
 
 if __name__ == "__main__":
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])

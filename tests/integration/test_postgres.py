@@ -323,12 +323,13 @@ def assert_standby_reads(out: str, cluster: PostgresCluster, count: int) -> None
 
 def test_the_psycopg_recipe_runs(dns, pod_environment, postgres_cluster) -> None:
     """examples/postgres_psycopg.py (docs/postgres.md): the primary named, the write on it,
-    the reads on the standbys, through pools and through direct connections."""
+    the reads on the standbys, through pools, direct connections and a ClientRegistry of pools."""
     out = run_example("postgres_psycopg.py", "--nameserver", dns.nameserver, env=pod_environment)
     assert re.search(r"^primary: pg-0\.pg\.prod\.svc\.cluster\.local$", out, re.M), out
     assert re.search(r"^write served by the primary: True \| visits: \d+$", out, re.M), out
     assert_standby_reads(out, postgres_cluster, 4)
     assert re.search(r"^direct: write on a standby: False \| read on a standby: True$", out, re.M), out
+    assert re.search(r"^registry: read on pg-[12], a standby: True$", out, re.M), out
 
 
 def test_the_asyncpg_recipe_runs(dns, pod_environment, postgres_cluster) -> None:
