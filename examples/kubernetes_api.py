@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import tempfile
 import threading
 import time
 from collections import Counter
+from pathlib import Path
 
 import headless_client as hc
-from headless_client.contrib.kubernetes import EndpointSliceResolver, KubernetesConfig
+from headless_client.contrib.kubernetes import EndpointSliceResolver, load_kubeconfig
 from headless_client.testing.kube_api import FakeKubeAPI
 from headless_client.testing.model import ClusterModel
 
@@ -65,6 +68,17 @@ def real(args: argparse.Namespace) -> None:
             print(f"10 picks: {dict(Counter(ep.zone for ep in (svc.pick() for _ in range(10))))}")
 
 
+def kubeconfig(server: str, token: str, namespace: str) -> dict[str, object]:
+    """A kubeconfig (JSON is YAML too) whose context "ops" logs in to *server* with *token*."""
+    return {
+        "apiVersion": "v1", "kind": "Config", "current-context": "dev",
+        "clusters": [{"name": "fake", "cluster": {"server": server}}],
+        "users": [{"name": "ops-user", "user": {"token": token}}],
+        "contexts": [{"name": "ops", "context": {"cluster": "fake", "user": "ops-user",
+                                                 "namespace": namespace}}],
+    }
+
+
 def fake(args: argparse.Namespace) -> None:
     name, namespace = args.service.split(".", 1)
     model = ClusterModel()
@@ -72,9 +86,14 @@ def fake(args: argparse.Namespace) -> None:
     model.add_node("node-b", zone="zone-b")
     model.add_service(name, namespace, ports=[("http", 8080)])
     model.add_statefulset(name, namespace, 3, nodes=["node-a", "node-b"])
-    with FakeKubeAPI(model) as api, contextlib.ExitStack() as stack:
-        config = KubernetesConfig(server=api.url, namespace=namespace)
-        resolver = stack.enter_context(EndpointSliceResolver(config))
+    with FakeKubeAPI(model, token="demo-token") as api, contextlib.ExitStack() as stack:
+        # What kubectl's config would hold for this API: a context "ops" with a token.
+        staging = Path(stack.enter_context(tempfile.TemporaryDirectory())) / "staging.yaml"
+        staging.write_text(json.dumps(kubeconfig(api.url, "demo-token", namespace)), encoding="utf-8")
+        # --8<-- [start:kubeconfig]
+        resolver = stack.enter_context(EndpointSliceResolver(load_kubeconfig(staging, context="ops")))
+        # --8<-- [end:kubeconfig]
+        print(f"kubeconfig context ops: {resolver.config.server}, namespace {resolver.namespace}")
         zone = resolver.own_zone(environ={"NODE_NAME": "node-b"})  # as the downward API would say
         svc = stack.enter_context(
             hc.HeadlessService(args.service, port=args.port, resolver=resolver, strategy=hc.PreferZone(zone))

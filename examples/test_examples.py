@@ -68,6 +68,7 @@ EXPECTED = {
         r"scaled down to 2: clients 2 \| answers (web-[01] ?){4}$",
     ],
     "kubernetes_api.py": [
+        r"^kubeconfig context ops: http://127\.0\.0\.1:\d+, namespace demo$",
         r"web\.demo\.svc\.cluster\.local: 3 pods; this pod's zone: zone-b",
         r"zone=zone-a node=node-a pod=web-0",
         r"picks stay in zone-b: \['web-1'\]",
