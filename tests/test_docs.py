@@ -14,8 +14,9 @@ Conventions for whoever writes a page
     then fails the page, and so does an unclosed socket (ResourceWarning is an error).
 
 ``py`` blocks with a title are shown, not run.
-    For code that needs what the tests cannot give (a Kafka broker, a PostgreSQL server,
-    pods serving TLS) and excerpts of library source. Write ```py title="why"``` : the title
+    For code that needs what the tests cannot give (a real cluster's API server and
+    mounted service account). Prefer an excerpt of a program of ``examples/`` (below): those
+    run, against real servers when they need them. Write ```py title="why"``` : the title
     is shown above the block on the site and must say why it cannot run. A ``py`` block
     without a title, and any other Python-ish info string (``python3``, ``pycon``, ...),
     fails ``test_every_python_block_runs_or_is_marked``.
@@ -26,7 +27,9 @@ Complete programs are included from ``examples/``, not copied.
     lines show the sections the file marks ``# --8<-- [start:name]`` ... ``[end:name]``, for
     an excerpt of a program the tests run. It is not run here;
     examples/test_examples.py runs every program of ``examples/`` (on the fake cluster, or
-    names the integration test that runs it against real servers).
+    names the integration test that runs it against real servers). Excerpts of the
+    library's own source are included the same way (``"headless_client/x.py:name"``, the
+    markers as comments in the module), titled with the module's path.
 
 ``console`` transcripts run too; ``sh`` blocks do not.
     Every ``$ headless-client ...`` (or ``$ python -m headless_client ...``) line of a
@@ -491,15 +494,38 @@ def test_most_python_blocks_run() -> None:
 
 
 def test_included_programs_are_examples() -> None:
-    """Every snippet a page includes is a program of examples/ (which its tests all run),
-    shown as a ``py`` block titled with its path."""
+    """Every snippet a page includes is a program of examples/ (which its tests all run) or
+    a module of the library (which the test suite runs), shown as a ``py`` block titled with
+    its path."""
     included = [b for blocks in BLOCKS.values() for b in blocks if b.included]
     assert included, "no page includes a program of examples/"
     examples = {f"examples/{p.name}" for p in (ROOT / "examples").glob("*.py") if not p.name.startswith("test_")}
+    library = {str(p.relative_to(ROOT)) for p in (ROOT / "headless_client").rglob("*.py")}
     wrong = [f"{b.where}: {b.included} ({b.info})" for b in included
-             if b.included not in examples or b.lang != "py" or not (b.title or "").startswith(b.included)]
-    assert not wrong, "included files that are not examples/ programs, or blocks not titled with them:\n" + (
-        "\n".join(wrong))
+             if b.included not in examples | library or b.lang != "py"
+             or not (b.title or "").startswith(b.included)]
+    assert not wrong, ("included files that are not examples/ programs or library modules, or blocks "
+                       "not titled with them:\n" + "\n".join(wrong))
+
+
+def test_included_sections_are_marked() -> None:
+    """Every section a page includes (``"file.py:name"``) is marked once in that file,
+    start before end, and holds code."""
+    wrong = []
+    for blocks in BLOCKS.values():
+        for b in blocks:
+            if not b.included:
+                continue
+            for match in filter(None, (_SNIPPET.fullmatch(line.strip()) for line in b.code.splitlines())):
+                if match["section"] is None:
+                    continue
+                lines = (ROOT / match["path"]).read_text(encoding="utf-8").splitlines()
+                starts = [i for i, line in enumerate(lines) if line.strip() == f"# --8<-- [start:{match['section']}]"]
+                ends = [i for i, line in enumerate(lines) if line.strip() == f"# --8<-- [end:{match['section']}]"]
+                if len(starts) != 1 or len(ends) != 1 or not any(
+                        line.strip() for line in lines[starts[0] + 1:ends[0]]):
+                    wrong.append(f"{b.where}: {match['path']}:{match['section']}")
+    assert not wrong, "included sections not marked once (start, code, end):\n" + "\n".join(wrong)
 
 
 def test_every_page_is_in_the_nav() -> None:

@@ -110,6 +110,7 @@ class Strategy(Protocol):
         ...
 
 
+# --8<-- [start:request-strategy]
 @runtime_checkable
 class RequestStrategy(Protocol):
     """Chooses one endpoint per call, knowing what the call is (the current protocol).
@@ -135,6 +136,7 @@ class RequestStrategy(Protocol):
             TypeError: The request carries a key of a type the strategy cannot use.
         """
         ...
+# --8<-- [end:request-strategy]
 
 
 @runtime_checkable
@@ -207,6 +209,7 @@ class Watching(Protocol):
         ...
 
 
+# --8<-- [start:load-tracking]
 @runtime_checkable
 class LoadTracking(Protocol):
     """Accounting a service reports around each request.
@@ -230,6 +233,7 @@ class LoadTracking(Protocol):
             ok: ``False`` when the request failed (connect error, timeout, bad status).
         """
         ...
+# --8<-- [end:load-tracking]
 
 
 class HotPick:
