@@ -25,13 +25,13 @@ import argparse
 import random
 import statistics
 import sys
-import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from benchmarks.views import Seen
 from headless_client import EndpointSet, HeadlessService
 from headless_client.contrib.kubernetes import EndpointSliceResolver, KubernetesConfig
 from headless_client.testing.kube_api import FakeKubeAPI
@@ -47,31 +47,6 @@ DNS_ROWS = {
     ("DNS, kubeadm (ttl 30)", "scale-down"): (3.6, 18.3, 17.2, 7.9, 27.1),
     ("DNS, kubeadm (ttl 30)", "new-ip"): (12.6, 26.1, 24.0, 7.4, 31.6),
 }
-
-
-class Seen:
-    """Wakes a waiter whenever the service publishes a new view."""
-
-    def __init__(self, svc: HeadlessService) -> None:
-        self.svc = svc
-        self.cond = threading.Condition()
-        svc.subscribe(lambda old, new: self._notify())
-
-    def _notify(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait(self, predicate: Callable[[EndpointSet], bool], timeout: float) -> float | None:
-        """Seconds until *predicate* holds for the view (None: not within *timeout*)."""
-        start = time.perf_counter()
-        deadline = start + timeout
-        with self.cond:
-            while not predicate(self.svc.endpoints):
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    return None
-                self.cond.wait(min(remaining, 0.5))
-        return time.perf_counter() - start
 
 
 def measure(runs: int, rng: random.Random) -> dict[str, list[float]]:

@@ -32,14 +32,13 @@ import random
 import statistics
 import sys
 import tempfile
-import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from headless_client import EndpointSet, HeadlessService, Resolver
+from benchmarks.views import Seen
+from headless_client import HeadlessService, Resolver
 from headless_client.testing.kube_api import FakeKubeAPI
 from headless_client.testing.model import ClusterModel
 from tests.integration.coredns import (
@@ -55,31 +54,6 @@ from tests.integration.coredns import (
 VARIANTS = ("default", "kubeadm", "nodelocal")
 EVENTS = ("scale-up", "scale-down", "new-ip")
 PERIOD = {"default": 5.0, "kubeadm": 30.0, "nodelocal": 30.0}
-
-
-class Seen:
-    """Wakes a waiter whenever the service publishes a new view."""
-
-    def __init__(self, svc: HeadlessService) -> None:
-        self.svc = svc
-        self.cond = threading.Condition()
-        svc.subscribe(lambda old, new: self._notify())
-
-    def _notify(self) -> None:
-        with self.cond:
-            self.cond.notify_all()
-
-    def wait(self, predicate: Callable[[EndpointSet], bool], timeout: float) -> float | None:
-        """Seconds until *predicate* holds for the view (None: not within *timeout*)."""
-        start = time.perf_counter()
-        deadline = start + timeout
-        with self.cond:
-            while not predicate(self.svc.endpoints):
-                remaining = deadline - time.perf_counter()
-                if remaining <= 0:
-                    return None
-                self.cond.wait(min(remaining, 0.5))
-        return time.perf_counter() - start
 
 
 def measure(variant: str, binary: str, runs: int, tmp: Path, rng: random.Random) -> dict[str, list[float]]:
