@@ -16,23 +16,16 @@ import pytest
 import headless_client as hc
 from headless_client.events import EVENT_KINDS, ServiceEvent, membership_events
 from headless_client.testing import FakeClock, StaticResolver, statefulset_endpoints
-from tests.test_twins import NAME, AsyncTwin, SyncTwin, Twin, pods, wait_until
+from tests.test_twins import NAME, AsyncTwin, SyncTwin, Twin, pods, twin_of, wait_until
 
 
 @pytest.fixture(params=["sync", "async"])
 def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
     clock = FakeClock()
     table = StaticResolver({"web.prod": pods(0, 1, 2)}, namespace="prod")
-    cls = SyncTwin if request.param == "sync" else AsyncTwin
-    made = cls(clock, table, min_refresh=1, max_refresh=5, empty_grace=3,
-               health=hc.HealthPolicy(base_ejection=2, max_ejected=0.5))
-    try:
+    with twin_of(request.param, clock, table, min_refresh=1, max_refresh=5, empty_grace=3,
+                 health=hc.HealthPolicy(base_ejection=2, max_ejected=0.5)) as made:
         yield made
-    finally:
-        if made.svc is not None:
-            made.close()
-        if isinstance(made, AsyncTwin):
-            made.stop()
 
 
 class Recorder:

@@ -18,7 +18,7 @@ import headless_client as hc
 from headless_client.errors import ResolutionError, ServiceNotFound
 from headless_client.stats import LATENCY_WEIGHT, StatsKeeper
 from headless_client.testing import AsyncStaticResolver, FakeClock, StaticResolver
-from tests.test_twins import NAME, AsyncTwin, SyncTwin, Twin, pods
+from tests.test_twins import NAME, Twin, pods, twin_of
 
 # -- the keeper (pure) ----------------------------------------------------------------------------------
 
@@ -133,15 +133,8 @@ def twin(request: pytest.FixtureRequest, listeners: list[int]) -> Iterator[Twin]
     clock = FakeClock()
     table = ClockedResolver({"web.prod": loopback_pods(listeners)}, namespace="prod")
     table.cost = Cost()
-    cls = SyncTwin if request.param == "sync" else AsyncTwin
-    made = cls(clock, table, min_refresh=1, max_refresh=5, strategy=hc.RoundRobin())
-    try:
+    with twin_of(request.param, clock, table, min_refresh=1, max_refresh=5, strategy=hc.RoundRobin()) as made:
         yield made
-    finally:
-        if made.svc is not None:
-            made.close()
-        if isinstance(made, AsyncTwin):
-            made.stop()
 
 
 def test_a_new_service_has_nothing_counted(twin: Twin) -> None:

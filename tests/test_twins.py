@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import socket
 import threading
 import time
@@ -258,12 +259,11 @@ class AsyncTwin(Twin):
         self.loop.close()
 
 
-@pytest.fixture(params=["sync", "async"])
-def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
-    clock = FakeClock()
-    table = StaticResolver({"web.prod": pods(0, 1, 2)}, namespace="prod")
-    cls = SyncTwin if request.param == "sync" else AsyncTwin
-    made = cls(clock, table, min_refresh=1, max_refresh=5, empty_grace=3)
+@contextlib.contextmanager
+def twin_of(kind: str, clock: FakeClock, table: Any, **options: Any) -> Iterator[Twin]:
+    """A SyncTwin (*kind* "sync") or AsyncTwin of *table* on *clock*, closed (and its loop
+    stopped) after the block."""
+    made = (SyncTwin if kind == "sync" else AsyncTwin)(clock, table, **options)
     try:
         yield made
     finally:
@@ -271,6 +271,14 @@ def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
             made.close()
         if isinstance(made, AsyncTwin):
             made.stop()
+
+
+@pytest.fixture(params=["sync", "async"])
+def twin(request: pytest.FixtureRequest) -> Iterator[Twin]:
+    clock = FakeClock()
+    table = StaticResolver({"web.prod": pods(0, 1, 2)}, namespace="prod")
+    with twin_of(request.param, clock, table, min_refresh=1, max_refresh=5, empty_grace=3) as made:
+        yield made
 
 
 # -- start and close -----------------------------------------------------------------------------
